@@ -1,0 +1,216 @@
+"""The `cxpredict` command: parses arguments into the config and calls training/ and serving/."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from features.config import ConfigError, CxConfig, load_config
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_show_locals=False)
+console = Console(stderr=True)
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Path to cxpredict.yaml")]
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    from features.load import DataError
+
+    return (ConfigError, DataError)
+
+
+def cli_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Bad input ends the command with one readable line and exit code 2, never a traceback."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except _user_errors() as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(code=2) from None
+
+    return wrapper
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    for noisy in ("mlflow", "alembic", "urllib3", "git"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress")] = False) -> None:
+    """cxpredict: experience scores, causes and churn for every silent customer."""
+    _setup_logging(verbose)
+
+
+@app.command()
+@cli_errors
+def generate(
+    out: Annotated[Path, typer.Option(help="Folder to write the dataset into")],
+    customers: Annotated[int, typer.Option(help="Number of customers")] = 100_000,
+    survey_rate: Annotated[float, typer.Option(help="Share of customers who answered the survey")] = 0.03,
+    seed: Annotated[int, typer.Option(help="Random seed")] = 42,
+    name: Annotated[str, typer.Option(help="Dataset name in the config")] = "synthetic",
+) -> None:
+    """Write a synthetic company with known ground truth (truth.parquet) in the contract's format."""
+    from features.synthetic import generate_company, write_company
+
+    if customers < 100 or not 0 < survey_rate < 1:
+        raise ConfigError("--customers must be at least 100 and --survey-rate between 0 and 1")
+    company = generate_company(customers, survey_rate, seed)
+    config_path = write_company(company, out, name=name)
+    typer.echo(f"wrote {len(company.customers)} customers, {len(company.survey)} respondents -> {config_path}")
+
+
+def _load(config: Path) -> CxConfig:
+    return load_config(config)
+
+
+@app.command()
+@cli_errors
+def train(
+    config: ConfigOption,
+    tune_trials: Annotated[int | None, typer.Option(help="Override training.tune_trials")] = None,
+) -> None:
+    """Train every model, log one MLflow run and register the bundle as `champion`."""
+    from training.train import train as run_training
+
+    cfg = _load(config)
+    result = run_training(cfg, tune_trials=tune_trials)
+    _print_metrics("training (test_* on held-out rows)", result.metrics)
+    for note in result.notes:
+        typer.echo(f"note: {note}")
+    typer.echo(f"run {result.run_id}; registered {result.model_name} version {result.model_version} as champion")
+    typer.echo(f"tracking store: {cfg.tracking_uri}")
+
+
+@app.command()
+@cli_errors
+def score(
+    config: ConfigOption,
+    out: Annotated[Path, typer.Option(help="Parquet file to write")],
+    model_version: Annotated[str | None, typer.Option(help="Registered version (default: champion)")] = None,
+) -> None:
+    """Score every customer with the champion model: one row per customer."""
+    from features.load import load_dataset
+    from serving.batch import load_champion, score_customers, write_parquet_atomic
+
+    cfg = _load(config)
+    dataset = load_dataset(cfg)
+    loaded = load_champion(cfg, model_version)
+    scores = score_customers(cfg, loaded, dataset)
+    write_parquet_atomic(scores, out)
+    typer.echo(f"scored {len(scores)} customers with {loaded.model_name} v{loaded.version} -> {out}")
+
+
+@app.command()
+@cli_errors
+def backtest(
+    config: ConfigOption,
+    survey_rate: Annotated[float, typer.Option(help="Share of customers kept as respondents")] = 0.03,
+    repeats: Annotated[int, typer.Option(help="Independent repeats")] = 3,
+    seed: Annotated[int, typer.Option(help="Seed of the hiding draws")] = 0,
+    selection: Annotated[str, typer.Option(help="random or biased choice of kept respondents")] = "biased",
+    tune_trials: Annotated[int | None, typer.Option(help="Override training.tune_trials")] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the report as JSON here")] = None,
+) -> None:
+    """Hide most respondents, train on the rest, and report accuracy on the hidden ones."""
+    from features.load import load_dataset
+    from training.backtest import backtest as run_backtest
+
+    if selection not in ("random", "biased"):
+        raise ConfigError(f"--selection must be 'random' or 'biased', got '{selection}'")
+    cfg = _load(config)
+    report = run_backtest(cfg, load_dataset(cfg), survey_rate, repeats, seed, selection, tune_trials)  # type: ignore[arg-type]
+    summary = report.summary()
+    table = Table(title=f"backtest: {selection} {survey_rate:.1%} kept, {repeats} repeats (hidden respondents)")
+    table.add_column("metric")
+    table.add_column("mean", justify="right")
+    table.add_column("std", justify="right")
+    for metric, stats in summary.items():
+        table.add_row(metric, f"{stats['mean']:.4f}", f"{stats['std']:.4f}")
+    Console().print(table)
+    payload = json.dumps(report.to_dict(), indent=2)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(payload)
+        typer.echo(f"report -> {out}")
+    typer.echo(f"mlflow run {report.run_id}")
+
+
+@app.command()
+@cli_errors
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for the demo dataset, MLflow store and scores")] = Path("demo"),
+    customers: Annotated[int, typer.Option(help="Number of customers")] = 100_000,
+    survey_rate: Annotated[float, typer.Option(help="Share surveyed")] = 0.03,
+    seed: Annotated[int, typer.Option(help="Random seed")] = 42,
+    tune_trials: Annotated[int | None, typer.Option(help="Override training.tune_trials")] = None,
+) -> None:
+    """Generate a synthetic company, train every model, score every customer, print a summary."""
+    import pandas as pd
+
+    from features.load import load_dataset
+    from features.synthetic import generate_company, write_company
+    from serving.batch import load_champion, score_customers, write_parquet_atomic
+    from training.train import train as run_training
+
+    started = time.perf_counter()
+    company = generate_company(customers, survey_rate, seed)
+    config_path = write_company(company, out, name="demo")
+    typer.echo(f"generated {customers} customers ({len(company.survey)} surveyed) -> {config_path}")
+    cfg = load_config(config_path)
+    dataset = load_dataset(cfg)
+    result = run_training(cfg, dataset=dataset, tune_trials=tune_trials)
+    typer.echo(f"trained in {time.perf_counter() - started:.0f}s: run {result.run_id}")
+    scores = score_customers(cfg, load_champion(cfg), dataset)
+    scores_path = write_parquet_atomic(scores, out / "scores.parquet")
+
+    truth = pd.read_parquet(out / "truth.parquet")
+    true_index = 100 * ((truth["true_band"] == "promoter").mean() - (truth["true_band"] == "detractor").mean())
+    m = result.metrics
+    table = Table(title="cxpredict demo")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_row("true population NPS (ground truth)", f"{true_index:+.1f}")
+    table.add_row(
+        "estimated population NPS (respondents + predicted silent)",
+        f"{m['population_index']:+.1f}  [{m['population_index_ci_low']:+.1f}, {m['population_index_ci_high']:+.1f}]",
+    )
+    table.add_row("respondents-only NPS (naive)", f"{m['population_index_respondents']:+.1f}")
+    if "population_index_ipw" in m:
+        table.add_row("respondents, propensity-weighted NPS", f"{m['population_index_ipw']:+.1f}")
+    table.add_row("survey response adversarial AUC", f"{m.get('propensity_adversarial_auc', float('nan')):.3f}")
+    table.add_row("held-out respondents: band accuracy", f"{m['test_band_accuracy']:.3f}")
+    table.add_row("held-out respondents: macro-F1", f"{m['test_macro_f1']:.3f}")
+    table.add_row("held-out respondents: expected-score MAE", f"{m['test_expected_score_mae']:.2f}")
+    if "test_churn_roc_auc" in m:
+        table.add_row("held-out customers: churn ROC AUC", f"{m['test_churn_roc_auc']:.3f}")
+    table.add_row("scores", str(scores_path))
+    table.add_row("MLflow run", f"{result.run_id} ({cfg.tracking_uri})")
+    table.add_row("wall time", f"{time.perf_counter() - started:.0f}s")
+    Console().print(table)
+
+
+def _print_metrics(title: str, metrics: dict[str, float]) -> None:
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in sorted(metrics):
+        table.add_row(key, f"{metrics[key]:.4f}")
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    sys.exit(app())

@@ -1,0 +1,170 @@
+"""Feature building: a fitted pipeline that turns customer rows into a float matrix for LightGBM.
+
+The pipeline is fitted once at training, saved inside the model bundle and used unchanged in
+serving, so training and serving cannot drift. Categories are frozen at fit time: codes do not
+depend on batch order, and unseen or missing categories become NaN (LightGBM's "missing").
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+DATE_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}")
+MAX_CATEGORIES = 200  # beyond this a text column is an identifier, not a category
+NUMERIC, CATEGORICAL, BOOLEAN, DATE = "numeric", "categorical", "boolean", "date"
+_TRUE = {"true", "yes", "y", "1", "t"}
+_FALSE = {"false", "no", "n", "0", "f"}
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One model input: its source column, kind and (for categoricals) frozen categories."""
+
+    name: str
+    kind: str
+    categories: tuple[str, ...] = ()
+
+
+def _looks_like_dates(values: pd.Series) -> bool:
+    sample = values.dropna().astype(str).head(200)
+    return len(sample) > 0 and all(DATE_PATTERN.match(v) for v in sample)
+
+
+def _looks_boolean(values: pd.Series) -> bool:
+    if pd.api.types.is_bool_dtype(values):
+        return True
+    distinct = {str(v).strip().lower() for v in values.dropna().unique()[:10]}
+    return bool(distinct) and len(distinct) <= 2 and distinct <= (_TRUE | _FALSE) and not distinct <= {"0", "1"}
+
+
+def infer_kind(values: pd.Series, forced_categorical: bool = False) -> str:
+    """The kind of one column: numeric, categorical, boolean or date."""
+    if forced_categorical:
+        return CATEGORICAL
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return DATE
+    if _looks_boolean(values):
+        return BOOLEAN
+    if pd.api.types.is_numeric_dtype(values):
+        return NUMERIC
+    if _looks_like_dates(values):
+        return DATE
+    return CATEGORICAL
+
+
+def to_boolean(values: pd.Series) -> np.ndarray:
+    lowered = values.astype("string").str.strip().str.lower()
+    out = np.full(len(values), np.nan)
+    out[lowered.isin(list(_TRUE)).fillna(False).to_numpy(bool)] = 1.0
+    out[lowered.isin(list(_FALSE)).fillna(False).to_numpy(bool)] = 0.0
+    return out
+
+
+def to_days(values: pd.Series) -> np.ndarray:
+    """Dates as days since 1970-01-01: stateless, so a scoring batch needs no reference date."""
+    stamps = pd.to_datetime(values, errors="coerce", utc=True)
+    days = (stamps - pd.Timestamp("1970-01-01", tz="UTC")) / pd.Timedelta(days=1)
+    return days.to_numpy(dtype=float, na_value=np.nan)
+
+
+def to_numeric(values: pd.Series) -> np.ndarray:
+    numbers = pd.to_numeric(values, errors="coerce").astype(float)
+    array = numbers.to_numpy(dtype=float, na_value=np.nan)
+    return np.where(np.isfinite(array), array, np.nan)
+
+
+def to_codes(values: pd.Series, categories: tuple[str, ...]) -> np.ndarray:
+    """Category codes against the frozen list; unseen and missing values become NaN."""
+    lookup = {c: float(i) for i, c in enumerate(categories)}
+    as_text = values.astype("string")
+    codes = as_text.map(lookup, na_action="ignore")
+    return pd.to_numeric(codes, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+class FeaturePipeline:
+    """Fitted column typing and encoding (scikit-learn style: learned attributes end in `_`).
+
+    Args:
+        id_column: never a feature.
+        exclude: columns never used as model input (leakage, identifiers, the value column).
+        categorical: columns forced to be categorical even when numeric.
+    """
+
+    def __init__(self, id_column: str, exclude: list[str] | None = None, categorical: list[str] | None = None):
+        self.id_column = id_column
+        self.exclude = list(exclude or [])
+        self.categorical = list(categorical or [])
+
+    def fit(self, customers: pd.DataFrame) -> FeaturePipeline:
+        specs: list[FeatureSpec] = []
+        skipped: dict[str, str] = {}
+        for column in customers.columns:
+            if column == self.id_column or column in self.exclude:
+                continue
+            values = customers[column]
+            if values.isna().all():
+                skipped[column] = "all values missing"
+                continue
+            kind = infer_kind(values, column in self.categorical)
+            if kind == CATEGORICAL:
+                categories = tuple(sorted(values.dropna().astype(str).unique()))
+                if len(categories) > MAX_CATEGORIES and column not in self.categorical:
+                    skipped[column] = f"{len(categories)} distinct text values (looks like an identifier)"
+                    continue
+                specs.append(FeatureSpec(column, kind, categories))
+            else:
+                specs.append(FeatureSpec(column, kind))
+        if not specs:
+            raise ValueError("no usable feature column in the customers table")
+        self.specs_ = specs
+        self.skipped_ = skipped
+        return self
+
+    @property
+    def feature_names_(self) -> list[str]:
+        return [s.name for s in self.specs_]
+
+    @property
+    def categorical_indices_(self) -> list[int]:
+        return [i for i, s in enumerate(self.specs_) if s.kind == CATEGORICAL]
+
+    def missing_columns(self, customers: pd.DataFrame) -> list[str]:
+        return [s.name for s in self.specs_ if s.name not in customers.columns]
+
+    def transform(self, customers: pd.DataFrame) -> np.ndarray:
+        """Encode rows into a (n_rows, n_features) float64 matrix; absent columns become NaN."""
+        matrix = np.full((len(customers), len(self.specs_)), np.nan)
+        for j, spec in enumerate(self.specs_):
+            if spec.name not in customers.columns:
+                continue
+            values = customers[spec.name]
+            if spec.kind == NUMERIC:
+                matrix[:, j] = to_numeric(values)
+            elif spec.kind == BOOLEAN:
+                matrix[:, j] = to_boolean(values)
+            elif spec.kind == DATE:
+                matrix[:, j] = to_days(values)
+            else:
+                matrix[:, j] = to_codes(values, spec.categories)
+        return matrix
+
+    def decode(self, matrix: np.ndarray) -> pd.DataFrame:
+        """Back from the matrix to readable columns (categories as text), for explanations."""
+        frame = pd.DataFrame(matrix, columns=self.feature_names_)
+        for spec in self.specs_:
+            if spec.kind == CATEGORICAL:
+                codes = frame[spec.name]
+                lookup = dict(enumerate(spec.categories))
+                frame[spec.name] = codes.map(lambda c, lk=lookup: lk.get(int(c)) if pd.notna(c) else None)
+        return frame
+
+    def schema(self) -> list[dict]:
+        """The feature schema logged with the model and served by /v1/model."""
+        return [
+            {"name": s.name, "kind": s.kind, **({"categories": list(s.categories)} if s.categories else {})}
+            for s in self.specs_
+        ]

@@ -1,0 +1,230 @@
+"""The typed dataset config (`cxpredict.yaml`): read once, validated, passed down.
+
+Key names are the data contract of DESIGN.md: add keys, never rename them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """A config file that breaks the contract; the message names the file and the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SqlTable(_Strict):
+    """A table read from a database through SQLAlchemy."""
+
+    url: str
+    table: str
+
+
+class FileTable(_Strict):
+    """A file, optionally restricted to some columns and joined on a key other than the id."""
+
+    path: str
+    columns: list[str] | None = None
+    key: str | None = None  # join key when it is not id_column (e.g. a zip-code lookup table)
+
+
+TableSource = str | SqlTable | FileTable
+CustomersSource = TableSource | list[str | FileTable]
+
+
+class DataConfig(_Strict):
+    customers: CustomersSource
+    survey: TableSource
+    outcomes: TableSource | None = None
+    campaigns: TableSource | None = None
+
+
+class FeaturesConfig(_Strict):
+    exclude: list[str] = Field(default_factory=list)
+    categorical: list[str] = Field(default_factory=list)
+
+
+class ScoreConfig(_Strict):
+    column: str
+    scale: tuple[int, int]
+    bands: dict[str, tuple[int, int]]
+    # The headline index is 100·(P(top band) − P(bottom band)); NPS by default.
+    positive_band: str | None = None
+    negative_band: str | None = None
+
+    @model_validator(mode="after")
+    def _bands_cover_scale(self) -> ScoreConfig:
+        low, high = self.scale
+        if low >= high:
+            raise ValueError(f"score.scale must be [low, high] with low < high, got {list(self.scale)}")
+        if len(self.bands) < 2:
+            raise ValueError("score.bands needs at least two bands")
+        covered: dict[int, str] = {}
+        for band, (b_low, b_high) in self.bands.items():
+            if b_low > b_high:
+                raise ValueError(f"score.bands.{band}: low {b_low} is above high {b_high}")
+            for value in range(b_low, b_high + 1):
+                if value < low or value > high:
+                    raise ValueError(f"score.bands.{band}: {value} is outside score.scale {list(self.scale)}")
+                if value in covered:
+                    raise ValueError(f"score.bands.{band}: {value} is also in band {covered[value]}")
+                covered[value] = band
+        missing = [v for v in range(low, high + 1) if v not in covered]
+        if missing:
+            raise ValueError(f"score.bands do not cover the scale: no band holds {missing}")
+        for key in ("positive_band", "negative_band"):
+            name = getattr(self, key)
+            if name is not None and name not in self.bands:
+                raise ValueError(f"score.{key} '{name}' is not one of the bands {list(self.bands)}")
+        return self
+
+    @property
+    def levels(self) -> list[int]:
+        return list(range(self.scale[0], self.scale[1] + 1))
+
+    @property
+    def band_names(self) -> list[str]:
+        return sorted(self.bands, key=lambda b: self.bands[b][0])
+
+    @property
+    def top_band(self) -> str:
+        return self.positive_band or self.band_names[-1]
+
+    @property
+    def bottom_band(self) -> str:
+        return self.negative_band or self.band_names[0]
+
+    def band_of(self, level: int) -> str:
+        for band, (b_low, b_high) in self.bands.items():
+            if b_low <= level <= b_high:
+                return band
+        raise KeyError(level)
+
+
+class CausesConfig(_Strict):
+    column: str | None = None  # separator-joined cause codes
+    columns: list[str] | None = None  # or one 0/1 flag column per cause
+    separator: str = ";"
+
+    @model_validator(mode="after")
+    def _one_form(self) -> CausesConfig:
+        if (self.column is None) == (self.columns is None):
+            raise ValueError("causes needs exactly one of `column` (coded list) or `columns` (0/1 flags)")
+        return self
+
+
+class ChurnConfig(_Strict):
+    column: str
+    # Use out-of-fold predicted experience (expected score, P(bottom band)) as churn features.
+    use_experience: bool = True
+
+
+class TrainingConfig(_Strict):
+    seed: int = 42
+    tune_trials: int = 30
+    tune_timeout_s: float | None = None  # time budget per model; None means trials only
+    bias_correction: bool = True
+    max_weight: float = Field(20.0, gt=1.0)  # inverse-propensity weights (mean 1) are clipped here
+    holdout_fraction: float = Field(0.2, gt=0.0, lt=0.5)  # respondents held out for test_* metrics
+    min_respondents: int = 50
+    threads: int = 2
+
+    @field_validator("tune_trials")
+    @classmethod
+    def _positive_trials(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError("training.tune_trials must be at least 1")
+        return v
+
+
+class MlflowConfig(_Strict):
+    tracking_uri: str | None = None  # default: sqlite file beside the config
+    experiment: str | None = None  # default: cxpredict-<name>
+    registered_model: str | None = None  # default: cxpredict-<name>
+    artifact_location: str | None = None  # default: ./mlartifacts beside the config
+
+
+class CxConfig(_Strict):
+    name: str
+    id_column: str
+    data: DataConfig
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    rename: dict[str, str] = Field(default_factory=dict)
+    value_column: str | None = None
+    score: ScoreConfig
+    causes: CausesConfig | None = None
+    drivers: list[str] = Field(default_factory=list)
+    churn: ChurnConfig | None = None
+    strategies: str | None = None
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    # Folder the relative paths above are read from; set by load_config, not by users.
+    base_dir: Annotated[Path, Field(exclude=True)] = Path(".")
+
+    def resolve(self, path: str) -> Path:
+        """A config path made absolute against the config file's folder."""
+        p = Path(path)
+        return p if p.is_absolute() else (self.base_dir / p)
+
+    @property
+    def tracking_uri(self) -> str:
+        if self.mlflow.tracking_uri:
+            return self.mlflow.tracking_uri
+        return f"sqlite:///{(self.base_dir / 'mlflow.db').resolve()}"
+
+    @property
+    def experiment_name(self) -> str:
+        return self.mlflow.experiment or f"cxpredict-{self.name}"
+
+    @property
+    def registered_model_name(self) -> str:
+        return self.mlflow.registered_model or f"cxpredict-{self.name}"
+
+    @property
+    def artifact_location(self) -> str:
+        if self.mlflow.artifact_location:
+            return self.mlflow.artifact_location
+        return (self.base_dir / "mlartifacts").resolve().as_uri()
+
+
+def _format_validation_error(path: Path, err: ValidationError) -> str:
+    # For unions pydantic reports every alternative; the deepest location is the one that matters.
+    first = max(err.errors(), key=lambda e: len(e["loc"]))
+    where = ".".join(str(p) for p in first["loc"]) or "<root>"
+    more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    return f"{path}: key '{where}': {first['msg']}{more}"
+
+
+def parse_config(raw: dict[str, Any], base_dir: Path, source: str = "<config>") -> CxConfig:
+    """Validate a config mapping; relative paths resolve against `base_dir`."""
+    try:
+        return CxConfig.model_validate({**raw, "base_dir": base_dir})
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(Path(source), err)) from None
+
+
+def load_config(path: str | Path) -> CxConfig:
+    """Read and validate `cxpredict.yaml`.
+
+    Args:
+        path: the config file.
+    Returns:
+        The validated config, with `base_dir` set to the file's folder.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys at the top level")
+    return parse_config(raw, path.parent.resolve(), str(path))

@@ -1,0 +1,1 @@
+"""Model code shared by training and serving: targets, estimators, the MLflow bundle, explanations, strategies."""

@@ -1,0 +1,188 @@
+"""The trained set of models as one object, its MLflow pyfunc wrapper, and loading it back.
+
+`ScoringBundle` is what training logs and what serving and batch scoring load: the fitted
+feature pipeline plus every booster, so the same code turns customer rows into scores everywhere.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import joblib
+import lightgbm as lgb
+import mlflow
+import numpy as np
+import pandas as pd
+
+from features.build import FeaturePipeline
+from models.estimators import binary_probability, multiclass_probabilities, predict_raw
+
+BUNDLE_ARTIFACT = "bundle"
+BUNDLE_FILE = "bundle.joblib"
+CHAMPION = "champion"
+
+
+def band_column(band: str) -> str:
+    return f"p_{band}"
+
+
+def cause_column(code: str) -> str:
+    return f"p_cause_{code}"
+
+
+def driver_column(driver: str) -> str:
+    return f"pred_{driver}"
+
+
+@dataclass
+class ScoringBundle:
+    """Every fitted model of one training run, with what is needed to turn rows into scores."""
+
+    name: str
+    id_column: str
+    pipeline: FeaturePipeline
+    levels: list[int]
+    bands: dict[str, tuple[int, int]]
+    top_band: str
+    bottom_band: str
+    score_booster: lgb.Booster
+    score_temperature: float = 1.0
+    cause_boosters: dict[str, lgb.Booster] = field(default_factory=dict)
+    driver_boosters: dict[str, lgb.Booster] = field(default_factory=dict)
+    churn_booster: lgb.Booster | None = None
+    churn_uses_experience: bool = False
+    propensity_booster: lgb.Booster | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def band_names(self) -> list[str]:
+        return sorted(self.bands, key=lambda b: self.bands[b][0])
+
+    @property
+    def band_matrix(self) -> np.ndarray:
+        """(levels × bands) 0/1 matrix: level probabilities @ band_matrix = band probabilities."""
+        names = self.band_names
+        matrix = np.zeros((len(self.levels), len(names)))
+        for i, level in enumerate(self.levels):
+            for j, band in enumerate(names):
+                low, high = self.bands[band]
+                matrix[i, j] = float(low <= level <= high)
+        return matrix
+
+    @property
+    def output_columns(self) -> list[str]:
+        columns = [band_column(b) for b in self.band_names] + ["expected_score"]
+        columns += [cause_column(c) for c in self.cause_boosters]
+        columns += [driver_column(d) for d in self.driver_boosters]
+        if self.churn_booster is not None:
+            columns.append("churn_probability")
+        return columns
+
+    def churn_matrix(self, X: np.ndarray, expected_score: np.ndarray, p_bottom: np.ndarray) -> np.ndarray:
+        """Churn inputs: the features, plus predicted experience when the churn model uses it."""
+        if not self.churn_uses_experience:
+            return X
+        return np.column_stack([X, expected_score, p_bottom])
+
+    def predict_matrix(self, X: np.ndarray, threads: int | None = None) -> dict[str, np.ndarray]:
+        """All predictions for an encoded feature matrix, as named arrays."""
+        level_probs = multiclass_probabilities(predict_raw(self.score_booster, X, threads), self.score_temperature)
+        band_probs = level_probs @ self.band_matrix
+        expected = level_probs @ np.asarray(self.levels, float)
+        out: dict[str, np.ndarray] = {band_column(b): band_probs[:, j] for j, b in enumerate(self.band_names)}
+        out["expected_score"] = expected
+        for code, booster in self.cause_boosters.items():
+            out[cause_column(code)] = binary_probability(predict_raw(booster, X, threads))
+        for driver, booster in self.driver_boosters.items():
+            out[driver_column(driver)] = predict_raw(booster, X, threads)
+        if self.churn_booster is not None:
+            p_bottom = out[band_column(self.bottom_band)]
+            churn_X = self.churn_matrix(X, expected, p_bottom)
+            out["churn_probability"] = binary_probability(predict_raw(self.churn_booster, churn_X, threads))
+        return out
+
+    def predict(self, customers: pd.DataFrame, threads: int | None = None) -> pd.DataFrame:
+        """Scores for customer rows: band probabilities, expected score, causes, drivers, churn."""
+        X = self.pipeline.transform(customers)
+        out = self.predict_matrix(X, threads)
+        frame = pd.DataFrame(out, index=customers.index)
+        if self.id_column in customers.columns:
+            frame.insert(0, self.id_column, customers[self.id_column].astype(str).to_numpy())
+        return frame
+
+    def response_propensity(self, customers: pd.DataFrame) -> np.ndarray | None:
+        """P(responded to the survey | operational data), when a propensity model was trained."""
+        if self.propensity_booster is None:
+            return None
+        return binary_probability(predict_raw(self.propensity_booster, self.pipeline.transform(customers)))
+
+
+def population_index(band_probabilities: pd.DataFrame, top_band: str, bottom_band: str) -> float:
+    """100·(mean P(top band) − mean P(bottom band)): the NPS (or CSAT index) of a population."""
+    return float(
+        100.0 * (band_probabilities[band_column(top_band)].mean() - band_probabilities[band_column(bottom_band)].mean())
+    )
+
+
+def save_bundle(bundle: ScoringBundle, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    joblib.dump(bundle, path)
+    return path
+
+
+def load_bundle(path: Path) -> ScoringBundle:
+    return joblib.load(path)
+
+
+class CxPyfuncModel(mlflow.pyfunc.PythonModel):
+    """MLflow pyfunc around a ScoringBundle (used by `mlflow models serve` and Spark UDFs)."""
+
+    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        self.bundle = load_bundle(Path(context.artifacts[BUNDLE_ARTIFACT]))
+
+    def predict(
+        self, context: mlflow.pyfunc.PythonModelContext, model_input: pd.DataFrame, params: dict | None = None
+    ) -> pd.DataFrame:
+        return self.bundle.predict(model_input)
+
+
+@dataclass
+class LoadedBundle:
+    """A bundle with where it came from in the registry."""
+
+    bundle: ScoringBundle
+    model_name: str
+    version: str
+    run_id: str
+    alias: str | None = CHAMPION
+
+
+def load_registered_bundle(
+    tracking_uri: str, model_name: str, alias: str = CHAMPION, version: str | None = None
+) -> LoadedBundle:
+    """Load the bundle a registered model version (by alias, or an explicit version) points to.
+
+    Args:
+        tracking_uri: the MLflow tracking store (registry lives there too).
+        model_name: registered model name.
+        alias: alias to resolve when `version` is not given.
+        version: an explicit version number.
+    Returns:
+        The loaded bundle with its version and run id.
+    """
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    if version is None:
+        model_version = client.get_model_version_by_alias(model_name, alias)
+    else:
+        model_version = client.get_model_version(model_name, version)
+        alias = None
+    with tempfile.TemporaryDirectory() as tmp:
+        mlflow.set_tracking_uri(tracking_uri)
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{model_name}/{model_version.version}", dst_path=tmp
+        )
+        bundle = load_bundle(Path(local) / "artifacts" / BUNDLE_FILE)
+    return LoadedBundle(bundle, model_name, str(model_version.version), model_version.run_id or "", alias)

@@ -1,0 +1,1 @@
+"""FastAPI app: settings, schemas, routes, customer store, model loading."""

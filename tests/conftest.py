@@ -1,0 +1,31 @@
+"""Shared fixtures: small generated datasets, written once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from features.config import CxConfig, load_config
+from features.synthetic import generate_company, write_company
+
+SMALL_CUSTOMERS = 4000
+SMALL_SURVEY_RATE = 0.15
+
+
+@pytest.fixture(scope="session")
+def small_company_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 4,000-customer synthetic company with 15 % surveyed (enough rows for every model)."""
+    out = tmp_path_factory.mktemp("small_company")
+    write_company(generate_company(SMALL_CUSTOMERS, SMALL_SURVEY_RATE, seed=7), out, name="small")
+    return out
+
+
+@pytest.fixture()
+def small_config(small_company_dir: Path, tmp_path: Path) -> CxConfig:
+    """The small company's config with its own MLflow store, so tests do not share registries."""
+    config = load_config(small_company_dir / "cxpredict.yaml")
+    return config.model_copy(update={"mlflow": config.mlflow.model_copy(update={
+        "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "artifact_location": (tmp_path / "artifacts").as_uri(),
+    })})

@@ -1,0 +1,1 @@
+"""Pipelines: train, tune, evaluate, backtest, reports, registry."""

@@ -1,0 +1,86 @@
+"""Metrics on held-out rows: score bands, causes, driver ratings, churn, population figures."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    f1_score,
+    log_loss,
+    mean_absolute_error,
+    roc_auc_score,
+)
+
+ECE_BINS = 10
+
+
+def expected_calibration_error(probabilities: np.ndarray, y: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Top-label ECE: |accuracy − confidence| averaged over equal-width confidence bins."""
+    confidence = probabilities.max(axis=1)
+    correct = (probabilities.argmax(axis=1) == y).astype(float)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        in_bin = which == b
+        if in_bin.any():
+            ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
+    return float(ece)
+
+
+def band_metrics(band_probs: np.ndarray, band_true: np.ndarray, prefix: str) -> dict[str, float]:
+    """Accuracy, macro-F1, log loss and ECE of band probabilities against observed bands."""
+    predicted = band_probs.argmax(axis=1)
+    labels = np.arange(band_probs.shape[1])
+    clipped = np.clip(band_probs, 1e-12, 1.0)
+    clipped = clipped / clipped.sum(axis=1, keepdims=True)
+    return {
+        f"{prefix}band_accuracy": float(accuracy_score(band_true, predicted)),
+        f"{prefix}macro_f1": float(f1_score(band_true, predicted, labels=labels, average="macro", zero_division=0)),
+        f"{prefix}log_loss": float(log_loss(band_true, clipped, labels=labels)),
+        f"{prefix}ece": expected_calibration_error(band_probs, band_true),
+    }
+
+
+def safe_auc(y: np.ndarray, p: np.ndarray) -> float:
+    """ROC AUC, or NaN when the rows hold one class only."""
+    return float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else float("nan")
+
+
+def safe_pr_auc(y: np.ndarray, p: np.ndarray) -> float:
+    return float(average_precision_score(y, p)) if len(np.unique(y)) == 2 else float("nan")
+
+
+def expected_score_mae(expected: np.ndarray, observed: np.ndarray) -> float:
+    return float(mean_absolute_error(observed, expected))
+
+
+def index_from_bands(band_true: np.ndarray, top: int, bottom: int, weight: np.ndarray | None = None) -> float:
+    """100·(share in top band − share in bottom band), optionally weighted (Hájek estimator)."""
+    w = np.ones(len(band_true)) if weight is None else np.asarray(weight, float)
+    return float(100.0 * ((w * (band_true == top)).sum() - (w * (band_true == bottom)).sum()) / w.sum())
+
+
+def bootstrap_index_interval(
+    p_top: np.ndarray, p_bottom: np.ndarray, seed: int, reps: int = 200, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of 100·(mean p_top − mean p_bottom) over customers.
+
+    It reflects which customers make up the base, not the models' own error; the backtest
+    reports the latter as population score error on hidden respondents.
+    """
+    rng = np.random.default_rng(seed)
+    diff = p_top - p_bottom
+    n = len(diff)
+    stats = np.empty(reps)
+    for r in range(reps):
+        stats[r] = diff[rng.integers(0, n, n)].mean()
+    alpha = (1 - level) / 2
+    low, high = np.quantile(stats, [alpha, 1 - alpha])
+    return float(100 * low), float(100 * high)
+
+
+def effective_sample_size(weight: np.ndarray) -> float:
+    """Kish's effective sample size of weighted rows: (Σw)² / Σw²."""
+    return float(weight.sum() ** 2 / (weight**2).sum())

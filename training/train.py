@@ -1,0 +1,507 @@
+"""Training pipeline: response propensity, score, causes, driver ratings and churn in one MLflow run.
+
+Every model is tuned with Optuna on part of its rows, evaluated on held-out rows it never saw
+(`test_*` metrics), then refit on all rows with the tuned settings; the fitted set is logged and
+registered as one pyfunc model with the alias `champion`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import mlflow
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
+
+from features.build import FeaturePipeline
+from features.config import CxConfig
+from features.load import DataError, Dataset, load_dataset
+from models.bundle import (
+    BUNDLE_ARTIFACT,
+    BUNDLE_FILE,
+    CHAMPION,
+    CxPyfuncModel,
+    ScoringBundle,
+    band_column,
+    save_bundle,
+)
+from models.estimators import (
+    BINARY,
+    MULTICLASS,
+    REGRESSION,
+    base_params,
+    binary_probability,
+    fit_booster,
+    fit_temperature,
+    multiclass_probabilities,
+    predict_raw,
+)
+from training import evaluate
+from training.tune import TuneResult, tune_model
+
+logger = logging.getLogger(__name__)
+OOF_FOLDS = 3
+INNER_VALID_FRACTION = 0.2
+MIN_CAUSE_POSITIVES = 5
+
+
+@dataclass
+class FittedModel:
+    """A booster refit on all rows, and the raw margins of its twin that never saw the holdout."""
+
+    booster: lgb.Booster
+    test_raw: np.ndarray
+    tuned: TuneResult
+
+
+@dataclass
+class TrainResult:
+    run_id: str
+    model_name: str
+    model_version: str | None
+    metrics: dict[str, float]
+    bundle: ScoringBundle
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RespondentTargets:
+    """Targets of the surveyed customers, aligned row by row with `positions` in the customers table."""
+
+    positions: np.ndarray
+    level_index: np.ndarray
+    band_index: np.ndarray
+    causes: pd.DataFrame | None
+    drivers: pd.DataFrame
+
+
+def respondent_targets(config: CxConfig, dataset: Dataset) -> RespondentTargets:
+    """Line survey rows up with customer rows and turn scores into class indices."""
+    position_of = pd.Series(np.arange(len(dataset.customers)), index=dataset.customers[config.id_column])
+    positions = position_of.loc[dataset.survey[config.id_column]].to_numpy()
+    scores = dataset.survey[config.score.column].to_numpy(int)
+    band_names = config.score.band_names
+    band_index = np.array([band_names.index(config.score.band_of(int(s))) for s in scores])
+    return RespondentTargets(
+        positions=positions,
+        level_index=scores - config.score.scale[0],
+        band_index=band_index,
+        causes=dataset.causes,
+        drivers=dataset.survey[config.drivers] if config.drivers else pd.DataFrame(index=dataset.survey.index),
+    )
+
+
+def split_holdout(n: int, fraction: float, seed: int, stratify: np.ndarray | None = None) -> np.ndarray:
+    """A boolean mask of held-out rows, stratified when every class has enough rows."""
+    if fraction <= 0:
+        return np.zeros(n, bool)
+    can_stratify = stratify is not None and np.bincount(stratify).min(initial=n) >= 2
+    _, test = train_test_split(
+        np.arange(n), test_size=fraction, random_state=seed, stratify=stratify if can_stratify else None
+    )
+    mask = np.zeros(n, bool)
+    mask[test] = True
+    return mask
+
+
+def fit_target(
+    name: str,
+    task: str,
+    X: np.ndarray,
+    y: np.ndarray,
+    weight: np.ndarray | None,
+    holdout: np.ndarray,
+    categorical: list[int],
+    config: CxConfig,
+    num_class: int = 1,
+    tune_trials: int | None = None,
+    log_trials: bool = True,
+) -> FittedModel:
+    """Tune on the non-held-out rows, score the holdout with a model that never saw it, refit on all.
+
+    Args:
+        name: model name (study and run names).
+        task: multiclass | binary | regression.
+        X, y, weight: all rows of this target.
+        holdout: mask of rows kept out of tuning and fitting for test metrics (may be all False).
+        categorical: categorical column indices.
+        config: the dataset config (seed, threads, budget).
+        num_class: classes for multiclass.
+        tune_trials: override of `training.tune_trials`.
+        log_trials: log Optuna trials as nested MLflow runs.
+    Returns:
+        The final booster, the holdout raw margins and the tuning result.
+    """
+    t = config.training
+    base = base_params(task, num_class, t.seed, t.threads)
+    train_rows = np.flatnonzero(~holdout)
+    stratify = y[train_rows].astype(int) if task != REGRESSION else None
+    inner_valid = split_holdout(len(train_rows), INNER_VALID_FRACTION, t.seed + 1, stratify)
+    w = None if weight is None else weight[train_rows]
+    tuned = tune_model(
+        name, base, X[train_rows], y[train_rows], w, inner_valid, categorical,
+        n_trials=tune_trials or t.tune_trials, timeout_s=t.tune_timeout_s, seed=t.seed, log_trials=log_trials,
+    )
+    test_raw = np.empty((0,) if task != MULTICLASS else (0, num_class))
+    if holdout.any():
+        twin = fit_booster(X[train_rows], y[train_rows], tuned.params, categorical, tuned.num_boost_round, weight=w)
+        test_raw = predict_raw(twin, X[holdout], t.threads)
+    final = fit_booster(X, y, tuned.params, categorical, tuned.num_boost_round, weight=weight)
+    return FittedModel(final, test_raw, tuned)
+
+
+def out_of_fold_raw(
+    X: np.ndarray, y: np.ndarray, weight: np.ndarray | None, tuned: TuneResult, categorical: list[int],
+    seed: int, threads: int, stratify: bool,
+) -> np.ndarray:
+    """Raw margins for every row from models that did not see it (cross-fitting)."""
+    splitter = (StratifiedKFold if stratify else KFold)(n_splits=OOF_FOLDS, shuffle=True, random_state=seed)
+    out: np.ndarray | None = None
+    for fit_rows, pred_rows in splitter.split(X, y if stratify else None):
+        w = None if weight is None else weight[fit_rows]
+        booster = fit_booster(X[fit_rows], y[fit_rows], tuned.params, categorical, tuned.num_boost_round, weight=w)
+        raw = predict_raw(booster, X[pred_rows], threads)
+        if out is None:
+            out = np.zeros((len(X), *raw.shape[1:]))
+        out[pred_rows] = raw
+    assert out is not None
+    return out
+
+
+def inverse_propensity_weights(propensity: np.ndarray, max_weight: float) -> np.ndarray:
+    """Weights 1/p normalised to mean 1, clipped at `max_weight` so a few rows cannot dominate."""
+    w = 1.0 / np.clip(propensity, 1e-6, 1.0)
+    w = w / w.mean()
+    w = np.minimum(w, max_weight)
+    return w / w.mean()
+
+
+def configure_mlflow(config: CxConfig) -> str:
+    """Point MLflow at the config's tracking store and experiment; returns the experiment id."""
+    mlflow.set_tracking_uri(config.tracking_uri)
+    mlflow.set_registry_uri(config.tracking_uri)
+    experiment = mlflow.get_experiment_by_name(config.experiment_name)
+    if experiment is None:
+        experiment_id = mlflow.create_experiment(config.experiment_name, artifact_location=config.artifact_location)
+    else:
+        experiment_id = experiment.experiment_id
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def _finite(metrics: dict[str, float]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)}
+
+
+class Trainer:
+    """Fits every model of one dataset; each `fit_*` step adds boosters to the bundle and metrics.
+
+    Args:
+        config: the dataset config.
+        dataset: the loaded tables.
+        tune_trials: override of `training.tune_trials` (tests and the backtest use small budgets).
+        holdout_fraction: override of `training.holdout_fraction`; 0 trains on every row.
+        log_trials: log Optuna trials as nested MLflow runs.
+    """
+
+    def __init__(
+        self, config: CxConfig, dataset: Dataset, tune_trials: int | None = None,
+        holdout_fraction: float | None = None, log_trials: bool = True,
+    ):
+        self.config = config
+        self.dataset = dataset
+        self.tune_trials = tune_trials
+        self.holdout_fraction = config.training.holdout_fraction if holdout_fraction is None else holdout_fraction
+        self.log_trials = log_trials
+        self.metrics: dict[str, float] = {}
+        self.notes: list[str] = []
+        self.pipeline = FeaturePipeline(
+            config.id_column,
+            exclude=[*config.features.exclude, *([config.value_column] if config.value_column else [])],
+            categorical=config.features.categorical,
+        ).fit(dataset.customers)
+        self.X = self.pipeline.transform(dataset.customers)
+        self.categorical = self.pipeline.categorical_indices_
+        self.targets = respondent_targets(config, dataset)
+        self.respondent_holdout = split_holdout(
+            len(self.targets.positions), self.holdout_fraction, config.training.seed, self.targets.band_index
+        )
+        self.propensity_booster: lgb.Booster | None = None
+        self.respondent_propensity: np.ndarray | None = None
+        self.respondent_weight: np.ndarray | None = None
+
+    def _fit(self, name: str, task: str, X: np.ndarray, y: np.ndarray, weight: np.ndarray | None,
+             holdout: np.ndarray, categorical: list[int] | None = None, num_class: int = 1) -> FittedModel:
+        return fit_target(
+            name, task, X, y, weight, holdout, self.categorical if categorical is None else categorical,
+            self.config, num_class=num_class, tune_trials=self.tune_trials, log_trials=self.log_trials,
+        )
+
+    def fit_propensity(self) -> None:
+        """P(responded | operational data): how different respondents are, and the weights that fix it."""
+        n = len(self.X)
+        responded = np.zeros(n, int)
+        responded[self.targets.positions] = 1
+        self.metrics["survey_response_rate"] = float(responded.mean())
+        if responded.all():
+            self.notes.append("every customer responded: no response bias to correct")
+            return
+        holdout = split_holdout(n, 0.2, self.config.training.seed, responded)
+        fitted = self._fit("propensity", BINARY, self.X, responded, None, holdout)
+        self.metrics["propensity_adversarial_auc"] = evaluate.safe_auc(
+            responded[holdout], binary_probability(fitted.test_raw)
+        )
+        oof = binary_probability(out_of_fold_raw(
+            self.X, responded, None, fitted.tuned, self.categorical, self.config.training.seed,
+            self.config.training.threads, stratify=True,
+        ))
+        self.propensity_booster = fitted.booster
+        self.respondent_propensity = oof[self.targets.positions]
+        weight = inverse_propensity_weights(self.respondent_propensity, self.config.training.max_weight)
+        self.metrics["propensity_effective_sample_size"] = evaluate.effective_sample_size(weight)
+        self.metrics["propensity_max_weight"] = float(weight.max())
+        if self.config.training.bias_correction:
+            self.respondent_weight = weight
+
+    def fit_score(self) -> tuple[lgb.Booster, float]:
+        """Multiclass over score levels; bands and the expected score are sums over levels."""
+        c, tg = self.config, self.targets
+        X = self.X[tg.positions]
+        fitted = self._fit(
+            "score", MULTICLASS, X, tg.level_index, self.respondent_weight, self.respondent_holdout,
+            num_class=len(c.score.levels),
+        )
+        inner_valid_y = self._inner_valid_labels(tg.level_index)
+        temperature = fit_temperature(fitted.tuned.valid_raw, inner_valid_y)
+        self.metrics["score_temperature"] = temperature
+        if self.respondent_holdout.any():
+            levels = multiclass_probabilities(fitted.test_raw, temperature)
+            bundle_bands = _band_matrix(c)
+            band_probs = levels @ bundle_bands
+            self.metrics.update(evaluate.band_metrics(band_probs, tg.band_index[self.respondent_holdout], "test_"))
+            observed = np.asarray(c.score.levels)[tg.level_index[self.respondent_holdout]]
+            self.metrics["test_expected_score_mae"] = evaluate.expected_score_mae(
+                levels @ np.asarray(c.score.levels, float), observed
+            )
+        self.score_tuned = fitted.tuned
+        return fitted.booster, temperature
+
+    def _inner_valid_labels(self, y: np.ndarray) -> np.ndarray:
+        """Labels of the inner validation rows that tuning used (same split as in fit_target)."""
+        train_rows = np.flatnonzero(~self.respondent_holdout)
+        inner = split_holdout(len(train_rows), INNER_VALID_FRACTION, self.config.training.seed + 1,
+                              y[train_rows].astype(int))
+        return y[train_rows][inner]
+
+    def fit_causes(self) -> dict[str, lgb.Booster]:
+        boosters: dict[str, lgb.Booster] = {}
+        causes = self.targets.causes
+        if causes is None:
+            return boosters
+        X = self.X[self.targets.positions]
+        for code in causes.columns:
+            y = causes[code].to_numpy(int)
+            if y[~self.respondent_holdout].sum() < MIN_CAUSE_POSITIVES:
+                self.notes.append(f"cause '{code}' named by fewer than {MIN_CAUSE_POSITIVES} respondents: not modelled")
+                continue
+            fitted = self._fit(f"cause_{code}", BINARY, X, y, self.respondent_weight, self.respondent_holdout)
+            if self.respondent_holdout.any():
+                self.metrics[f"test_cause_auc_{code}"] = evaluate.safe_auc(
+                    y[self.respondent_holdout], binary_probability(fitted.test_raw)
+                )
+            boosters[code] = fitted.booster
+        aucs = [v for k, v in self.metrics.items() if k.startswith("test_cause_auc_") and np.isfinite(v)]
+        if aucs:
+            self.metrics["test_cause_auc_mean"] = float(np.mean(aucs))
+        return boosters
+
+    def fit_drivers(self) -> dict[str, lgb.Booster]:
+        boosters: dict[str, lgb.Booster] = {}
+        X_all = self.X[self.targets.positions]
+        for driver in self.config.drivers:
+            values = self.targets.drivers[driver].to_numpy(float)
+            rated = np.isfinite(values)
+            if rated.sum() < self.config.training.min_respondents:
+                self.notes.append(f"driver '{driver}' rated by {int(rated.sum())} respondents: not modelled")
+                continue
+            weight = None if self.respondent_weight is None else self.respondent_weight[rated]
+            holdout = self.respondent_holdout[rated]
+            fitted = self._fit(f"driver_{driver}", REGRESSION, X_all[rated], values[rated], weight, holdout)
+            if holdout.any():
+                errors = np.abs(fitted.test_raw - values[rated][holdout])
+                self.metrics[f"test_driver_mae_{driver}"] = float(errors.mean())
+            boosters[driver] = fitted.booster
+        return boosters
+
+    def experience_features(self, score_booster: lgb.Booster, temperature: float) -> tuple[np.ndarray, np.ndarray]:
+        """Expected score and P(bottom band) per customer, out-of-fold for respondents (no leakage)."""
+        c, tg = self.config, self.targets
+        levels = multiclass_probabilities(predict_raw(score_booster, self.X, c.training.threads), temperature)
+        oof = multiclass_probabilities(out_of_fold_raw(
+            self.X[tg.positions], tg.level_index, self.respondent_weight, self.score_tuned, self.categorical,
+            c.training.seed, c.training.threads, stratify=False,
+        ), temperature)
+        levels[tg.positions] = oof
+        expected = levels @ np.asarray(c.score.levels, float)
+        p_bottom = levels @ _band_matrix(c)[:, c.score.band_names.index(c.score.bottom_band)]
+        return expected, p_bottom
+
+    def fit_churn(self, expected: np.ndarray, p_bottom: np.ndarray) -> lgb.Booster | None:
+        c, outcomes = self.config, self.dataset.outcomes
+        if outcomes is None or c.churn is None:
+            return None
+        position_of = pd.Series(np.arange(len(self.dataset.customers)), index=self.dataset.customers[c.id_column])
+        positions = position_of.loc[outcomes[c.id_column]].to_numpy()
+        y = outcomes[c.churn.column].to_numpy(int)
+        X = self.X[positions]
+        categorical = list(self.categorical)
+        if c.churn.use_experience:
+            X = np.column_stack([X, expected[positions], p_bottom[positions]])
+        holdout = split_holdout(len(y), self.holdout_fraction, c.training.seed, y)
+        fitted = self._fit("churn", BINARY, X, y, None, holdout, categorical=categorical)
+        if holdout.any():
+            p = binary_probability(fitted.test_raw)
+            self.metrics["test_churn_roc_auc"] = evaluate.safe_auc(y[holdout], p)
+            self.metrics["test_churn_pr_auc"] = evaluate.safe_pr_auc(y[holdout], p)
+        self.metrics["churn_rate"] = float(y.mean())
+        return fitted.booster
+
+    def population_figures(self, bundle: ScoringBundle) -> None:
+        """Population score: respondents only, propensity-weighted, and predicted for the silent base."""
+        c, tg = self.config, self.targets
+        names = c.score.band_names
+        top, bottom = names.index(c.score.top_band), names.index(c.score.bottom_band)
+        self.metrics["population_index_respondents"] = evaluate.index_from_bands(tg.band_index, top, bottom)
+        if self.respondent_propensity is not None:
+            self.metrics["population_index_ipw"] = evaluate.index_from_bands(
+                tg.band_index, top, bottom, 1.0 / np.clip(self.respondent_propensity, 1e-6, 1)
+            )
+        predicted = bundle.predict_matrix(self.X, c.training.threads)
+        p_top, p_bottom = predicted[band_column(c.score.top_band)], predicted[band_column(c.score.bottom_band)]
+        p_top[tg.positions] = (tg.band_index == top).astype(float)
+        p_bottom[tg.positions] = (tg.band_index == bottom).astype(float)
+        self.metrics["population_index"] = float(100 * (p_top.mean() - p_bottom.mean()))
+        low, high = evaluate.bootstrap_index_interval(p_top, p_bottom, c.training.seed)
+        self.metrics["population_index_ci_low"], self.metrics["population_index_ci_high"] = low, high
+        silent = np.ones(len(self.X), bool)
+        silent[tg.positions] = False
+        if silent.any():
+            self.metrics["population_index_silent"] = float(100 * (p_top[silent].mean() - p_bottom[silent].mean()))
+
+    def fit(self, include_churn: bool = True) -> ScoringBundle:
+        """Fit every model; returns the bundle (metrics and notes are on the trainer)."""
+        c = self.config
+        if len(self.targets.positions) < c.training.min_respondents:
+            raise DataError(
+                f"{self.dataset.sources.get('survey', 'survey')}: {len(self.targets.positions)} respondents; "
+                f"the score model needs at least {c.training.min_respondents} (training.min_respondents)"
+            )
+        self.fit_propensity()
+        score_booster, temperature = self.fit_score()
+        cause_boosters = self.fit_causes()
+        driver_boosters = self.fit_drivers()
+        churn_booster = None
+        if include_churn and self.dataset.outcomes is not None and c.churn is not None:
+            expected, p_bottom = (
+                self.experience_features(score_booster, temperature) if c.churn.use_experience else (None, None)
+            )
+            churn_booster = self.fit_churn(expected, p_bottom)
+        bundle = ScoringBundle(
+            name=c.name,
+            id_column=c.id_column,
+            pipeline=self.pipeline,
+            levels=c.score.levels,
+            bands={k: tuple(v) for k, v in c.score.bands.items()},
+            top_band=c.score.top_band,
+            bottom_band=c.score.bottom_band,
+            score_booster=score_booster,
+            score_temperature=temperature,
+            cause_boosters=cause_boosters,
+            driver_boosters=driver_boosters,
+            churn_booster=churn_booster,
+            churn_uses_experience=bool(c.churn and c.churn.use_experience and churn_booster is not None),
+            propensity_booster=self.propensity_booster,
+        )
+        self.population_figures(bundle)
+        self.metrics["n_customers"] = float(len(self.X))
+        self.metrics["n_respondents"] = float(len(self.targets.positions))
+        bundle.metadata = {"metrics": _finite(self.metrics), "notes": list(self.notes)}
+        return bundle
+
+
+def _band_matrix(config: CxConfig) -> np.ndarray:
+    names = config.score.band_names
+    return np.array([[float(config.score.band_of(level) == b) for b in names] for level in config.score.levels])
+
+
+def log_bundle(config: CxConfig, bundle: ScoringBundle, sample: pd.DataFrame, register: bool) -> str | None:
+    """Log the bundle as a pyfunc model with its signature and feature schema; register it as champion."""
+    import features
+    import models
+
+    signature = mlflow.models.infer_signature(sample, bundle.predict(sample))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = save_bundle(bundle, Path(tmp) / BUNDLE_FILE)
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=CxPyfuncModel(),
+            artifacts={BUNDLE_ARTIFACT: str(path)},
+            code_paths=[str(Path(features.__file__).parent), str(Path(models.__file__).parent)],
+            signature=signature,
+            registered_model_name=config.registered_model_name if register else None,
+        )
+    mlflow.log_dict({"features": bundle.pipeline.schema(), "skipped": bundle.pipeline.skipped_}, "feature_schema.json")
+    if not register:
+        return None
+    version = str(info.registered_model_version)
+    client = mlflow.MlflowClient()
+    client.set_registered_model_alias(config.registered_model_name, CHAMPION, version)
+    return version
+
+
+def train(
+    config: CxConfig, dataset: Dataset | None = None, tune_trials: int | None = None, register: bool = True
+) -> TrainResult:
+    """Train every model of a dataset in one MLflow run and register the bundle as `champion`.
+
+    Args:
+        config: the dataset config.
+        dataset: already loaded tables (loaded from the config when omitted).
+        tune_trials: override of `training.tune_trials`.
+        register: register the model and move the `champion` alias to it.
+    Returns:
+        The run id, registered version, test metrics and the bundle.
+    """
+    dataset = dataset or load_dataset(config)
+    configure_mlflow(config)
+    with mlflow.start_run(run_name=f"train-{config.name}") as run:
+        mlflow.log_params(_run_params(config, dataset, tune_trials))
+        trainer = Trainer(config, dataset, tune_trials=tune_trials)
+        bundle = trainer.fit()
+        bundle.metadata.update({"run_id": run.info.run_id, "model_name": config.registered_model_name})
+        mlflow.log_metrics(_finite(trainer.metrics))
+        mlflow.log_dict({"notes": trainer.notes}, "notes.json")
+        sample = dataset.customers.head(50)
+        version = log_bundle(config, bundle, sample, register)
+    return TrainResult(run.info.run_id, config.registered_model_name, version, trainer.metrics, bundle, trainer.notes)
+
+
+def _run_params(config: CxConfig, dataset: Dataset, tune_trials: int | None) -> dict[str, Any]:
+    return {
+        "dataset": config.name,
+        "n_customers": len(dataset.customers),
+        "n_respondents": len(dataset.survey),
+        "seed": config.training.seed,
+        "tune_trials": tune_trials or config.training.tune_trials,
+        "bias_correction": config.training.bias_correction,
+        "max_weight": config.training.max_weight,
+        "causes": json.dumps(dataset.cause_codes),
+        "drivers": json.dumps(config.drivers),
+    }

@@ -1,0 +1,133 @@
+"""Optuna tuning of one LightGBM model: TPE search, pruning, time budget, a nested MLflow run per trial."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import lightgbm as lgb
+import mlflow
+import numpy as np
+import optuna
+
+from models.estimators import fit_booster
+
+EARLY_STOPPING_ROUNDS = 40
+MAX_BOOST_ROUNDS = 1000
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TuneResult:
+    params: dict[str, Any]
+    num_boost_round: int
+    best_value: float
+    n_trials: int
+    valid_raw: np.ndarray  # the best trial's raw margins on the validation rows
+
+
+def suggest_params(trial: optuna.Trial) -> dict[str, Any]:
+    return {
+        "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.2, log=True),
+        "num_leaves": trial.suggest_int("num_leaves", 4, 63, log=True),
+        "min_data_in_leaf": trial.suggest_int("min_data_in_leaf", 5, 120, log=True),
+        "feature_fraction": trial.suggest_float("feature_fraction", 0.4, 1.0),
+        "bagging_fraction": trial.suggest_float("bagging_fraction", 0.5, 1.0),
+        "lambda_l2": trial.suggest_float("lambda_l2", 1e-3, 30.0, log=True),
+        "cat_smooth": trial.suggest_float("cat_smooth", 1.0, 50.0, log=True),
+    }
+
+
+def _pruning_callback(trial: optuna.Trial, every: int = 10):
+    """Report the validation loss to Optuna as boosting goes, and stop hopeless trials early."""
+
+    def callback(env: lgb.callback.CallbackEnv) -> None:
+        if not env.evaluation_result_list or env.iteration % every:
+            return
+        value = env.evaluation_result_list[0][2]
+        trial.report(value, env.iteration)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at iteration {env.iteration}")
+
+    return callback
+
+
+def tune_model(
+    name: str,
+    base: dict[str, Any],
+    X: np.ndarray,
+    y: np.ndarray,
+    weight: np.ndarray | None,
+    valid_mask: np.ndarray,
+    categorical: list[int],
+    n_trials: int,
+    timeout_s: float | None,
+    seed: int,
+    log_trials: bool = True,
+    storage: str | None = None,
+) -> TuneResult:
+    """Tune one model on a train/validation split; every trial is a nested MLflow run.
+
+    Args:
+        name: the model's name, used for the study and run names.
+        base: fixed parameters (objective, seed, threads); trials override the tuned ones.
+        X, y, weight: the training rows; `valid_mask` marks the validation rows.
+        categorical: indices of categorical columns in X.
+        n_trials, timeout_s: the search budget (trials, and an optional wall-time limit).
+        seed: sampler seed, so the same data gives the same search.
+        log_trials: log each trial as a nested run of the active MLflow run.
+        storage: an Optuna storage URL shared by several processes (e.g. PostgreSQL).
+    Returns:
+        The best parameters, boosting rounds, validation loss and validation raw margins.
+    """
+    train, valid = ~valid_mask, valid_mask
+    w_train = None if weight is None else weight[train]
+    w_valid = None if weight is None else weight[valid]
+    best_raw: dict[int, np.ndarray] = {}
+
+    def objective(trial: optuna.Trial) -> float:
+        params = {**base, **suggest_params(trial), "metric": _metric(base)}
+        with mlflow.start_run(run_name=f"{name}-trial-{trial.number}", nested=True) if log_trials else nullcontext():
+            booster = fit_booster(
+                X[train], y[train], params, categorical, MAX_BOOST_ROUNDS, weight=w_train,
+                valid=(X[valid], y[valid], w_valid), callbacks=[_pruning_callback(trial)],
+                early_stopping_rounds=EARLY_STOPPING_ROUNDS,
+            )
+            value = float(booster.best_score["valid_0"][params["metric"]])
+            rounds = max(int(booster.best_iteration or booster.current_iteration()), 1)
+            trial.set_user_attr("num_boost_round", rounds)
+            if log_trials:
+                mlflow.log_params({**suggest_params_values(trial), "model": name, "num_boost_round": rounds})
+                mlflow.log_metric(f"val_{params['metric']}", value)
+        best_raw[trial.number] = booster.predict(X[valid], raw_score=True, num_iteration=rounds)
+        return value
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        study_name=f"{name}",
+        direction="minimize",
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=20),
+        storage=storage,
+        load_if_exists=storage is not None,
+    )
+    study.optimize(objective, n_trials=n_trials, timeout=timeout_s, catch=())
+    best = study.best_trial
+    logger.info("tuned %s: %d trials, best %.4f", name, len(study.trials), best.value)
+    return TuneResult(
+        params={**base, **best.params},
+        num_boost_round=int(best.user_attrs["num_boost_round"]),
+        best_value=float(best.value),
+        n_trials=len(study.trials),
+        valid_raw=best_raw[best.number],
+    )
+
+
+def suggest_params_values(trial: optuna.Trial) -> dict[str, Any]:
+    return dict(trial.params)
+
+
+def _metric(base: dict[str, Any]) -> str:
+    return {"multiclass": "multi_logloss", "binary": "binary_logloss", "regression": "l2"}[base["objective"]]
