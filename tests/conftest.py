@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,3 +32,14 @@ def small_config(small_company_dir: Path, tmp_path: Path) -> CxConfig:
         "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
         "artifact_location": (tmp_path / "artifacts").as_uri(),
     })})
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """Run the `cxpredict` command (cli:app) in a subprocess, from this checkout's code."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(REPO_ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=timeout
+    )

@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import mlflow
 import pandas as pd
 import pytest
 
+from tests.conftest import run_cli
+
 pytestmark = pytest.mark.e2e
-
-
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    command = [shutil.which("cxpredict")] if shutil.which("cxpredict") else [sys.executable, "-m", "cli"]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    return subprocess.run([*command, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=900)
 
 
 def test_generate_train_score_backtest(tmp_path: Path) -> None:
