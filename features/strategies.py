@@ -245,26 +245,31 @@ def _check_against(
     kinds: Mapping[str, tuple[str, tuple[str, ...]]],
     what: str,
     label: str,
-    check_eligible: bool,
+    eligible_must_exist: bool,
 ) -> None:
-    """Check one strategy's columns, ops and values against one table of column kinds."""
-    if check_eligible:
-        for i, condition in enumerate(strategy.eligible):
-            key = f"eligible.{i}"
-            if condition.column not in kinds:
+    """Check one strategy's columns, ops and values against one table of column kinds.
+
+    With `eligible_must_exist=False` an eligibility column absent from `kinds` is skipped: a
+    model's features are not every customers column (the value column is excluded from them).
+    """
+    for i, condition in enumerate(strategy.eligible):
+        key = f"eligible.{i}"
+        if condition.column not in kinds:
+            if eligible_must_exist:
                 raise StrategyError(
                     f"{label}: key '{key}.column': eligible column '{condition.column}' not found in {what}"
                 )
-            kind, categories = kinds[condition.column]
-            if condition.op in ORDER_OPS and kind in (CATEGORICAL, BOOLEAN):
-                raise StrategyError(
-                    f"{label}: key '{key}.op': op '{condition.op}' needs an ordered column; "
-                    f"'{condition.column}' is {kind}"
-                )
-            for value in condition.values:
-                problem = _value_problem(kind, categories, value)
-                if problem:
-                    raise StrategyError(f"{label}: key '{key}.value': column '{condition.column}': {problem}")
+            continue
+        kind, categories = kinds[condition.column]
+        if condition.op in ORDER_OPS and kind in (CATEGORICAL, BOOLEAN):
+            raise StrategyError(
+                f"{label}: key '{key}.op': op '{condition.op}' needs an ordered column; "
+                f"'{condition.column}' is {kind}"
+            )
+        for value in condition.values:
+            problem = _value_problem(kind, categories, value)
+            if problem:
+                raise StrategyError(f"{label}: key '{key}.value': column '{condition.column}': {problem}")
     for column, op, value in strategy.intervention:
         key = f"apply.{column}.{op}"
         if column not in kinds:
@@ -288,6 +293,7 @@ def validate_strategies(
 
     Eligibility may use any customers column (e.g. the value column); interventions must change
     a column the model reads, otherwise their simulated effect would be zero by construction.
+    Categories are checked against the table's observed values and the model's frozen ones.
 
     Args:
         strategies: the parsed catalogue.
@@ -302,11 +308,9 @@ def validate_strategies(
     for strategy in strategies:
         label = f"{source}: strategy '{strategy.id}'"
         if table is not None:
-            _check_against(strategy, table, "the customers table", label, check_eligible=True)
+            _check_against(strategy, table, "the customers table", label, eligible_must_exist=True)
         if schema is not None:
-            _check_against(
-                strategy, schema, "the model's features", label, check_eligible=table is None
-            )
+            _check_against(strategy, schema, "the model's features", label, eligible_must_exist=False)
 
 
 # ---------------------------------------------------------------------------------------------
