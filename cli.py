@@ -171,15 +171,15 @@ def simulate(
     """Rank retention strategies per customer and per segment; optionally plan a budget."""
     from features.load import load_dataset
     from serving.batch import load_champion
-    from serving.batch_simulate import run_simulation, write_simulation
+    from serving.batch_simulate import prepare_simulation, run_simulation, write_simulation
 
     cfg = _load(config)
     dataset = load_dataset(cfg)
-    loaded = load_champion(cfg, model_version)
-    report = run_simulation(
-        cfg, loaded, dataset, ids_file=customers, filters=segment_filter or [], objective=objective,
+    request = prepare_simulation(
+        cfg, dataset, ids_file=customers, filters=segment_filter or [], objective=objective,
         budget=budget, segment_by=segment_by, use_learned=not simulated_only,
     )
+    report = run_simulation(cfg, load_champion(cfg, model_version), request)
     paths = write_simulation(report, out)
     _print_segments(report.segments)
     summary = report.summary
@@ -209,7 +209,7 @@ def _print_segments(segments: Any) -> None:
             f"{row.expected_score_strategy:.2f}", f"{row.delta_churn:+.3f}", f"{row.expected_total_value:,.0f}",
             str(row.n_best),
         )
-    Console().print(table)
+    Console(width=max(Console().width, 130)).print(table)  # the table is the point: never squeeze it
 
 
 @app.command()

@@ -18,7 +18,7 @@ import pandas as pd
 
 from features.config import ConfigError, CxConfig
 from features.load import DataError, Dataset
-from features.strategies import config_strategies, eligible_mask, validate_strategies
+from features.strategies import Strategy, config_strategies, eligible_mask, validate_strategies
 from models.bundle import LoadedBundle
 from models.simulate import (
     OBJECTIVES,
@@ -117,9 +117,21 @@ def select_customers(
     return selected
 
 
-def run_simulation(
+@dataclass
+class SimulationRequest:
+    """Checked inputs of a batch simulation: the catalogue, the selected customers and the options."""
+
+    strategies: list[Strategy]
+    source: str
+    customers: pd.DataFrame
+    objective: str = "value"
+    budget: float | None = None
+    segment_by: str | None = None
+    use_learned: bool = True
+
+
+def prepare_simulation(
     config: CxConfig,
-    loaded: LoadedBundle,
     dataset: Dataset,
     ids_file: Path | None = None,
     filters: Sequence[str] = (),
@@ -127,12 +139,11 @@ def run_simulation(
     budget: float | None = None,
     segment_by: str | None = None,
     use_learned: bool = True,
-) -> SimulationReport:
-    """Simulate the configured strategies for the selected customers with a loaded model.
+) -> SimulationRequest:
+    """Check everything that does not need the model, so bad input fails before it is loaded.
 
     Args:
-        config: the dataset config (strategies file, value column, id column, threads).
-        loaded: the champion (or an explicit version) bundle.
+        config: the dataset config (strategies file, id column).
         dataset: the loaded tables.
         ids_file: optional CSV of customer ids to simulate.
         filters: optional `COL=VAL` filters.
@@ -141,18 +152,38 @@ def run_simulation(
         segment_by: column of the segment table (default: `segment` when the customers have it).
         use_learned: use effects learned from campaigns where the model has them.
     Returns:
-        The simulation, best strategy per customer, segment table, uplift report and budget plan.
+        The checked request.
     """
     if objective not in OBJECTIVES:
         raise ConfigError(f"--objective must be one of {list(OBJECTIVES)}, got '{objective}'")
+    if budget is not None and budget < 0:
+        raise ConfigError(f"--budget must be non-negative, got {budget}")
     strategies, source = config_strategies(config)
-    validate_strategies(strategies, dataset.customers, loaded.bundle.pipeline.schema(), source=source)
+    validate_strategies(strategies, dataset.customers, source=source)
     customers = select_customers(config, dataset.customers, ids_file, filters)
     if segment_by is None and DEFAULT_SEGMENT_COLUMN in customers.columns:
         segment_by = DEFAULT_SEGMENT_COLUMN
+    if segment_by is not None and segment_by not in customers.columns:
+        raise ConfigError(f"--segment-by: column '{segment_by}' not found in the customers")
+    return SimulationRequest(strategies, source, customers, objective, budget, segment_by, use_learned)
+
+
+def run_simulation(config: CxConfig, loaded: LoadedBundle, request: SimulationRequest) -> SimulationReport:
+    """Simulate the request's strategies for its customers with a loaded model.
+
+    Args:
+        config: the dataset config (value column, threads).
+        loaded: the champion (or an explicit version) bundle.
+        request: the checked inputs from `prepare_simulation`.
+    Returns:
+        The simulation, best strategy per customer, segment table, uplift report and budget plan.
+    """
+    strategies, customers, objective = request.strategies, request.customers, request.objective
+    budget, segment_by = request.budget, request.segment_by
+    validate_strategies(strategies, feature_schema=loaded.bundle.pipeline.schema(), source=request.source)
     simulation = simulate_effects(
         loaded.bundle, customers, strategies, value_column=config.value_column, segment_column=segment_by,
-        use_learned=use_learned, threads=config.training.threads,
+        use_learned=request.use_learned, threads=config.training.threads,
     )
     best = best_strategy(simulation, objective)
     segments = segment_table(simulation, objective)
