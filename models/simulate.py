@@ -298,7 +298,8 @@ def segment_table(simulation: Simulation, objective: str = "value") -> pd.DataFr
         "expected_score_strategy", "delta_expected_score", "p_top_baseline", "p_top_strategy", "churn_baseline",
         "churn_strategy", "delta_churn", "delta_churn_simulated", "expected_total_value", "n_positive", "n_best",
     ]
-    return pd.concat(tables, ignore_index=True)[columns]
+    counts = {"n_customers": int, "n_eligible": int, "n_positive": int, "n_best": int}
+    return pd.concat(tables, ignore_index=True)[columns].astype(counts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -429,6 +430,6 @@ def assign_with_budget(simulation: Simulation, budget: float, objective: str = "
         budget=float(budget),
         spent=float(assignment["cost"].sum()),
         total_gain=float(assignment["gain"].sum()),
-        lp_bound=lp_bound,
+        lp_bound=float(lp_bound),
         objective=objective,
     )

@@ -149,6 +149,17 @@ def test_best_strategy_picks_highest_gain_or_none() -> None:
     assert table.loc[("all", "none"), "n_best"] == 3 and table.loc[("all", "y"), "n_best"] == 1
 
 
+def test_no_eligible_customer_gives_none_everywhere() -> None:
+    sim = _simulation([], ["a", "b"])
+    assert (best_strategy(sim)["best_strategy"] == "none").all()
+    table = segment_table(sim)
+    assert table[["segment", "strategy", "n_customers", "n_best"]].values.tolist() == [
+        ["s", "none", 2, 2], ["all", "none", 2, 2],
+    ]
+    plan = assign_with_budget(sim, 10.0)
+    assert plan.assignment.empty and plan.summary()["total_gain"] == 0.0 == plan.lp_bound
+
+
 def _brute_force(options: dict[str, list[tuple[float, float]]], budget: float) -> float:
     best = 0.0
     choices = [[(0.0, 0.0), *opts] for opts in options.values()]
