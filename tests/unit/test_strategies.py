@@ -168,3 +168,13 @@ def test_apply_changes_eligible_rows_only_and_is_pure(customers: pd.DataFrame) -
     assert added["monthly_charge"].tolist() == [75.0, 40.0, 50.0, 85.0]
     flags = apply_strategy(customers, _one(eligible=[], apply={"paperless": {"set": "Yes"}}))
     assert flags["paperless"].tolist() == [True, True, True, True]
+
+
+def test_synthetic_catalogue_is_valid_against_its_customers_and_model_features() -> None:
+    from features.synthetic import generate_company
+
+    company = generate_company(1_000, 0.1, seed=1)
+    strategies = parse_strategies(company.strategies, "synthetic")
+    schema = FeaturePipeline("customer_id", exclude=["clv"]).fit(company.customers).schema()
+    validate_strategies(strategies, company.customers, schema, source="synthetic")
+    assert all(eligible_mask(company.customers, s).any() for s in strategies)
