@@ -248,9 +248,10 @@ def demo(
     table.add_column("value", justify="right")
     table.add_row("true population NPS (ground truth)", f"{true_index:+.1f}")
     table.add_row(
-        "estimated population NPS (respondents + predicted silent)",
+        "estimated population NPS (doubly robust, 95% interval)",
         f"{m['population_index']:+.1f}  [{m['population_index_ci_low']:+.1f}, {m['population_index_ci_high']:+.1f}]",
     )
+    table.add_row("model-completed NPS (observed + predicted silent)", f"{m['population_index_model']:+.1f}")
     table.add_row("respondents-only NPS (naive)", f"{m['population_index_respondents']:+.1f}")
     if "population_index_ipw" in m:
         table.add_row("respondents, propensity-weighted NPS", f"{m['population_index_ipw']:+.1f}")
