@@ -46,6 +46,7 @@ from models.estimators import (
     predict_raw,
 )
 from training import evaluate
+from training.project import detach_project_run, link_project_run
 from training.tune import TuneResult, tune_model
 
 logger = logging.getLogger(__name__)
@@ -186,7 +187,12 @@ def inverse_propensity_weights(propensity: np.ndarray, max_weight: float) -> np.
 
 
 def configure_mlflow(config: CxConfig) -> str:
-    """Point MLflow at the config's tracking store and experiment; returns the experiment id."""
+    """Point MLflow at the config's tracking store and experiment; returns the experiment id.
+
+    Under `mlflow run` the launcher's run is detached first (see training/project.py), so runs
+    opened next are new runs of this store rather than an attempt to resume the launcher's.
+    """
+    detach_project_run()
     mlflow.set_tracking_uri(config.tracking_uri)
     mlflow.set_registry_uri(config.tracking_uri)
     experiment = mlflow.get_experiment_by_name(config.experiment_name)
@@ -525,6 +531,7 @@ def train(
         mlflow.log_dict({"notes": trainer.notes}, "notes.json")
         sample = dataset.customers.head(500)
         version = log_bundle(config, bundle, sample, register)
+        link_project_run(run.info.run_id, config.tracking_uri)
     return TrainResult(run.info.run_id, config.registered_model_name, version, trainer.metrics, bundle, trainer.notes)
 
 
