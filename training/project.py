@@ -15,7 +15,6 @@ import os
 from dataclasses import dataclass
 
 import mlflow
-from mlflow.exceptions import MlflowException
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +81,6 @@ def link_project_run(run_id: str, tracking_uri: str) -> ProjectRun | None:
         theirs = mlflow.MlflowClient(tracking_uri=launcher.tracking_uri or None)
         theirs.set_tag(launcher.run_id, TAG_RUN, run_id)
         theirs.set_tag(launcher.run_id, TAG_STORE, tracking_uri)
-    except MlflowException as err:
+    except Exception as err:  # any store failure (unreachable, no such run) costs the back link only
         logger.warning("could not tag the mlflow run %s in %s: %s", launcher.run_id, launcher.tracking_uri, err)
     return launcher
