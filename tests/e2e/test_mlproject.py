@@ -24,14 +24,15 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 def mlflow_run(entry_point: str, params: dict[str, str], cwd: Path, project_store: str) -> str:
     """`mlflow run <repo> -e ENTRY -P k=v ... --env-manager local`; returns its output."""
+    # MLFLOW_* variables left by in-process tests (mlflow.set_experiment exports one) would steer
+    # the launcher to another store or experiment; `mlflow run` gets only the store chosen here.
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
         "PYTHONWARNINGS": "ignore",
         "PYTHONPATH": str(REPO_ROOT),
         "MLFLOW_TRACKING_URI": project_store,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
-    env.pop("MLFLOW_RUN_ID", None)
     command = [sys.executable, "-m", "mlflow", "run", str(REPO_ROOT), "-e", entry_point, "--env-manager", "local"]
     for key, value in params.items():
         command += ["-P", f"{key}={value}"]

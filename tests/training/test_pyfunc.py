@@ -17,6 +17,7 @@ from mlflow.types.schema import AnyType, DataType
 
 from features.config import load_config
 from features.load import load_dataset
+from models.bundle import load_registered_bundle
 from tests.conftest import TrainedCompany
 
 pytestmark = pytest.mark.model
@@ -101,3 +102,23 @@ def test_champion_scores_a_batch_without_an_optional_column(
 ) -> None:
     customers = load_dataset(small_training.config).customers.head(50).drop(columns=["network_quality", "clv"])
     assert_same_scores(champion.predict(customers), small_training.bundle.predict(customers))
+
+
+def test_loading_the_champion_ignores_mlflow_global_stores(
+    small_training: TrainedCompany, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`cxpredict score` in a shell (or a process) whose MLflow globals point at another store."""
+    elsewhere = f"sqlite:///{tmp_path / 'other.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", elsewhere)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", elsewhere)
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(elsewhere)
+    mlflow.set_registry_uri(elsewhere)
+    try:
+        loaded = load_registered_bundle(small_training.config.tracking_uri, small_training.config.registered_model_name)
+    finally:
+        mlflow.set_tracking_uri(previous[0])
+        mlflow.set_registry_uri(previous[1])
+    assert loaded.version == "1" and loaded.run_id == small_training.result.run_id
+    customers = load_dataset(small_training.config).customers.head(20)
+    assert_same_scores(loaded.bundle.predict(customers), small_training.bundle.predict(customers))
