@@ -101,6 +101,7 @@ def score(
     config: ConfigOption,
     out: Annotated[Path, typer.Option(help="Parquet file to write")],
     model_version: Annotated[str | None, typer.Option(help="Registered version (default: champion)")] = None,
+    level: Annotated[float | None, typer.Option(help="Coverage of prediction sets (default: trust.level)")] = None,
 ) -> None:
     """Score every customer with the champion model: one row per customer."""
     from features.load import load_dataset
@@ -109,7 +110,9 @@ def score(
     cfg = _load(config)
     dataset = load_dataset(cfg)
     loaded = load_champion(cfg, model_version)
-    scores = score_customers(cfg, loaded, dataset)
+    if level is not None and not 0 < level < 1:
+        raise ConfigError(f"--level must be between 0 and 1, got {level}")
+    scores = score_customers(cfg, loaded, dataset, level)
     write_parquet_atomic(scores, out)
     typer.echo(f"scored {len(scores)} customers with {loaded.model_name} v{loaded.version} -> {out}")
 

@@ -9,7 +9,7 @@ import pandas as pd
 
 from features.config import CxConfig
 from features.load import Dataset
-from models.bundle import LoadedBundle, load_registered_bundle
+from models.bundle import LoadedBundle, load_registered_bundle, predict_uncertainty
 
 
 def load_champion(config: CxConfig, version: str | None = None) -> LoadedBundle:
@@ -17,13 +17,15 @@ def load_champion(config: CxConfig, version: str | None = None) -> LoadedBundle:
     return load_registered_bundle(config.tracking_uri, config.registered_model_name, version=version)
 
 
-def score_customers(config: CxConfig, loaded: LoadedBundle, dataset: Dataset) -> pd.DataFrame:
+def score_customers(config: CxConfig, loaded: LoadedBundle, dataset: Dataset,
+                    level: float | None = None) -> pd.DataFrame:
     """One row per customer: id, surveyed flag, observed score, predictions, model version.
 
     Args:
         config: the dataset config.
         loaded: the bundle and its registry version.
         dataset: the customers (and survey, for the surveyed flag and observed score).
+        level: nominal coverage of prediction sets and intervals (default: the model's).
     Returns:
         The scores, in the customers table's order.
     """
@@ -33,6 +35,10 @@ def score_customers(config: CxConfig, loaded: LoadedBundle, dataset: Dataset) ->
     ids = predictions[id_column]
     predictions.insert(1, "surveyed", ids.isin(observed.index).to_numpy())
     predictions.insert(2, f"observed_{config.score.column}", ids.map(observed).astype("Int64").to_numpy())
+    uncertainty = predict_uncertainty(loaded.bundle, dataset.customers, predictions, level,
+                                      threads=config.training.threads)
+    for column in uncertainty.columns:
+        predictions[column] = uncertainty[column].to_numpy()
     predictions["model_version"] = loaded.version
     return predictions
 

@@ -44,6 +44,7 @@ from models.estimators import (
     predict_raw,
 )
 from training import evaluate
+from training.conformal import calibrate_conformal
 from training.tune import TuneResult, tune_model
 from training.uplift import fit_campaign_uplift
 
@@ -470,6 +471,7 @@ class Trainer:
             bundle.churn_booster = self.fit_churn(expected, p_bottom)
             bundle.churn_uses_experience = uses_experience
         self.population_figures(bundle)
+        bundle.conformal = calibrate_conformal(self, bundle)
         self.metrics["n_customers"] = float(len(self.X))
         self.metrics["n_respondents"] = float(len(self.targets.positions))
         bundle.metadata = {"metrics": _finite(self.metrics), "notes": list(self.notes)}
