@@ -154,6 +154,44 @@ def backtest(
 
 @app.command()
 @cli_errors
+def segments(
+    config: ConfigOption,
+    by: Annotated[str, typer.Option("--by", help="Customers' column to segment by")],
+    out: Annotated[Path | None, typer.Option(help="Write the table as CSV here")] = None,
+    level: Annotated[float, typer.Option(help="Confidence level of the intervals")] = 0.95,
+    model_version: Annotated[str | None, typer.Option(help="Registered version (default: champion)")] = None,
+) -> None:
+    """Per segment: predicted score mix and doubly robust population score with an interval."""
+    from features.load import load_dataset
+    from serving.batch import load_champion
+    from training.segments import segment_figures
+
+    if not 0 < level < 1:
+        raise ConfigError(f"--level must be between 0 and 1, got {level}")
+    cfg = _load(config)
+    loaded = load_champion(cfg, model_version)
+    table = segment_figures(cfg, loaded.bundle, load_dataset(cfg), by, level)
+    band_columns = [c for c in table.columns if c.startswith("p_")]
+    view = Table(title=f"segments by {by}: doubly robust score, {level:.0%} interval (model v{loaded.version})")
+    for column in ["segment", "n_customers", "n_respondents", *band_columns, "score (DR)", "interval",
+                   "respondents only", "reliable"]:
+        view.add_column(column, justify="left" if column == "segment" else "right")
+    for row in table.to_dict("records"):
+        view.add_row(
+            row["segment"], str(row["n_customers"]), str(row["n_respondents"]),
+            *[f"{row[c]:.3f}" for c in band_columns], f"{row['index_dr']:+.1f}",
+            f"[{row['index_ci_low']:+.1f}, {row['index_ci_high']:+.1f}]", f"{row['index_respondents']:+.1f}",
+            "yes" if row["reliable"] else f"no (<{cfg.trust.min_segment_respondents} respondents)",
+        )
+    Console(width=max(Console().width, 130)).print(view)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(out, index=False)
+        typer.echo(f"segments -> {out}")
+
+
+@app.command()
+@cli_errors
 def simulate(
     config: ConfigOption,
     out: Annotated[Path, typer.Option(help="Folder for effects, best strategy, segments, assignment, summary")],

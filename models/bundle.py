@@ -63,6 +63,8 @@ class ScoringBundle:
     uplift: dict[str, UpliftResult] = field(default_factory=dict)
     # Propensity-weighted conformal calibration (models/conformal.py); None in older bundles.
     conformal: ConformalCalibration | None = None
+    # Respondents' out-of-fold band probabilities and propensity by id (doubly robust segment figures).
+    respondent_oof: pd.DataFrame | None = None
 
     @property
     def band_names(self) -> list[str]:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 from sklearn.model_selection import KFold
 
-from models.bundle import ScoringBundle
+from models.bundle import ScoringBundle, band_column
 from models.conformal import ConformalCalibration, interval_coverage, set_coverage
 from models.estimators import fit_booster, predict_raw
 
@@ -99,3 +100,24 @@ def coverage_metrics(bundle: ScoringBundle, X: np.ndarray, band_probs: np.ndarra
             m["conformal_coverage_weighted_supported"] = set_coverage(out["in_set"][supported], band_true[supported])
         m["low_support_share"] = float(out["low_support"].mean())
     return m
+
+
+def respondent_oof_frame(trainer: Trainer) -> pd.DataFrame:
+    """Respondents' out-of-fold band probabilities and propensity, by customer id.
+
+    Stored in the bundle so figures computed later (segments, feedback) correct with residuals
+    from models that did not see the respondent, as the training-time population figure does.
+
+    Args:
+        trainer: a fitted trainer.
+    Returns:
+        One row per respondent: id, `p_<band>` columns and `response_propensity`.
+    """
+    c, tg = trainer.config, trainer.targets
+    ids = trainer.dataset.customers[c.id_column].astype(str).to_numpy()[tg.positions]
+    frame = pd.DataFrame({c.id_column: ids})
+    for j, band in enumerate(c.score.band_names):
+        frame[band_column(band)] = trainer.respondent_oof_bands[:, j]
+    propensity = trainer.respondent_propensity
+    frame["response_propensity"] = np.nan if propensity is None else propensity
+    return frame
