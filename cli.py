@@ -162,15 +162,18 @@ def segments(
     model_version: Annotated[str | None, typer.Option(help="Registered version (default: champion)")] = None,
 ) -> None:
     """Per segment: predicted score mix and doubly robust population score with an interval."""
-    from features.load import load_dataset
+    from features.load import DataError, load_dataset
     from serving.batch import load_champion
     from training.segments import segment_figures
 
     if not 0 < level < 1:
         raise ConfigError(f"--level must be between 0 and 1, got {level}")
     cfg = _load(config)
+    dataset = load_dataset(cfg)
+    if by not in dataset.customers.columns:
+        raise DataError(f"{dataset.sources.get('customers', 'customers')}: no column '{by}' to segment by")
     loaded = load_champion(cfg, model_version)
-    table = segment_figures(cfg, loaded.bundle, load_dataset(cfg), by, level)
+    table = segment_figures(cfg, loaded.bundle, dataset, by, level)
     band_columns = [c for c in table.columns if c.startswith("p_")]
     view = Table(title=f"segments by {by}: doubly robust score, {level:.0%} interval (model v{loaded.version})")
     for column in ["segment", "n_customers", "n_respondents", *band_columns, "score (DR)", "interval",
