@@ -105,7 +105,7 @@ def score(
 ) -> None:
     """Score every customer with the champion model: one row per customer."""
     from features.load import load_dataset
-    from serving.batch import load_champion, score_customers, write_parquet_atomic
+    from serving.batch import check_drift, load_champion, score_customers, write_parquet_atomic
 
     cfg = _load(config)
     dataset = load_dataset(cfg)
@@ -114,6 +114,14 @@ def score(
         raise ConfigError(f"--level must be between 0 and 1, got {level}")
     scores = score_customers(cfg, loaded, dataset, level)
     write_parquet_atomic(scores, out)
+    drift, warnings = check_drift(cfg, loaded, dataset.customers)
+    if len(drift):
+        drift_path = out.with_name(f"{out.stem}.drift.csv")
+        drift.to_csv(drift_path, index=False)
+        typer.echo(f"drift: max PSI {drift['psi'].max():.3f}, max unseen share {drift['unseen_share'].max():.1%}"
+                   f" -> {drift_path}")
+    for message in warnings:
+        typer.echo(f"warning: drift: {message}", err=True)
     typer.echo(f"scored {len(scores)} customers with {loaded.model_name} v{loaded.version} -> {out}")
 
 

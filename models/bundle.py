@@ -19,6 +19,7 @@ import pandas as pd
 
 from features.build import FeaturePipeline
 from models.conformal import ConformalCalibration
+from models.drift import DriftReference
 from models.estimators import binary_probability, multiclass_probabilities, predict_raw
 from models.uplift import UpliftResult
 
@@ -65,6 +66,8 @@ class ScoringBundle:
     conformal: ConformalCalibration | None = None
     # Respondents' out-of-fold band probabilities and propensity by id (doubly robust segment figures).
     respondent_oof: pd.DataFrame | None = None
+    # Training-time feature distributions for drift checks at scoring (models/drift.py).
+    drift_reference: DriftReference | None = None
 
     @property
     def band_names(self) -> list[str]:

@@ -32,6 +32,7 @@ from models.bundle import (
     band_column,
     save_bundle,
 )
+from models.drift import DriftReference
 from models.estimators import (
     BINARY,
     MULTICLASS,
@@ -469,6 +470,7 @@ class Trainer:
             bundle.churn_uses_experience = uses_experience
         self.population_figures(bundle)
         bundle.conformal, bundle.respondent_oof = calibrate_conformal(self, bundle), respondent_oof_frame(self)
+        bundle.drift_reference = DriftReference.fit(self.pipeline, self.X)
         self.metrics["n_customers"] = float(len(self.X))
         self.metrics["n_respondents"] = float(len(self.targets.positions))
         bundle.metadata = {"metrics": _finite(self.metrics), "notes": list(self.notes)}

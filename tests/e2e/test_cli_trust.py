@@ -43,6 +43,9 @@ def test_score_output_has_sets_intervals_and_support(trained: Path, tmp_path: Pa
     bands = scores["prediction_set"].str.split(";")
     assert (bands.str.len() == scores["set_size"]).all()
     assert set().union(*bands) <= {"detractor", "passive", "promoter"}
+    # Drift on each scoring run: the scored customers are the training customers, so no warning.
+    drift = pd.read_csv(tmp_path / "scores.drift.csv")
+    assert drift["psi"].max() < 0.01 and "warning: drift" not in done.stderr
 
 
 def test_segments_by_column_writes_table(trained: Path, tmp_path: Path) -> None:
