@@ -203,6 +203,35 @@ def segments(
 
 @app.command()
 @cli_errors
+def feedback(
+    config: ConfigOption,
+    survey: Annotated[Path, typer.Option("--survey", help="The new wave's answers (id and score columns)")],
+    by: Annotated[str | None, typer.Option("--by", help="Segment column (default: 'segment' if present)")] = None,
+    history: Annotated[Path | None, typer.Option(help="History CSV (default: beside the config)")] = None,
+    model_version: Annotated[str | None, typer.Option(help="Registered version (default: champion)")] = None,
+) -> None:
+    """Measure the current model on a new survey wave, append the history and advise on retraining."""
+    from features.load import load_dataset
+    from serving.batch import load_champion
+    from training.feedback import record_feedback
+
+    cfg = _load(config)
+    dataset = load_dataset(cfg)
+    result = record_feedback(cfg, load_champion(cfg, model_version), dataset, survey, by, history)
+    view = Table(title="feedback history (one row per wave)")
+    columns = ["wave", "model_version", "n_answers", "log_loss", "macro_f1", "conformal_coverage", "retrain_advised"]
+    shown = [c for c in columns if c in result.history.columns]
+    for column in shown:
+        view.add_column(column, justify="left" if column == "wave" else "right")
+    for row in result.history[shown].to_dict("records"):
+        view.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.values()])
+    Console(width=max(Console().width, 120)).print(view)
+    typer.echo(f"wave {result.wave}: {result.reason}")
+    typer.echo(f"history -> {result.paths['history']}; plot -> {result.paths['plot']}; mlflow run {result.run_id}")
+
+
+@app.command()
+@cli_errors
 def simulate(
     config: ConfigOption,
     out: Annotated[Path, typer.Option(help="Folder for effects, best strategy, segments, assignment, summary")],

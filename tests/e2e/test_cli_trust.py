@@ -62,3 +62,41 @@ def test_segments_unknown_column_is_one_line(trained: Path, tmp_path: Path) -> N
     done = run_cli("segments", "--config", str(trained), "--by", "no_such_column", cwd=tmp_path)
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1 and "no_such_column" in done.stderr
+
+
+def _wave(trained: Path, out: Path, seed: int, flip: bool) -> Path:
+    """400 silent customers 'answer' with their true score (or its mirror 10 − score)."""
+    data = trained.parent
+    truth = pd.read_parquet(data / "truth.parquet")
+    surveyed = set(pd.read_csv(data / "survey.csv")["customer_id"].astype(str))
+    silent = truth[~truth["customer_id"].astype(str).isin(surveyed)].sample(400, random_state=seed)
+    score = 10 - silent["true_nps"] if flip else silent["true_nps"]
+    pd.DataFrame({"customer_id": silent["customer_id"], "nps": score}).to_csv(out, index=False)
+    return out
+
+
+def test_feedback_waves_build_history_and_flag_degradation(trained: Path, tmp_path: Path) -> None:
+    history = tmp_path / "history.csv"
+    good = _wave(trained, tmp_path / "wave_2026_10.csv", 1, flip=False)
+    done = run_cli("feedback", "--config", str(trained), "--survey", str(good), "--history", str(history),
+                   cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "no retrain needed" in done.stdout
+    bad = _wave(trained, tmp_path / "wave_2026_11.csv", 2, flip=True)  # the world turned upside down
+    done = run_cli("feedback", "--config", str(trained), "--survey", str(bad), "--history", str(history),
+                   cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert ": retrain" in done.stdout
+    table = pd.read_csv(history)
+    assert table["wave"].tolist() == ["wave_2026_10", "wave_2026_11"]
+    assert table["retrain_advised"].tolist() == [False, True]
+    assert table["log_loss"].iloc[1] > table["log_loss"].iloc[0]
+    assert (tmp_path / "feedback_history.png").stat().st_size > 0
+
+
+def test_feedback_unknown_id_is_one_line(trained: Path, tmp_path: Path) -> None:
+    wave = tmp_path / "wave.csv"
+    pd.DataFrame({"customer_id": ["nobody"], "nps": [7]}).to_csv(wave, index=False)
+    done = run_cli("feedback", "--config", str(trained), "--survey", str(wave), cwd=tmp_path)
+    assert done.returncode == 2 and "nobody" in done.stderr
+    assert "Traceback" not in done.stderr
