@@ -230,6 +230,30 @@ def feedback(
     typer.echo(f"history -> {result.paths['history']}; plot -> {result.paths['plot']}; mlflow run {result.run_id}")
 
 
+@app.command("survey-plan")
+@cli_errors
+def survey_plan(
+    config: ConfigOption,
+    budget: Annotated[int, typer.Option(help="Number of silent customers to propose")],
+    out: Annotated[Path, typer.Option(help="CSV for the survey tool")] = Path("survey_plan.csv"),
+    by: Annotated[str | None, typer.Option("--by", help="Segment column (default: 'segment' if present)")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the draw (default: training.seed)")] = None,
+    model_version: Annotated[str | None, typer.Option(help="Registered version (default: champion)")] = None,
+) -> None:
+    """Propose N silent customers to survey next, with the reason for each, as a CSV."""
+    from features.load import load_dataset
+    from serving.batch import load_champion
+    from training.survey_plan import plan_survey
+
+    cfg = _load(config)
+    dataset = load_dataset(cfg)
+    plan = plan_survey(cfg, load_champion(cfg, model_version).bundle, dataset, budget, by, seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    plan.to_csv(out, index=False)
+    reasons = ", ".join(f"{n} {r}" for r, n in plan["reason"].value_counts().items())
+    typer.echo(f"proposed {len(plan)} silent customers ({reasons}) -> {out}")
+
+
 @app.command()
 @cli_errors
 def simulate(

@@ -100,3 +100,16 @@ def test_feedback_unknown_id_is_one_line(trained: Path, tmp_path: Path) -> None:
     done = run_cli("feedback", "--config", str(trained), "--survey", str(wave), cwd=tmp_path)
     assert done.returncode == 2 and "nobody" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_survey_plan_writes_importable_csv(trained: Path, tmp_path: Path) -> None:
+    out = tmp_path / "plan.csv"
+    done = run_cli("survey-plan", "--config", str(trained), "--budget", "50", "--out", str(out), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    plan = pd.read_csv(out)
+    surveyed = set(pd.read_csv(trained.parent / "survey.csv")["customer_id"].astype(str))
+    assert len(plan) == 50 and plan["customer_id"].is_unique
+    assert not set(plan["customer_id"].astype(str)) & surveyed  # only silent customers
+    assert plan["reason"].notna().all() and plan["priority"].is_monotonic_decreasing
+    too_many = run_cli("survey-plan", "--config", str(trained), "--budget", "999999", cwd=tmp_path)
+    assert too_many.returncode == 2 and "silent customers" in too_many.stderr
