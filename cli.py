@@ -194,7 +194,7 @@ def segments(
             f"[{row['index_ci_low']:+.1f}, {row['index_ci_high']:+.1f}]", f"{row['index_respondents']:+.1f}",
             "yes" if row["reliable"] else f"no (<{cfg.trust.min_segment_respondents} respondents)",
         )
-    Console(width=max(Console().width, 130)).print(view)
+    Console(width=max(Console().width, 170)).print(view)  # the table is the point: never squeeze it
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(out, index=False)
