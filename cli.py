@@ -101,15 +101,20 @@ def score(
     config: ConfigOption,
     out: Annotated[Path, typer.Option(help="Parquet file to write")],
     model_version: Annotated[str | None, typer.Option(help="Registered version (default: champion)")] = None,
+    explain: Annotated[int, typer.Option(help="Add the top-K SHAP drivers per customer and target")] = 0,
+    explain_target: Annotated[list[str] | None, typer.Option(
+        help="Target to explain with --explain (repeatable; default: bottom band, expected_score, churn)")] = None,
 ) -> None:
     """Score every customer with the champion model: one row per customer."""
     from features.load import load_dataset
     from serving.batch import load_champion, score_customers, write_parquet_atomic
 
+    if explain < 0:
+        raise ConfigError(f"--explain must be 0 (off) or a number of drivers, got {explain}")
     cfg = _load(config)
     dataset = load_dataset(cfg)
     loaded = load_champion(cfg, model_version)
-    scores = score_customers(cfg, loaded, dataset)
+    scores = score_customers(cfg, loaded, dataset, explain=explain, explain_targets=explain_target)
     write_parquet_atomic(scores, out)
     typer.echo(f"scored {len(scores)} customers with {loaded.model_name} v{loaded.version} -> {out}")
 

@@ -452,8 +452,8 @@ class TreeShap:
                 X, a["tree_class"], a["node_off"], a["n_nodes"], a["split_feature"], a["threshold"],
                 a["decision_type"], a["left_slot"], a["right_slot"], a["node_k"], a["cat_base"],
                 a["cat_boundaries"], a["cat_threshold"], a["leaf_off"], a["leaf_value"], a["leaf_d"],
-                a["leaf_feat"], a["leaf_z"], a["leaf_r"], a["leaf_z_off"], a["leaf_table_off"], a["table"], a["max_nodes"],
-                a["max_d"], out,
+                a["leaf_feat"], a["leaf_z"], a["leaf_r"], a["leaf_z_off"], a["leaf_table_off"], a["table"],
+                a["max_nodes"], a["max_d"], out,
             )
         finally:
             numba.set_num_threads(previous)

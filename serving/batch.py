@@ -10,6 +10,7 @@ import pandas as pd
 from features.config import CxConfig
 from features.load import Dataset
 from models.bundle import LoadedBundle, load_registered_bundle
+from models.explain import explain_top_k
 
 
 def load_champion(config: CxConfig, version: str | None = None) -> LoadedBundle:
@@ -17,13 +18,19 @@ def load_champion(config: CxConfig, version: str | None = None) -> LoadedBundle:
     return load_registered_bundle(config.tracking_uri, config.registered_model_name, version=version)
 
 
-def score_customers(config: CxConfig, loaded: LoadedBundle, dataset: Dataset) -> pd.DataFrame:
+def score_customers(
+    config: CxConfig, loaded: LoadedBundle, dataset: Dataset, explain: int = 0,
+    explain_targets: list[str] | None = None,
+) -> pd.DataFrame:
     """One row per customer: id, surveyed flag, observed score, predictions, model version.
 
     Args:
         config: the dataset config.
         loaded: the bundle and its registry version.
         dataset: the customers (and survey, for the surveyed flag and observed score).
+        explain: add the top-k SHAP drivers per customer and target (0: none), as flat columns
+            `driver{i}_{target}_feature|value|contribution` (see models.explain.top_drivers).
+        explain_targets: targets to explain (default: bottom band, expected score, churn).
     Returns:
         The scores, in the customers table's order.
     """
@@ -34,6 +41,10 @@ def score_customers(config: CxConfig, loaded: LoadedBundle, dataset: Dataset) ->
     predictions.insert(1, "surveyed", ids.isin(observed.index).to_numpy())
     predictions.insert(2, f"observed_{config.score.column}", ids.map(observed).astype("Int64").to_numpy())
     predictions["model_version"] = loaded.version
+    if explain or explain_targets:
+        drivers = explain_top_k(loaded.bundle, dataset.customers, explain or 3, explain_targets,
+                                threads=config.training.threads)
+        predictions = pd.concat([predictions, drivers.set_axis(predictions.index)], axis=1)
     return predictions
 
 
