@@ -61,3 +61,14 @@ def trained_company(small_company_dir: Path, tmp_path_factory: pytest.TempPathFa
     config_path = out / "cxpredict.yaml"
     train(load_config(config_path), tune_trials=2)
     return config_path
+
+
+@pytest.fixture(scope="session")
+def small_bundle(small_company_dir: Path):  # noqa: ANN201 - a ScoringBundle
+    """Every model of the small company fitted in-process (2 trials, no MLflow): fast model tests."""
+    from features.load import load_dataset
+    from training.train import Trainer
+
+    config = load_config(small_company_dir / "cxpredict.yaml")
+    dataset = load_dataset(config)
+    return Trainer(config, dataset, tune_trials=2, log_trials=False).fit(), dataset

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 
-from features.config import load_config
-from features.load import load_dataset
-from models.bundle import LoadedBundle, load_registered_bundle
+from models.bundle import LoadedBundle
 from models.estimators import predict_raw
 from models.explain import (
     CHURN,
@@ -27,10 +23,9 @@ pytestmark = pytest.mark.model
 
 
 @pytest.fixture(scope="module")
-def champion(trained_company: Path) -> tuple[LoadedBundle, pd.DataFrame]:
-    config = load_config(trained_company)
-    loaded = load_registered_bundle(config.tracking_uri, config.registered_model_name)
-    return loaded, load_dataset(config).customers.head(1500)
+def champion(small_bundle: tuple) -> tuple[LoadedBundle, pd.DataFrame]:
+    bundle, dataset = small_bundle
+    return LoadedBundle(bundle, "cxpredict-small", "1", ""), dataset.customers.head(1500)
 
 
 def test_every_booster_adds_up_in_raw_output_space(champion: tuple[LoadedBundle, pd.DataFrame]) -> None:
