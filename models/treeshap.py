@@ -21,6 +21,9 @@ of floating-point additions differs; tests check agreement to 1e-6 with `pred_co
    instead of O(L·D²) with heavy constants.
 3. Leaves deeper than `table_depth` fall back to the extend/unwind formulas of the recursive
    algorithm for that leaf alone.
+4. Small trees (at most `pattern_nodes` splits, typical of multiclass score models) go further:
+   all contributions depend only on the row's 2^splits decision pattern, so one precomputed row
+   of contributions per pattern is added after evaluating the splits.
 
 Rows are processed in blocks, trees outer within a block, so a tree's table stays in cache;
 blocks run in parallel threads (numba `prange`).
@@ -38,6 +41,7 @@ import numpy as np
 DEFAULT_TABLE_DEPTH = 16
 TABLE_BUDGET_BYTES = 512 * 2**20
 BLOCK_ROWS = 64
+DEFAULT_PATTERN_NODES = 10
 # LightGBM's kZeroThreshold is the float 1e-35f, compared as a double.
 _ZERO_THRESHOLD = float(np.float32(1e-35))
 _CATEGORICAL_MASK, _DEFAULT_LEFT_MASK = 1, 2
@@ -218,6 +222,52 @@ def _highest_bit(x):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True)
+def _build_patterns(  # pragma: no cover - compiled
+    n_nodes, node_off, leaf_off, left_slot, right_slot, node_k, leaf_d, leaf_feat, leaf_r, leaf_z_off,
+    leaf_table_off, table, pattern_off, tree_feat_off, tree_feat, n_features, ptable,
+):
+    """For small trees: every row with the same split decisions gets the same contributions, so
+    tabulate them for all 2^nn decision patterns (bit i: the row goes left at internal node i)."""
+    local = np.zeros(n_features, dtype=np.int64)
+    max_nodes = 0
+    for t in range(len(n_nodes)):
+        max_nodes = max(max_nodes, n_nodes[t])
+    masks = np.empty(2 * max_nodes + 2, dtype=np.int64)
+    for t in range(len(n_nodes)):
+        poff = pattern_off[t]
+        if poff < 0:
+            continue
+        nn = n_nodes[t]
+        noff = node_off[t]
+        loff = leaf_off[t]
+        f0 = tree_feat_off[t]
+        nf = tree_feat_off[t + 1] - f0
+        for j in range(nf):
+            local[tree_feat[f0 + j]] = j
+        for pattern in range(1 << nn):
+            masks[0] = -1
+            for node in range(nn):
+                g = noff + node
+                m = masks[node]
+                left = (np.int64(pattern) >> node) & 1
+                keep = ~(np.int64(1) << node_k[g])
+                masks[left_slot[g]] = m & (keep | -left)
+                masks[right_slot[g]] = m & (keep | (left - 1))
+            base = poff + pattern * nf
+            for leaf in range(nn + 1):
+                gl = loff + leaf
+                d = leaf_d[gl]
+                mask = masks[nn + leaf] & ((np.int64(1) << d) - 1)
+                zoff = leaf_z_off[gl]
+                toff = leaf_table_off[gl]
+                h = table[toff + mask]
+                for k in range(d):
+                    agree = (mask >> k) & 1
+                    value = leaf_r[zoff + k] * table[toff + (mask ^ (np.int64(1) << k))]
+                    ptable[base + local[leaf_feat[zoff + k]]] += agree * value - (1 - agree) * h
+
+
+@numba.njit(cache=True)
 def _goes_left(x, threshold, decision_type, cat_boundaries, cat_threshold, cat_base):  # pragma: no cover
     """LightGBM's `Decision` for one split (tree.h: NumericalDecision / CategoricalDecision)."""
     if decision_type & 1:
@@ -245,7 +295,7 @@ def _goes_left(x, threshold, decision_type, cat_boundaries, cat_threshold, cat_b
 def _shap_kernel(  # pragma: no cover - compiled
     X, tree_class, node_off, n_nodes, split_feature, threshold, decision_type, left_slot, right_slot,
     node_k, cat_base, cat_boundaries, cat_threshold, leaf_off, leaf_value, leaf_d, leaf_feat, leaf_z, leaf_r,
-    leaf_z_off, leaf_table_off, table, max_nodes, max_d, out,
+    leaf_z_off, leaf_table_off, table, pattern_off, tree_feat_off, tree_feat, ptable, max_nodes, max_d, out,
 ):
     """Add every tree's contributions to `out` (rows, outputs, features + 1), blocks of rows in parallel.
 
@@ -272,6 +322,22 @@ def _shap_kernel(  # pragma: no cover - compiled
             noff = node_off[t]
             loff = leaf_off[t]
             cb = cat_base[t]
+            poff = pattern_off[t]
+            if poff >= 0:
+                # Small tree: the decision pattern indexes a row of precomputed contributions.
+                f0 = tree_feat_off[t]
+                nf = tree_feat_off[t + 1] - f0
+                for row in range(start, stop):
+                    pattern = np.int64(0)
+                    for node in range(nn):
+                        g = noff + node
+                        left = np.int64(_goes_left(X[row, split_feature[g]], threshold[g], decision_type[g],
+                                                   cat_boundaries, cat_threshold, cb))
+                        pattern |= left << node
+                    base = poff + pattern * nf
+                    for j in range(nf):
+                        out[row, c, tree_feat[f0 + j]] += ptable[base + j]
+                continue
             for row in range(start, stop):
                 masks[0] = -1
                 for node in range(nn):
@@ -316,11 +382,15 @@ class TreeShap:
     Args:
         table_depth: leaves with at most this many unique path features get a precomputed table.
         table_budget_bytes: the tables' memory limit; `table_depth` is lowered until they fit.
+        pattern_nodes: trees with at most this many splits get a table over their 2^splits decision
+            patterns (one row of contributions per pattern); 0 turns that off.
     """
 
-    def __init__(self, table_depth: int = DEFAULT_TABLE_DEPTH, table_budget_bytes: int = TABLE_BUDGET_BYTES):
+    def __init__(self, table_depth: int = DEFAULT_TABLE_DEPTH, table_budget_bytes: int = TABLE_BUDGET_BYTES,
+                 pattern_nodes: int = DEFAULT_PATTERN_NODES):
         self.table_depth = table_depth
         self.table_budget_bytes = table_budget_bytes
+        self.pattern_nodes = pattern_nodes
 
     def fit(self, booster: lgb.Booster) -> TreeShap:
         """Read the booster's trees and precompute the tables.
@@ -398,9 +468,24 @@ class TreeShap:
         values = np.asarray(leaf_value, float)
         z_flat = cat(leaf_z, np.float64)
         _build_tables(values, d, z_flat, z_off, table_off, table)
+        patterns = self._patterns(trees, np.asarray(leaf_off, np.int64), table_off)
+        columns_out = {
+            "node_off": np.asarray(node_off, np.int64), "n_nodes": np.asarray(n_nodes, np.int64),
+            "leaf_off": np.asarray(leaf_off, np.int64), "leaf_d": d, "leaf_feat": cat(leaf_feat, np.int64),
+            "leaf_r": (1.0 - z_flat) / z_flat, "leaf_z_off": z_off, "leaf_table_off": table_off, "table": table,
+            "node_k": cat(columns["node_k"], np.int64), "left_slot": cat(columns["left_slot"], np.int64),
+            "right_slot": cat(columns["right_slot"], np.int64),
+        }
+        ptable = np.zeros(int(patterns["size"]))
+        _build_patterns(
+            columns_out["n_nodes"], columns_out["node_off"], columns_out["leaf_off"], columns_out["left_slot"],
+            columns_out["right_slot"], columns_out["node_k"], d, columns_out["leaf_feat"], columns_out["leaf_r"],
+            z_off, table_off, table, patterns["pattern_off"], patterns["tree_feat_off"], patterns["tree_feat"],
+            self.n_features_, ptable,
+        )
         self.expected_value_ = expected
         self.table_depth_ = depth
-        self.table_bytes_ = table.nbytes
+        self.table_bytes_ = table.nbytes + ptable.nbytes
         return {
             "tree_class": np.arange(len(trees), dtype=np.int64) % n_out,
             "node_off": np.asarray(node_off, np.int64),
@@ -423,9 +508,32 @@ class TreeShap:
             "leaf_z_off": z_off,
             "leaf_table_off": table_off,
             "table": table,
+            "pattern_off": patterns["pattern_off"],
+            "tree_feat_off": patterns["tree_feat_off"],
+            "tree_feat": patterns["tree_feat"],
+            "ptable": ptable,
             "max_nodes": np.int64(max(n_nodes, default=0)),
             "max_d": np.int64(max(leaf_d, default=0)),
         }
+
+    def _patterns(self, trees: list[_Tree], leaf_off: np.ndarray, table_off: np.ndarray) -> dict[str, np.ndarray]:
+        """Which trees get a decision-pattern table (small trees whose leaves all have mask tables)."""
+        pattern_off = np.full(len(trees), -1, np.int64)
+        tree_feat: list[np.ndarray] = []
+        tree_feat_off = [0]
+        size = 0
+        for t, tree in enumerate(trees):
+            nn = tree.num_leaves - 1
+            feats = np.unique(tree.split_feature) if nn else np.zeros(0, np.int64)
+            tree_feat.append(feats.astype(np.int64))
+            tree_feat_off.append(tree_feat_off[-1] + len(feats))
+            leaves = table_off[leaf_off[t]:leaf_off[t] + tree.num_leaves]
+            if 1 <= nn <= self.pattern_nodes and (leaves >= 0).all():
+                pattern_off[t] = size
+                size += (1 << nn) * len(feats)
+        return {"pattern_off": pattern_off, "tree_feat_off": np.asarray(tree_feat_off, np.int64),
+                "tree_feat": np.concatenate(tree_feat).astype(np.int64) if tree_feat else np.zeros(0, np.int64),
+                "size": np.int64(size)}
 
     def shap_values(self, X: np.ndarray, threads: int | None = None) -> np.ndarray:
         """SHAP values of every row: (n_rows, n_outputs, n_features + 1), the last column the bias.
@@ -453,7 +561,7 @@ class TreeShap:
                 a["decision_type"], a["left_slot"], a["right_slot"], a["node_k"], a["cat_base"],
                 a["cat_boundaries"], a["cat_threshold"], a["leaf_off"], a["leaf_value"], a["leaf_d"],
                 a["leaf_feat"], a["leaf_z"], a["leaf_r"], a["leaf_z_off"], a["leaf_table_off"], a["table"],
-                a["max_nodes"], a["max_d"], out,
+                a["pattern_off"], a["tree_feat_off"], a["tree_feat"], a["ptable"], a["max_nodes"], a["max_d"], out,
             )
         finally:
             numba.set_num_threads(previous)

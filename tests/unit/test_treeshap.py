@@ -49,11 +49,15 @@ def test_binary_with_categorical_and_missing_values_matches_pred_contrib() -> No
     _check(booster, X)
 
 
-def test_multiclass_matches_pred_contrib() -> None:
+@pytest.mark.parametrize("leaves", [4, 11, 15])
+def test_multiclass_matches_pred_contrib(leaves: int) -> None:
+    """4 and 11 leaves use decision-pattern tables (≤ 10 splits), 15 the per-leaf mask tables."""
     X, signal = _data(seed=1)
     y = np.digitize(signal, [-1.0, 0.0, 1.0, 2.0])
-    booster = _fit({"objective": "multiclass", "num_class": 5, "num_leaves": 15, "min_data_in_leaf": 10}, X, y, 20)
+    booster = _fit({"objective": "multiclass", "num_class": 5, "num_leaves": leaves, "min_data_in_leaf": 10}, X, y,
+                   20)
     _check(booster, X)
+    _check(booster, X, pattern_nodes=0)
 
 
 def test_regression_with_zero_as_missing_matches_pred_contrib() -> None:
