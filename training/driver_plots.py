@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from features.build import CATEGORICAL
+from features.build import CATEGORICAL, DATE
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -109,6 +109,17 @@ def plot_dependence(explanation: Explanation, feature: str, rows: np.ndarray, ca
         ax.set_xlabel(feature)
         ax.tick_params(axis="x", rotation=30)
         ax.set_title(title, fontsize=11)
+        return _save(fig, path)
+    if kind == DATE:
+        # Dates are days since 1970 inside the model; show them as calendar dates.
+        fig, ax = plt.subplots(figsize=(7, 4))
+        ok = np.isfinite(x)
+        ax.scatter(np.floor(x[ok]).astype(np.int64).astype("datetime64[D]"), y[ok], s=8, alpha=0.6, color="#1E88E5")
+        ax.axhline(0, color="#999999", lw=0.8)
+        ax.set_xlabel(feature)
+        ax.set_ylabel(f"SHAP value ({explanation.target.space})")
+        ax.set_title(title, fontsize=11)
+        fig.autofmt_xdate()
         return _save(fig, path)
     values = shap.Explanation(values=y, base_values=np.full(len(y), explanation.base), data=x,
                               feature_names=feature)
