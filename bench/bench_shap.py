@@ -31,12 +31,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from features.config import load_config  # noqa: E402
 from features.load import load_dataset  # noqa: E402
 from features.synthetic import generate_company, write_company  # noqa: E402
+from models.bundle import ScoringBundle  # noqa: E402
 from models.estimators import multiclass_probabilities, predict_raw  # noqa: E402
 from models.treeshap import TreeShap  # noqa: E402
 from training.train import Trainer  # noqa: E402
 
 
-def train_bundle(train_customers: int, survey_rate: float, tune_trials: int, seed: int, threads: int):  # noqa: ANN201
+def train_bundle(train_customers: int, survey_rate: float, tune_trials: int, seed: int,
+                 threads: int) -> ScoringBundle:
     """The bundle the real training pipeline fits on a synthetic company (no MLflow)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = write_company(generate_company(train_customers, survey_rate, seed), Path(tmp), name="bench")

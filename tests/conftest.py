@@ -64,8 +64,8 @@ def trained_company(small_company_dir: Path, tmp_path_factory: pytest.TempPathFa
 
 
 @pytest.fixture(scope="session")
-def small_bundle(small_company_dir: Path):  # noqa: ANN201 - a ScoringBundle
-    """Every model of the small company fitted in-process (2 trials, no MLflow): fast model tests."""
+def small_bundle(small_company_dir: Path) -> tuple:
+    """(bundle, dataset): every model of the small company fitted in-process (2 trials, no MLflow)."""
     from features.load import load_dataset
     from training.train import Trainer
 

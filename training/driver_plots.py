@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 DPI = 110
 
 
-def _pyplot():  # noqa: ANN202 - returns the pyplot module
+def _pyplot() -> ModuleType:
     """pyplot on the Agg backend: plots render without a display, in tests and on servers."""
     import matplotlib
 
