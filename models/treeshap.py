@@ -32,6 +32,7 @@ blocks run in parallel threads (numba `prange`).
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 
 import lightgbm as lgb
@@ -46,6 +47,7 @@ DEFAULT_PATTERN_NODES = 10
 _ZERO_THRESHOLD = float(np.float32(1e-35))
 _CATEGORICAL_MASK, _DEFAULT_LEFT_MASK = 1, 2
 _MISSING_ZERO, _MISSING_NAN = 1, 2
+_KERNEL_LOCK = threading.Lock()
 
 
 @dataclass
@@ -270,7 +272,8 @@ def _build_patterns(  # pragma: no cover - compiled
 @numba.njit(cache=True)
 def _goes_left(x, threshold, decision_type, cat_boundaries, cat_threshold, cat_base):  # pragma: no cover
     """LightGBM's `Decision` for one split (tree.h: NumericalDecision / CategoricalDecision)."""
-    if decision_type & 1:
+    if decision_type & _CATEGORICAL_MASK:
+        # NaN, negative and too-large codes go right; otherwise the category's bit decides.
         if math.isnan(x) or x < 0.0 or x >= 2147483648.0:
             return False
         value = int(x)
@@ -282,12 +285,12 @@ def _goes_left(x, threshold, decision_type, cat_boundaries, cat_threshold, cat_b
             return False
         return (cat_threshold[start + word] >> np.uint32(value % 32)) & np.uint32(1) == np.uint32(1)
     missing_type = (decision_type >> 2) & 3
-    if math.isnan(x) and missing_type != 2:
+    if math.isnan(x) and missing_type != _MISSING_NAN:
         x = 0.0
-    if (missing_type == 1 and -1.0000000180025095e-35 <= x <= 1.0000000180025095e-35) or (
-        missing_type == 2 and math.isnan(x)
+    if (missing_type == _MISSING_ZERO and -_ZERO_THRESHOLD <= x <= _ZERO_THRESHOLD) or (
+        missing_type == _MISSING_NAN and math.isnan(x)
     ):
-        return (decision_type & 2) != 0
+        return (decision_type & _DEFAULT_LEFT_MASK) != 0
     return x <= threshold
 
 
@@ -552,6 +555,15 @@ class TreeShap:
             raise ValueError(f"expected a matrix with {self.n_features_} columns, got shape {X.shape}")
         out = np.zeros((X.shape[0], self.n_outputs_, self.n_features_ + 1))
         a = self._arrays
+        # One kernel at a time: it already uses every thread it is given, and numba's workqueue
+        # threading layer (the fallback when neither OpenMP nor TBB is present) is not thread-safe.
+        with _KERNEL_LOCK:
+            self._run(X, a, out, threads)
+        out[:, :, -1] = self.expected_value_
+        return out
+
+    @staticmethod
+    def _run(X: np.ndarray, a: dict[str, np.ndarray], out: np.ndarray, threads: int | None) -> None:
         previous = numba.get_num_threads()
         if threads:
             numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
@@ -565,8 +577,6 @@ class TreeShap:
             )
         finally:
             numba.set_num_threads(previous)
-        out[:, :, -1] = self.expected_value_
-        return out
 
 
 def _paths(tree: _Tree) -> tuple[np.ndarray, list[tuple[list[int], list[float]]]]:

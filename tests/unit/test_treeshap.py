@@ -102,3 +102,16 @@ def test_wrong_width_is_an_error() -> None:
     explainer = TreeShap().fit(_fit({"objective": "regression"}, X, signal, 3))
     with pytest.raises(ValueError, match="6 columns"):
         explainer.shap_values(X[:, :4])
+
+
+def test_concurrent_calls_give_the_same_values() -> None:
+    """The API explains from a thread pool: calls from several threads must not interfere."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    X, signal = _data(seed=6)
+    explainer = TreeShap().fit(_fit({"objective": "binary", "num_leaves": 31}, X, (signal > 0).astype(int)))
+    expected = explainer.shap_values(X)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda _: explainer.shap_values(X, threads=2), range(8)))
+    for result in results:
+        np.testing.assert_array_equal(result, expected)
