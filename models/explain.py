@@ -161,6 +161,8 @@ def combine_levels(
         (contributions (n, features), base value, prediction (n,)): base + Σ contributions = prediction.
     """
     phi = level_shap[:, :, :-1] / temperature
+    if len(phi) == 0:
+        return np.zeros((0, phi.shape[2])), float("nan"), np.zeros(0)
     z0 = level_shap[:1, :, -1] / temperature  # the expected logits: the same for every row
     z = z0 + phi.sum(axis=2)
     if function == "bottom":
