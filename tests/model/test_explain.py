@@ -19,7 +19,8 @@ from models.explain import (
 )
 from models.treeshap import TreeShap
 
-pytestmark = pytest.mark.model
+# Fits every model of the small company once (about 40 s of CPU; minutes on a loaded machine).
+pytestmark = [pytest.mark.model, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
