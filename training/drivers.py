@@ -55,6 +55,7 @@ class DriverSample:
     strata_table: pd.DataFrame
     population: int
     seed: int
+    basis: str = "surveyed/silent"
 
     @property
     def is_census(self) -> bool:
@@ -66,7 +67,7 @@ class DriverSample:
             return f"all {self.population:,} customers (census: no sampling error)"
         return (
             f"stratified random sample of {len(self.positions):,} of {self.population:,} customers "
-            f"({len(self.strata_table)} strata: segment × surveyed/silent, proportional allocation with at "
+            f"({len(self.strata_table)} strata: {self.basis}, proportional allocation with at "
             f"least {MIN_PER_STRATUM} per stratum, seed {self.seed}); population figures are weighted by "
             "N_h/n_h and shown with their standard error"
         )
@@ -340,6 +341,7 @@ def compute_drivers(
     strata = pd.Series(status if segments is None else segments.to_numpy() + " | " + status)
     seed = config.training.seed if seed is None else seed
     sample = stratified_sample(strata, sample_size, seed)
+    sample.basis = "surveyed/silent" if segment is None else f"{segment} × surveyed/silent"
     rows = customers.iloc[sample.positions]
     explanations = DriverExplainer(bundle, config.training.threads).explain_matrix(
         bundle.pipeline.transform(rows), resolved

@@ -150,9 +150,13 @@ def render_report(config: CxConfig, loaded: LoadedBundle, drivers: DriversResult
 
     mix = inputs.band_mix
     parts.append("<h2>Band mix: surveyed vs predicted silent</h2>")
-    parts.append(f"<p>{mix.attrs.get('n_surveyed', 0):,} surveyed customers (their answers) and "
-                 f"{mix.attrs.get('n_silent', 0):,} silent customers (mean predicted probability). A gap between "
-                 "the two columns is what the survey alone would get wrong.</p>")
+    if mix.attrs.get("n_silent", 0):
+        parts.append(f"<p>{mix.attrs.get('n_surveyed', 0):,} surveyed customers (their answers) and "
+                     f"{mix.attrs.get('n_silent', 0):,} silent customers (mean predicted probability). A gap "
+                     "between the two columns is what the survey alone would get wrong.</p>")
+    else:
+        parts.append(f"<p>All {mix.attrs.get('n_surveyed', 0):,} customers answered the survey: there are no "
+                     "silent customers to predict (use the backtest to see how predictions would do).</p>")
     parts.append(_table(mix, "{:.1%}"))
 
     parts.append("<h2>Top drivers per target</h2>")
