@@ -21,6 +21,10 @@ from features.config import ConfigError, CxConfig, load_config
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_show_locals=False)
 console = Console(stderr=True)
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Path to cxpredict.yaml")]
+# 0 means "the config's value": MLproject parameters cannot be left out, so `mlflow run` passes 0.
+TuneTrialsOption = Annotated[
+    int | None, typer.Option(min=0, help="Override training.tune_trials (0: the config's value)")
+]
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
@@ -84,13 +88,13 @@ def _load(config: Path) -> CxConfig:
 @cli_errors
 def train(
     config: ConfigOption,
-    tune_trials: Annotated[int | None, typer.Option(help="Override training.tune_trials")] = None,
+    tune_trials: TuneTrialsOption = None,
 ) -> None:
     """Train every model, log one MLflow run and register the bundle as `champion`."""
     from training.train import train as run_training
 
     cfg = _load(config)
-    result = run_training(cfg, tune_trials=tune_trials)
+    result = run_training(cfg, tune_trials=tune_trials or None)
     _print_metrics("training (test_* on held-out rows)", result.metrics)
     for note in result.notes:
         typer.echo(f"note: {note}")
@@ -130,17 +134,22 @@ def backtest(
     repeats: Annotated[int, typer.Option(help="Independent repeats")] = 3,
     seed: Annotated[int, typer.Option(help="Seed of the hiding draws")] = 0,
     selection: Annotated[str, typer.Option(help="random or biased choice of kept respondents")] = "biased",
-    tune_trials: Annotated[int | None, typer.Option(help="Override training.tune_trials")] = None,
+    tune_trials: TuneTrialsOption = None,
     out: Annotated[Path | None, typer.Option(help="Write the report as JSON here")] = None,
 ) -> None:
     """Hide most respondents, train on the rest, and report accuracy on the hidden ones."""
     from features.load import load_dataset
     from training.backtest import backtest as run_backtest
+    from training.project import link_project_run
 
     if selection not in ("random", "biased"):
         raise ConfigError(f"--selection must be 'random' or 'biased', got '{selection}'")
     cfg = _load(config)
-    report = run_backtest(cfg, load_dataset(cfg), survey_rate, repeats, seed, selection, tune_trials)  # type: ignore[arg-type]
+    report = run_backtest(
+        cfg, load_dataset(cfg), survey_rate, repeats, seed, selection, tune_trials or None  # type: ignore[arg-type]
+    )
+    if report.run_id:
+        link_project_run(report.run_id, cfg.tracking_uri)
     summary = report.summary()
     table = Table(title=f"backtest: {selection} {survey_rate:.1%} kept, {repeats} repeats (hidden respondents)")
     table.add_column("metric")
@@ -226,12 +235,75 @@ def report(
 
 @app.command()
 @cli_errors
+def simulate(
+    config: ConfigOption,
+    out: Annotated[Path, typer.Option(help="Folder for effects, best strategy, segments, assignment, summary")],
+    customers: Annotated[
+        Path | None, typer.Option("--customers", help="CSV of customer ids to simulate (default: all)")
+    ] = None,
+    segment_filter: Annotated[
+        list[str] | None, typer.Option("--segment-filter", help="COL=VAL (or COL=A,B); repeat to combine")
+    ] = None,
+    objective: Annotated[str, typer.Option(help="value | churn | score: what 'best' maximises")] = "value",
+    budget: Annotated[float | None, typer.Option(help="Total cost allowed: plan customers and offers")] = None,
+    segment_by: Annotated[str | None, typer.Option(help="Segment column (default: 'segment' if present)")] = None,
+    simulated_only: Annotated[
+        bool, typer.Option("--simulated-only", help="Ignore effects learned from campaigns")
+    ] = False,
+    model_version: Annotated[str | None, typer.Option(help="Registered version (default: champion)")] = None,
+) -> None:
+    """Rank retention strategies per customer and per segment; optionally plan a budget."""
+    from features.load import load_dataset
+    from serving.batch import load_champion
+    from serving.batch_simulate import prepare_simulation, run_simulation, write_simulation
+
+    cfg = _load(config)
+    dataset = load_dataset(cfg)
+    request = prepare_simulation(
+        cfg, dataset, ids_file=customers, filters=segment_filter or [], objective=objective,
+        budget=budget, segment_by=segment_by, use_learned=not simulated_only,
+    )
+    report = run_simulation(cfg, load_champion(cfg, model_version), request)
+    paths = write_simulation(report, out)
+    _print_segments(report.segments)
+    summary = report.summary
+    typer.echo(
+        f"{summary['n_customers']} customers, {summary['n_effects']} eligible (customer, strategy) pairs; "
+        f"{summary['n_with_strategy']} get a strategy (objective {objective})"
+    )
+    if report.plan is not None:
+        plan = report.plan.summary()
+        typer.echo(
+            f"budget {plan['budget']:.2f}: {plan['n_targeted']} customers, spent {plan['spent']:.2f}, "
+            f"total {objective} gain {plan['total_gain']:.2f} (LP bound {plan['lp_bound']:.2f})"
+        )
+    for note in summary["notes"]:
+        typer.echo(f"note: {note}")
+    typer.echo(f"wrote {', '.join(p.name for p in paths.values())} -> {out}")
+
+
+def _print_segments(segments: Any) -> None:
+    table = Table(title="strategies x segments (means over eligible customers)")
+    for column in ("segment", "strategy", "method", "n_eligible", "expected_score_strategy", "delta_churn",
+                   "expected_total_value", "n_best"):
+        table.add_column(column, justify="left" if column in ("segment", "strategy", "method") else "right")
+    for row in segments.itertuples(index=False):
+        table.add_row(
+            str(row.segment), str(row.strategy), str(row.method), str(row.n_eligible),
+            f"{row.expected_score_strategy:.2f}", f"{row.delta_churn:+.3f}", f"{row.expected_total_value:,.0f}",
+            str(row.n_best),
+        )
+    Console(width=max(Console().width, 130)).print(table)  # the table is the point: never squeeze it
+
+
+@app.command()
+@cli_errors
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for the demo dataset, MLflow store and scores")] = Path("demo"),
     customers: Annotated[int, typer.Option(help="Number of customers")] = 100_000,
     survey_rate: Annotated[float, typer.Option(help="Share surveyed")] = 0.03,
     seed: Annotated[int, typer.Option(help="Random seed")] = 42,
-    tune_trials: Annotated[int | None, typer.Option(help="Override training.tune_trials")] = None,
+    tune_trials: TuneTrialsOption = None,
 ) -> None:
     """Generate a synthetic company, train every model, score every customer, print a summary."""
     import pandas as pd
@@ -247,7 +319,7 @@ def demo(
     typer.echo(f"generated {customers} customers ({len(company.survey)} surveyed) -> {config_path}")
     cfg = load_config(config_path)
     dataset = load_dataset(cfg)
-    result = run_training(cfg, dataset=dataset, tune_trials=tune_trials)
+    result = run_training(cfg, dataset=dataset, tune_trials=tune_trials or None)
     typer.echo(f"trained in {time.perf_counter() - started:.0f}s: run {result.run_id}")
     scores = score_customers(cfg, load_champion(cfg), dataset)
     scores_path = write_parquet_atomic(scores, out / "scores.parquet")
@@ -260,9 +332,10 @@ def demo(
     table.add_column("value", justify="right")
     table.add_row("true population NPS (ground truth)", f"{true_index:+.1f}")
     table.add_row(
-        "estimated population NPS (respondents + predicted silent)",
+        "estimated population NPS (doubly robust, 95% interval)",
         f"{m['population_index']:+.1f}  [{m['population_index_ci_low']:+.1f}, {m['population_index_ci_high']:+.1f}]",
     )
+    table.add_row("model-completed NPS (observed + predicted silent)", f"{m['population_index_model']:+.1f}")
     table.add_row("respondents-only NPS (naive)", f"{m['population_index_respondents']:+.1f}")
     if "population_index_ipw" in m:
         table.add_row("respondents, propensity-weighted NPS", f"{m['population_index_ipw']:+.1f}")

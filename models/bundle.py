@@ -19,6 +19,7 @@ import pandas as pd
 
 from features.build import FeaturePipeline
 from models.estimators import binary_probability, multiclass_probabilities, predict_raw
+from models.uplift import UpliftResult
 
 BUNDLE_ARTIFACT = "bundle"
 BUNDLE_FILE = "bundle.joblib"
@@ -48,7 +49,8 @@ class ScoringBundle:
     bands: dict[str, tuple[int, int]]
     top_band: str
     bottom_band: str
-    score_booster: lgb.Booster
+    score_booster: lgb.Booster  # multiclass over the bands, temperature-scaled
+    expected_score_booster: lgb.Booster  # regression of the score itself
     score_temperature: float = 1.0
     cause_boosters: dict[str, lgb.Booster] = field(default_factory=dict)
     driver_boosters: dict[str, lgb.Booster] = field(default_factory=dict)
@@ -56,21 +58,12 @@ class ScoringBundle:
     churn_uses_experience: bool = False
     propensity_booster: lgb.Booster | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # Effects learned from randomised campaigns, by strategy id (training/uplift.py).
+    uplift: dict[str, UpliftResult] = field(default_factory=dict)
 
     @property
     def band_names(self) -> list[str]:
         return sorted(self.bands, key=lambda b: self.bands[b][0])
-
-    @property
-    def band_matrix(self) -> np.ndarray:
-        """(levels × bands) 0/1 matrix: level probabilities @ band_matrix = band probabilities."""
-        names = self.band_names
-        matrix = np.zeros((len(self.levels), len(names)))
-        for i, level in enumerate(self.levels):
-            for j, band in enumerate(names):
-                low, high = self.bands[band]
-                matrix[i, j] = float(low <= level <= high)
-        return matrix
 
     @property
     def output_columns(self) -> list[str]:
@@ -87,16 +80,21 @@ class ScoringBundle:
             return X
         return np.column_stack([X, expected_score, p_bottom])
 
-    def predict_matrix(self, X: np.ndarray, threads: int | None = None) -> dict[str, np.ndarray]:
-        """All predictions for an encoded feature matrix, as named arrays."""
-        level_probs = multiclass_probabilities(predict_raw(self.score_booster, X, threads), self.score_temperature)
-        band_probs = level_probs @ self.band_matrix
-        expected = level_probs @ np.asarray(self.levels, float)
+    def predict_matrix(
+        self, X: np.ndarray, threads: int | None = None, *, causes: bool = True, drivers: bool = True
+    ) -> dict[str, np.ndarray]:
+        """All predictions for an encoded feature matrix, as named arrays.
+
+        `causes=False` / `drivers=False` skip those models (strategy simulation needs only the
+        score and churn models).
+        """
+        band_probs = multiclass_probabilities(predict_raw(self.score_booster, X, threads), self.score_temperature)
+        expected = np.clip(predict_raw(self.expected_score_booster, X, threads), self.levels[0], self.levels[-1])
         out: dict[str, np.ndarray] = {band_column(b): band_probs[:, j] for j, b in enumerate(self.band_names)}
         out["expected_score"] = expected
-        for code, booster in self.cause_boosters.items():
+        for code, booster in (self.cause_boosters if causes else {}).items():
             out[cause_column(code)] = binary_probability(predict_raw(booster, X, threads))
-        for driver, booster in self.driver_boosters.items():
+        for driver, booster in (self.driver_boosters if drivers else {}).items():
             out[driver_column(driver)] = predict_raw(booster, X, threads)
         if self.churn_booster is not None:
             p_bottom = out[band_column(self.bottom_band)]
@@ -179,10 +177,13 @@ def load_registered_bundle(
     else:
         model_version = client.get_model_version(model_name, version)
         alias = None
+    # The version's own artifact location, resolved by this client: a `models:/` URI would be
+    # resolved through MLflow's global registry (and the MLFLOW_*_URI variables that
+    # mlflow.set_*_uri export to child processes), which may point at another store.
+    model_uri = client.get_model_version_download_uri(model_name, model_version.version)
     with tempfile.TemporaryDirectory() as tmp:
-        mlflow.set_tracking_uri(tracking_uri)
         local = mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{model_name}/{model_version.version}", dst_path=tmp
+            artifact_uri=f"{model_uri.rstrip('/')}/artifacts/{BUNDLE_FILE}", dst_path=tmp, tracking_uri=tracking_uri
         )
-        bundle = load_bundle(Path(local) / "artifacts" / BUNDLE_FILE)
+        bundle = load_bundle(Path(local))
     return LoadedBundle(bundle, model_name, str(model_version.version), model_version.run_id or "", alias)
