@@ -1,4 +1,6 @@
-"""Benchmark: per-customer SHAP rows/s of the churn and score models, our TreeSHAP vs LightGBM `pred_contrib`.
+"""Benchmark: per-customer SHAP rows/s, our TreeSHAP vs LightGBM `pred_contrib`, per model.
+
+Models: churn (binary), score (multiclass over the bands) and expected score (regression).
 
 Trains the real model set (training.train.Trainer, no MLflow) on a synthetic company, then
 explains 1,000,000 generated customers in chunks (each chunk a repeat), interleaving the two engines
@@ -31,8 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from features.config import load_config  # noqa: E402
 from features.load import load_dataset  # noqa: E402
 from features.synthetic import generate_company, write_company  # noqa: E402
-from models.bundle import ScoringBundle  # noqa: E402
-from models.estimators import multiclass_probabilities, predict_raw  # noqa: E402
+from models.bundle import ScoringBundle, band_column  # noqa: E402
 from models.treeshap import TreeShap  # noqa: E402
 from training.train import Trainer  # noqa: E402
 
@@ -74,12 +75,12 @@ def main() -> None:
           f"churn {bundle.churn_booster.num_trees()} trees", flush=True)
     customers = generate_company(args.customers, 0.03, args.seed + 1).customers
     X = bundle.pipeline.transform(customers)
-    levels = multiclass_probabilities(predict_raw(bundle.score_booster, X, args.threads), bundle.score_temperature)
-    expected = levels @ np.asarray(bundle.levels, float)
-    p_bottom = levels @ bundle.band_matrix[:, bundle.band_names.index(bundle.bottom_band)]
+    predicted = bundle.predict_matrix(X, args.threads, causes=False, drivers=False)
+    expected, p_bottom = predicted["expected_score"], predicted[band_column(bundle.bottom_band)]
     models = {
         "churn": (bundle.churn_booster, bundle.churn_matrix(X, expected, p_bottom)),
-        "score": (bundle.score_booster, X),
+        "score": (bundle.score_booster, X),  # multiclass over the bands
+        "expected_score": (bundle.expected_score_booster, X),  # regression
     }
     results: dict[str, dict] = {}
     for name, (booster, matrix) in models.items():

@@ -9,14 +9,20 @@ predicted-experience features.
 What is explained, and in which space (contributions add up exactly in that space):
 
 - `<bottom band>` (e.g. `detractor`): the log-odds of P(bottom band). The score model is
-  multiclass over score levels, so exact TreeSHAP gives one contribution vector per level in
-  logit space (divided by the calibration temperature, which keeps them exact). P(bottom band)
-  is a non-linear function of all level logits, so the per-level contributions are combined
-  with the *average gradient* of the target along the straight line from the base logits (the
-  TreeSHAP expected values) to the customer's logits (Gauss–Legendre quadrature), the chain
-  rule that DeepSHAP and integrated gradients use for an output non-linearity. By the
-  fundamental theorem of calculus the result adds up to target(customer) − target(base).
-- `expected_score`: the expected score in score points, combined the same way.
+  multiclass over the bands (temperature-scaled), so exact TreeSHAP gives one contribution
+  vector per band in logit space (divided by the calibration temperature, which keeps them
+  exact). The log-odds of P(bottom band) = z_bottom − log Σ_other exp(z_other) is non-linear
+  in the band logits, so the per-band contributions are combined with the *average gradient*
+  of the target along the straight line from the base logits (the TreeSHAP expected values) to
+  the customer's logits (Gauss–Legendre quadrature), the chain rule that DeepSHAP and
+  integrated gradients use for an output non-linearity. By the fundamental theorem of calculus
+  the result adds up to target(customer) − target(base).
+- `expected_score`: the expected score in score points, from exact TreeSHAP of the
+  expected-score regression booster. Its prediction is clip(raw, lowest level, highest level);
+  inside the scale that is the raw output and TreeSHAP adds up to it directly. For the rare rows
+  whose raw output falls outside the scale, every contribution is shrunk by the same factor
+  (clip(raw) − clip(base)) / (raw − base) ∈ [0, 1], so they still add up exactly to the
+  clipped prediction and keep their signs and order.
 - `cause_<code>`: log-odds of naming the cause; `<driver rating>`: the predicted rating;
   `churn`: log-odds of churning — binary/regression models, explained by exact TreeSHAP in their
   raw output space directly.
@@ -127,7 +133,7 @@ def _gauss_legendre(n: int) -> tuple[np.ndarray, np.ndarray]:
     return (x + 1.0) / 2.0, w / 2.0
 
 
-def _bottom_log_odds(z: np.ndarray, in_band: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _band_log_odds(z: np.ndarray, in_band: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """log P(band) − log P(not band) of softmax(z), and its gradient with respect to z."""
     shifted = z - z.max(axis=1, keepdims=True)
     e = np.exp(shifted)
@@ -138,58 +144,66 @@ def _bottom_log_odds(z: np.ndarray, in_band: np.ndarray) -> tuple[np.ndarray, np
     return value, grad
 
 
-def _expected_level(z: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Σ level·softmax(z) and its gradient p_c·(level_c − expected)."""
-    shifted = z - z.max(axis=1, keepdims=True)
-    p = np.exp(shifted)
-    p /= p.sum(axis=1, keepdims=True)
-    value = p @ levels
-    return value, p * (levels[None, :] - value[:, None])
-
-
-def combine_levels(
-    level_shap: np.ndarray, temperature: float, function: str, bundle: ScoringBundle
+def combine_bands(
+    band_shap: np.ndarray, temperature: float, band: int
 ) -> tuple[np.ndarray, float, np.ndarray]:
-    """Per-level logit contributions → contributions to a non-linear target of the level logits.
+    """Per-band logit contributions → contributions to the log-odds of P(band).
 
     Args:
-        level_shap: exact TreeSHAP of the score model, (n, levels, features + 1), bias last.
+        band_shap: exact TreeSHAP of the band model, (n, bands, features + 1), bias last.
         temperature: the score model's calibration temperature (logits are divided by it).
-        function: `bottom` (log-odds of the bottom band) or `expected` (expected score).
-        bundle: the bundle (levels and bands).
+        band: index of the explained band (in `bundle.band_names` order).
     Returns:
         (contributions (n, features), base value, prediction (n,)): base + Σ contributions = prediction.
     """
-    phi = level_shap[:, :, :-1] / temperature
+    phi = band_shap[:, :, :-1] / temperature
     if len(phi) == 0:
         return np.zeros((0, phi.shape[2])), float("nan"), np.zeros(0)
-    z0 = level_shap[:1, :, -1] / temperature  # the expected logits: the same for every row
+    in_band = (np.arange(band_shap.shape[1]) == band)[None, :]
+    z0 = band_shap[:1, :, -1] / temperature  # the expected logits: the same for every row
     z = z0 + phi.sum(axis=2)
-    if function == "bottom":
-        in_band = bundle.band_matrix[:, bundle.band_names.index(bundle.bottom_band)].astype(bool)
-
-        def target(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            return _bottom_log_odds(v, in_band[None, :])
-    else:
-        levels = np.asarray(bundle.levels, float)
-
-        def target(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            return _expected_level(v, levels)
-
-    base = float(target(z0)[0][0])
-    output = target(z)[0]
+    base = float(_band_log_odds(z0, in_band)[0][0])
+    output = _band_log_odds(z, in_band)[0]
     delta = z - z0
     nodes = QUADRATURE_NODES
     while True:
         # Average gradient along z0 + t·(z − z0): Σ_f W·φ_f then adds up to target(z) − target(z0).
         average_grad = np.zeros_like(z)
         for t, w in zip(*_gauss_legendre(nodes), strict=True):
-            average_grad += w * target(z0 + t * delta)[1]
+            average_grad += w * _band_log_odds(z0 + t * delta, in_band)[1]
         values = np.einsum("nc,ncf->nf", average_grad, phi)
         error = np.abs(base + values.sum(axis=1) - output).max(initial=0.0)
         if error <= ADDITIVITY_TOLERANCE or nodes >= MAX_QUADRATURE_NODES:
             return values, base, output
         nodes *= 2
+
+
+def clip_contributions(
+    shap: np.ndarray, low: float, high: float
+) -> tuple[np.ndarray, float, np.ndarray]:
+    """TreeSHAP of a regression whose prediction is clip(raw, low, high), additive in the clipped space.
+
+    Args:
+        shap: exact TreeSHAP of the regression booster, (n, features + 1), bias last.
+        low, high: the clip bounds (the scale's ends).
+    Returns:
+        (contributions, base, prediction) with base = clip(expected raw) and prediction = clip(raw);
+        rows inside the bounds keep their TreeSHAP values unchanged, rows outside have every
+        contribution scaled by (clip(raw) − base) / (raw − raw base) ∈ [0, 1].
+    """
+    values = shap[:, :-1]
+    if len(shap) == 0:
+        return values.copy(), float("nan"), np.zeros(0)
+    raw_base = float(shap[0, -1])
+    raw = raw_base + values.sum(axis=1)
+    base = float(np.clip(raw_base, low, high))
+    output = np.clip(raw, low, high)
+    span = raw - raw_base
+    scaled = (output != raw) | (base != raw_base)
+    factor = np.ones(len(raw))
+    moved = scaled & (span != 0)
+    factor[moved] = (output[moved] - base) / span[moved]
+    return values * factor[:, None], base, output
 
 
 class DriverExplainer:
@@ -206,11 +220,14 @@ class DriverExplainer:
         self._engines: dict[str, TreeShap] = {}
 
     def _engine(self, key: str) -> TreeShap:
-        """The TreeSHAP engine of one booster: `score`, `churn`, or a cause / rating target name."""
+        """The TreeSHAP engine of one booster: `score` (bands), `expected_score`, `churn`, or a
+        cause / rating target name."""
         if key not in self._engines:
             b = self.bundle
             if key == "score":
                 booster = b.score_booster
+            elif key == EXPECTED_SCORE:
+                booster = b.expected_score_booster
             elif key == CHURN:
                 booster = b.churn_booster
             elif key.startswith("cause_") and key.removeprefix("cause_") in b.cause_boosters:
@@ -237,40 +254,32 @@ class DriverExplainer:
         names = self.feature_names
         kinds = [s.kind for s in b.pipeline.specs_]
         out: dict[str, Explanation] = {}
-        level_shap: np.ndarray | None = None
-        need_levels = any(t.name in (b.bottom_band, EXPECTED_SCORE) for t in targets) or (
-            any(t.name == CHURN for t in targets) and b.churn_uses_experience
-        )
-        if need_levels:
-            level_shap = self._engine("score").shap_values(X, self.threads)
         for target in targets:
-            if target.name in (b.bottom_band, EXPECTED_SCORE):
-                assert level_shap is not None
-                function = "bottom" if target.name == b.bottom_band else "expected"
-                values, base, output = combine_levels(level_shap, b.score_temperature, function, b)
+            if target.name == b.bottom_band:
+                band_shap = self._engine("score").shap_values(X, self.threads)
+                values, base, output = combine_bands(
+                    band_shap, b.score_temperature, b.band_names.index(b.bottom_band)
+                )
+                out[target.name] = Explanation(target, values, base, output, names, kinds, X)
+            elif target.name == EXPECTED_SCORE:
+                shap = self._engine(EXPECTED_SCORE).shap_values(X, self.threads)[:, 0, :]
+                values, base, output = clip_contributions(shap, b.levels[0], b.levels[-1])
                 out[target.name] = Explanation(target, values, base, output, names, kinds, X)
             elif target.name == CHURN:
-                out[target.name] = self._explain_churn(X, level_shap, target, names, kinds)
+                out[target.name] = self._explain_churn(X, target, names, kinds)
             else:
                 shap = self._engine(target.name).shap_values(X, self.threads)[:, 0, :]
                 out[target.name] = _raw_explanation(target, shap, names, kinds, X)
         return out
 
-    def _explain_churn(self, X: np.ndarray, level_shap: np.ndarray | None, target: Target, names: list[str],
-                       kinds: list[str]) -> Explanation:
+    def _explain_churn(self, X: np.ndarray, target: Target, names: list[str], kinds: list[str]) -> Explanation:
         b = self.bundle
         if not b.churn_uses_experience:
             shap = self._engine(CHURN).shap_values(X, self.threads)[:, 0, :]
             return _raw_explanation(target, shap, names, kinds, X)
-        assert level_shap is not None
         # The churn model's extra inputs are exactly what predict_matrix feeds it.
-        z = (level_shap.sum(axis=2)) / b.score_temperature
-        z = z - z.max(axis=1, keepdims=True)
-        p = np.exp(z)
-        p /= p.sum(axis=1, keepdims=True)
-        expected = p @ np.asarray(b.levels, float)
-        p_bottom = p @ b.band_matrix[:, b.band_names.index(b.bottom_band)]
-        churn_X = b.churn_matrix(X, expected, p_bottom)
+        predicted = b.predict_matrix(X, self.threads, causes=False, drivers=False)
+        churn_X = b.churn_matrix(X, predicted[EXPECTED_SCORE], predicted[band_column(b.bottom_band)])
         shap = self._engine(CHURN).shap_values(churn_X, self.threads)[:, 0, :]
         return _raw_explanation(target, shap, [*names, *experience_feature_names(b)],
                                 [*kinds, PREDICTED, PREDICTED], churn_X)

@@ -120,11 +120,12 @@ def trained_company(small_company_dir: Path, tmp_path_factory: pytest.TempPathFa
 
 
 @pytest.fixture(scope="session")
-def small_bundle(small_company_dir: Path) -> tuple:
-    """(bundle, dataset): every model of the small company fitted in-process (2 trials, no MLflow)."""
-    from features.load import load_dataset
-    from training.train import Trainer
+def small_bundle(small_training: TrainedCompany) -> tuple:
+    """(bundle, dataset): the session's `small_training` bundle and the small company's whole dataset.
 
-    config = load_config(small_company_dir / "cxpredict.yaml")
-    dataset = load_dataset(config)
-    return Trainer(config, dataset, tune_trials=2, log_trials=False).fit(), dataset
+    Reuses that one training (a fifth of the respondents and outcomes hidden from it) rather than
+    fitting the models again; explanation tests need a trained bundle and every customer row.
+    """
+    from features.load import load_dataset
+
+    return small_training.bundle, load_dataset(small_training.config)
