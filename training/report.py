@@ -28,7 +28,9 @@ from training.drivers import NOTE_ASSOCIATION, DriversResult, compute_drivers, w
 TOP_ROWS = 8
 BACKTEST_METRICS = (
     ("band_accuracy", "band accuracy"), ("macro_f1", "macro-F1"), ("baseline_logistic_macro_f1", "logistic macro-F1"),
-    ("expected_score_mae", "expected-score MAE"), ("population_error_model", "population score error (model)"),
+    ("expected_score_mae", "expected-score MAE"),
+    ("population_error_doubly_robust", "population score error (doubly robust)"),
+    ("population_error_model", "population score error (model-completed)"),
     ("population_error_respondents_only", "population score error (respondents only)"),
     ("cause_auc_mean", "cause AUC (mean)"), ("churn_cv_roc_auc_tuned", "churn ROC AUC (5-fold)"),
 )
@@ -136,10 +138,12 @@ def render_report(config: CxConfig, loaded: LoadedBundle, drivers: DriversResult
         low, high = m.get("population_index_ci_low", np.nan), m.get("population_index_ci_high", np.nan)
         parts.append(f"<p><span class='kpi'>{m['population_index']:+.1f}</span> &nbsp; 95 % interval "
                      f"[{low:+.1f}, {high:+.1f}] — 100·(P({esc(loaded.bundle.top_band)}) − "
-                     f"P({esc(loaded.bundle.bottom_band)})) over every customer: observed answers for "
-                     "respondents, predicted probabilities for the silent base.</p>")
+                     f"P({esc(loaded.bundle.bottom_band)})) over every customer, doubly robust: the model's "
+                     "prediction for everyone plus the propensity-weighted mean residual of the "
+                     "respondents (out of fold).</p>")
         extra = [("respondents only (naive)", "population_index_respondents"),
                  ("respondents, propensity-weighted", "population_index_ipw"),
+                 ("model-completed (observed for respondents, predicted for the silent)", "population_index_model"),
                  ("silent customers (predicted)", "population_index_silent"),
                  ("survey response adversarial AUC", "propensity_adversarial_auc")]
         rows = [(label, m[key]) for label, key in extra if key in m]
