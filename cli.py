@@ -99,19 +99,59 @@ def train(
 @cli_errors
 def score(
     config: ConfigOption,
-    out: Annotated[Path, typer.Option(help="Parquet file to write")],
+    out: Annotated[Path, typer.Option(help="Parquet file to write; with --input, a folder of parts")],
     model_version: Annotated[str | None, typer.Option(help="Registered version (default: champion)")] = None,
+    input_path: Annotated[
+        Path | None, typer.Option("--input", help="Parquet file or folder of customers to stream-score")
+    ] = None,
+    chunk_rows: Annotated[int, typer.Option(help="Rows per streamed chunk (bounds memory)")] = 200_000,
+    engine: Annotated[str, typer.Option(help="local (streaming, in process) or spark")] = "local",
+    master: Annotated[str, typer.Option(help="Spark master for --engine spark")] = "local[2]",
+    threads: Annotated[int | None, typer.Option(help="LightGBM threads (default: training.threads)")] = None,
 ) -> None:
-    """Score every customer with the champion model: one row per customer."""
-    from features.load import load_dataset
-    from serving.batch import load_champion, score_customers, write_parquet_atomic
+    """Score customers with the champion model: one row per customer.
+
+    Without --input, scores the config's customers table into one file (with survey columns).
+    With --input, streams Parquet in chunks into a folder of parts with a manifest and rejects,
+    resuming a killed run; `--engine spark` runs the same models through a Spark UDF.
+    """
+    from serving.batch import load_champion
 
     cfg = _load(config)
-    dataset = load_dataset(cfg)
+    if engine not in ("local", "spark"):
+        raise ConfigError(f"--engine must be 'local' or 'spark', got '{engine}'")
+    if input_path is None:
+        if engine != "local":
+            raise ConfigError("--engine spark needs --input (a Parquet file or folder)")
+        from features.load import load_dataset
+        from serving.batch import score_customers, write_parquet_atomic
+
+        dataset = load_dataset(cfg)
+        loaded = load_champion(cfg, model_version)
+        scores = score_customers(cfg, loaded, dataset)
+        write_parquet_atomic(scores, out)
+        typer.echo(f"scored {len(scores)} customers with {loaded.model_name} v{loaded.version} -> {out}")
+        return
+    if out.suffix == ".parquet":
+        raise ConfigError(f"--out {out}: with --input the output is a folder of parts; give a folder name")
     loaded = load_champion(cfg, model_version)
-    scores = score_customers(cfg, loaded, dataset)
-    write_parquet_atomic(scores, out)
-    typer.echo(f"scored {len(scores)} customers with {loaded.model_name} v{loaded.version} -> {out}")
+    threads = threads or cfg.training.threads
+    if engine == "spark":
+        from serving.spark import score_spark
+
+        summary = score_spark(cfg, loaded, input_path, out, master=master)
+    else:
+        from serving.stream import count_input_rows, score_stream, terminal_progress
+
+        with terminal_progress(count_input_rows(input_path)) as progress:
+            summary = score_stream(loaded, input_path, out, chunk_rows=chunk_rows, threads=threads,
+                                   progress=progress)
+    reasons = ", ".join(f"{n} {r}" for r, n in sorted(summary.rejects_by_reason.items())) or "none"
+    typer.echo(
+        f"input {summary.input_rows} rows = scored {summary.scored} + rejected {summary.rejected} "
+        f"(reasons: {reasons}); {summary.parts} parts ({summary.parts_resumed} resumed) in {summary.seconds:.1f}s, "
+        f"{summary.rows_per_second:,.0f} rows/s with {loaded.model_name} v{loaded.version} -> {out}"
+    )
 
 
 @app.command()
