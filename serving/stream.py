@@ -214,6 +214,8 @@ def score_stream(
         if any(out_dir.iterdir()):
             raise DataError(f"{out_dir}: not empty and has no {MANIFEST}; use an empty or new folder")
         manifest = {"job": job, "parts": {}, "complete": False}
+        # Claim the folder before the first part: a run killed right after it can still resume.
+        _write_atomic_bytes(json.dumps(manifest, indent=1).encode(), out_dir / MANIFEST)
     _clean_temporaries(out_dir)
     (out_dir / SUCCESS).unlink(missing_ok=True)
     done: dict[str, dict[str, Any]] = manifest["parts"]
