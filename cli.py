@@ -82,12 +82,15 @@ def _load(config: Path) -> CxConfig:
 def train(
     config: ConfigOption,
     tune_trials: Annotated[int | None, typer.Option(help="Override training.tune_trials")] = None,
+    study_storage: Annotated[
+        str | None, typer.Option(help="Optuna storage URL shared by processes (e.g. postgresql://...)")
+    ] = None,
 ) -> None:
     """Train every model, log one MLflow run and register the bundle as `champion`."""
     from training.train import train as run_training
 
     cfg = _load(config)
-    result = run_training(cfg, tune_trials=tune_trials)
+    result = run_training(cfg, tune_trials=tune_trials, study_storage=study_storage)
     _print_metrics("training (test_* on held-out rows)", result.metrics)
     for note in result.notes:
         typer.echo(f"note: {note}")

@@ -44,7 +44,7 @@ from models.estimators import (
     predict_raw,
 )
 from training import evaluate
-from training.tune import TuneResult, tune_model
+from training.tune import TuneResult, study_name_for, tune_model
 from training.uplift import fit_campaign_uplift
 
 logger = logging.getLogger(__name__)
@@ -127,6 +127,7 @@ def fit_target(
     num_class: int = 1,
     tune_trials: int | None = None,
     log_trials: bool = True,
+    study_storage: str | None = None,
 ) -> FittedModel:
     """Tune on the non-held-out rows, score the holdout with a model that never saw it, refit on all.
 
@@ -140,6 +141,8 @@ def fit_target(
         num_class: classes for multiclass.
         tune_trials: override of `training.tune_trials`.
         log_trials: log Optuna trials as nested MLflow runs.
+        study_storage: Optuna storage shared by processes (default: `training.study_storage`);
+            the study is named by dataset, model and rows, so processes on the same data share it.
     Returns:
         The final booster, the holdout raw margins and the tuning result.
     """
@@ -149,9 +152,12 @@ def fit_target(
     stratify = y[train_rows].astype(int) if task != REGRESSION else None
     folds = tuning_folds(len(train_rows), stratify, t.seed + 1)
     w = None if weight is None else weight[train_rows]
+    storage = study_storage or t.study_storage
+    study_name = study_name_for(config.name, name, y[train_rows], X.shape[1]) if storage else None
     tuned = tune_model(
         name, base, X[train_rows], y[train_rows], w, folds, categorical,
         n_trials=tune_trials or t.tune_trials, timeout_s=t.tune_timeout_s, seed=t.seed, log_trials=log_trials,
+        storage=storage, study_name=study_name,
     )
     test_raw = np.empty((0,) if task != MULTICLASS else (0, num_class))
     if holdout.any():
@@ -502,7 +508,8 @@ def log_bundle(config: CxConfig, bundle: ScoringBundle, sample: pd.DataFrame, re
 
 
 def train(
-    config: CxConfig, dataset: Dataset | None = None, tune_trials: int | None = None, register: bool = True
+    config: CxConfig, dataset: Dataset | None = None, tune_trials: int | None = None, register: bool = True,
+    study_storage: str | None = None,
 ) -> TrainResult:
     """Train every model of a dataset in one MLflow run and register the bundle as `champion`.
 
@@ -511,9 +518,15 @@ def train(
         dataset: already loaded tables (loaded from the config when omitted).
         tune_trials: override of `training.tune_trials`.
         register: register the model and move the `champion` alias to it.
+        study_storage: override of `training.study_storage`: an Optuna storage URL several
+            processes share, so they tune one study per model together.
     Returns:
         The run id, registered version, test metrics and the bundle.
     """
+    if study_storage is not None:
+        config = config.model_copy(
+            update={"training": config.training.model_copy(update={"study_storage": study_storage})}
+        )
     dataset = dataset or load_dataset(config)
     configure_mlflow(config)
     with mlflow.start_run(run_name=f"train-{config.name}") as run:
