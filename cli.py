@@ -94,12 +94,15 @@ def _load(config: Path) -> CxConfig:
 def train(
     config: ConfigOption,
     tune_trials: TuneTrialsOption = None,
+    study_storage: Annotated[
+        str | None, typer.Option(help="Optuna storage URL shared by processes (e.g. postgresql://...)")
+    ] = None,
 ) -> None:
     """Train every model, log one MLflow run and register the bundle as `champion`."""
     from training.train import train as run_training
 
     cfg = _load(config)
-    result = run_training(cfg, tune_trials=tune_trials or None)
+    result = run_training(cfg, tune_trials=tune_trials or None, study_storage=study_storage)
     _print_metrics("training (test_* on held-out rows)", result.metrics)
     for note in result.notes:
         typer.echo(f"note: {note}")
@@ -111,35 +114,77 @@ def train(
 @cli_errors
 def score(
     config: ConfigOption,
-    out: Annotated[Path, typer.Option(help="Parquet file to write")],
+    out: Annotated[Path, typer.Option(help="Parquet file to write; with --input, a folder of parts")],
     model_version: Annotated[str | None, typer.Option(help="Registered version (default: champion)")] = None,
     level: Annotated[float | None, typer.Option(help="Coverage of prediction sets (default: trust.level)")] = None,
     explain: Annotated[int, typer.Option(help="Add the top-K SHAP drivers per customer and target")] = 0,
     explain_target: Annotated[list[str] | None, typer.Option(
         help="Target to explain with --explain (repeatable; default: bottom band, expected_score, churn)")] = None,
+    input_path: Annotated[
+        Path | None, typer.Option("--input", help="Parquet file or folder of customers to stream-score")
+    ] = None,
+    chunk_rows: Annotated[int, typer.Option(help="Rows per streamed chunk (bounds memory)")] = 200_000,
+    engine: Annotated[str, typer.Option(help="local (streaming, in process) or spark")] = "local",
+    master: Annotated[str, typer.Option(help="Spark master for --engine spark")] = "local[2]",
+    threads: Annotated[int | None, typer.Option(help="LightGBM threads (default: training.threads)")] = None,
 ) -> None:
-    """Score every customer with the champion model: one row per customer."""
-    from features.load import load_dataset
-    from serving.batch import check_drift, load_champion, score_customers, write_parquet_atomic
+    """Score customers with the champion model: one row per customer.
+
+    Without --input, scores the config's customers table into one file (with survey columns).
+    With --input, streams Parquet in chunks into a folder of parts with a manifest and rejects,
+    resuming a killed run; `--engine spark` runs the same models through a Spark UDF.
+    """
+    from serving.batch import check_drift, load_champion
 
     if explain < 0:
         raise ConfigError(f"--explain must be 0 (off) or a number of drivers, got {explain}")
     cfg = _load(config)
-    dataset = load_dataset(cfg)
+    if engine not in ("local", "spark"):
+        raise ConfigError(f"--engine must be 'local' or 'spark', got '{engine}'")
+    if input_path is None:
+        if engine != "local":
+            raise ConfigError("--engine spark needs --input (a Parquet file or folder)")
+        from features.load import load_dataset
+        from serving.batch import score_customers, write_parquet_atomic
+
+        if level is not None and not 0 < level < 1:
+            raise ConfigError(f"--level must be between 0 and 1, got {level}")
+        dataset = load_dataset(cfg)
+        loaded = load_champion(cfg, model_version)
+        scores = score_customers(cfg, loaded, dataset, level, explain=explain, explain_targets=explain_target)
+        write_parquet_atomic(scores, out)
+        drift, warnings = check_drift(cfg, loaded, dataset.customers)
+        if len(drift):
+            drift_path = out.with_name(f"{out.stem}.drift.csv")
+            drift.to_csv(drift_path, index=False)
+            typer.echo(f"drift: max PSI {drift['psi'].max():.3f}, max unseen share "
+                       f"{drift['unseen_share'].max():.1%} -> {drift_path}")
+        for message in warnings:
+            typer.echo(f"warning: drift: {message}", err=True)
+        typer.echo(f"scored {len(scores)} customers with {loaded.model_name} v{loaded.version} -> {out}")
+        return
+    if explain or level is not None:
+        raise ConfigError("--explain and --level apply to scoring the config's customers (without --input)")
+    if out.suffix == ".parquet":
+        raise ConfigError(f"--out {out}: with --input the output is a folder of parts; give a folder name")
     loaded = load_champion(cfg, model_version)
-    if level is not None and not 0 < level < 1:
-        raise ConfigError(f"--level must be between 0 and 1, got {level}")
-    scores = score_customers(cfg, loaded, dataset, level, explain=explain, explain_targets=explain_target)
-    write_parquet_atomic(scores, out)
-    drift, warnings = check_drift(cfg, loaded, dataset.customers)
-    if len(drift):
-        drift_path = out.with_name(f"{out.stem}.drift.csv")
-        drift.to_csv(drift_path, index=False)
-        typer.echo(f"drift: max PSI {drift['psi'].max():.3f}, max unseen share {drift['unseen_share'].max():.1%}"
-                   f" -> {drift_path}")
-    for message in warnings:
-        typer.echo(f"warning: drift: {message}", err=True)
-    typer.echo(f"scored {len(scores)} customers with {loaded.model_name} v{loaded.version} -> {out}")
+    threads = threads or cfg.training.threads
+    if engine == "spark":
+        from serving.spark import score_spark
+
+        summary = score_spark(cfg, loaded, input_path, out, master=master)
+    else:
+        from serving.stream import count_input_rows, score_stream, terminal_progress
+
+        with terminal_progress(count_input_rows(input_path)) as progress:
+            summary = score_stream(loaded, input_path, out, chunk_rows=chunk_rows, threads=threads,
+                                   progress=progress)
+    reasons = ", ".join(f"{n} {r}" for r, n in sorted(summary.rejects_by_reason.items())) or "none"
+    typer.echo(
+        f"input {summary.input_rows} rows = scored {summary.scored} + rejected {summary.rejected} "
+        f"(reasons: {reasons}); {summary.parts} parts ({summary.parts_resumed} resumed) in {summary.seconds:.1f}s, "
+        f"{summary.rows_per_second:,.0f} rows/s with {loaded.model_name} v{loaded.version} -> {out}"
+    )
 
 
 @app.command()

@@ -135,6 +135,8 @@ class TrainingConfig(_Strict):
     holdout_fraction: float = Field(0.2, gt=0.0, lt=0.5)  # respondents held out for test_* metrics
     min_respondents: int = 50
     threads: int = 2
+    # Optuna storage URL (e.g. postgresql://...) shared by processes tuning the same data together.
+    study_storage: str | None = None
 
     @field_validator("tune_trials")
     @classmethod

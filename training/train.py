@@ -49,7 +49,7 @@ from models.estimators import (
 from training import evaluate
 from training.conformal import calibrate_conformal, respondent_oof_frame
 from training.project import detach_project_run, link_project_run
-from training.tune import TuneResult, tune_model
+from training.tune import TuneResult, study_name_for, tune_model
 from training.uplift import fit_campaign_uplift
 
 logger = logging.getLogger(__name__)
@@ -132,6 +132,7 @@ def fit_target(
     num_class: int = 1,
     tune_trials: int | None = None,
     log_trials: bool = True,
+    study_storage: str | None = None,
 ) -> FittedModel:
     """Tune on the non-held-out rows, score the holdout with a model that never saw it, refit on all.
 
@@ -145,6 +146,8 @@ def fit_target(
         num_class: classes for multiclass.
         tune_trials: override of `training.tune_trials`.
         log_trials: log Optuna trials as nested MLflow runs.
+        study_storage: Optuna storage shared by processes (default: `training.study_storage`);
+            the study is named by dataset, model and rows, so processes on the same data share it.
     Returns:
         The final booster, the holdout raw margins and the tuning result.
     """
@@ -154,9 +157,12 @@ def fit_target(
     stratify = y[train_rows].astype(int) if task != REGRESSION else None
     folds = tuning_folds(len(train_rows), stratify, t.seed + 1)
     w = None if weight is None else weight[train_rows]
+    storage = study_storage or t.study_storage
+    study_name = study_name_for(config.name, name, y[train_rows], X.shape[1]) if storage else None
     tuned = tune_model(
         name, base, X[train_rows], y[train_rows], w, folds, categorical,
         n_trials=tune_trials or t.tune_trials, timeout_s=t.tune_timeout_s, seed=t.seed, log_trials=log_trials,
+        storage=storage, study_name=study_name,
     )
     test_raw = np.empty((0,) if task != MULTICLASS else (0, num_class))
     if holdout.any():
@@ -543,7 +549,8 @@ def log_bundle(config: CxConfig, bundle: ScoringBundle, sample: pd.DataFrame, re
 
 
 def train(
-    config: CxConfig, dataset: Dataset | None = None, tune_trials: int | None = None, register: bool = True
+    config: CxConfig, dataset: Dataset | None = None, tune_trials: int | None = None, register: bool = True,
+    study_storage: str | None = None,
 ) -> TrainResult:
     """Train every model of a dataset in one MLflow run and register the bundle as `champion`.
 
@@ -552,9 +559,15 @@ def train(
         dataset: already loaded tables (loaded from the config when omitted).
         tune_trials: override of `training.tune_trials`.
         register: register the model and move the `champion` alias to it.
+        study_storage: override of `training.study_storage`: an Optuna storage URL several
+            processes share, so they tune one study per model together.
     Returns:
         The run id, registered version, test metrics and the bundle.
     """
+    if study_storage is not None:
+        config = config.model_copy(
+            update={"training": config.training.model_copy(update={"study_storage": study_storage})}
+        )
     dataset = dataset or load_dataset(config)
     check_respondents(config, dataset)  # before any MLflow run is opened
     configure_mlflow(config)

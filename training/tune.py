@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import lightgbm as lgb
 import mlflow
 import numpy as np
 import optuna
+import sqlalchemy.exc
 
 from models.estimators import fit_booster
 
@@ -63,6 +68,23 @@ def _pruning_callback(trial: optuna.Trial, every: int = 10):
     return callback
 
 
+@lru_cache(maxsize=8)
+def open_storage(url: str, attempts: int = 6) -> optuna.storages.RDBStorage:
+    """An Optuna RDB storage, opened once per process and URL.
+
+    Several processes starting on an empty database race to create Optuna's tables; the loser
+    sees a duplicate-table error, so it retries once the winner has created them.
+    """
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(url)
+        except sqlalchemy.exc.SQLAlchemyError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def tune_model(
     name: str,
     base: dict[str, Any],
@@ -76,6 +98,7 @@ def tune_model(
     seed: int,
     log_trials: bool = True,
     storage: str | None = None,
+    study_name: str | None = None,
 ) -> TuneResult:
     """Tune one model over validation folds; every trial is a nested MLflow run.
 
@@ -92,6 +115,8 @@ def tune_model(
         seed: sampler seed, so the same data gives the same search.
         log_trials: log each trial as a nested run of the active MLflow run.
         storage: an Optuna storage URL shared by several processes (e.g. PostgreSQL).
+        study_name: the study to create or join (default: `name`); processes tuning the same
+            data must pass the same name (see `study_name_for`).
     Returns:
         The best parameters, boosting rounds, validation loss and validation raw margins.
     """
@@ -118,6 +143,8 @@ def tune_model(
             value = float(np.mean(losses))
             num_rounds = max(int(round(np.mean(rounds))), 1)
             trial.set_user_attr("num_boost_round", num_rounds)
+            trial.set_user_attr("fold_rounds", rounds)  # lets another process rebuild this trial's margins
+            trial.set_user_attr("pid", os.getpid())
             if log_trials:
                 mlflow.log_params({**trial.params, "model": name, "num_boost_round": num_rounds, "folds": len(folds)})
                 mlflow.log_metric(f"val_{params['metric']}", value)
@@ -125,25 +152,64 @@ def tune_model(
         return value
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Processes sharing a study must not replay one another's seeded suggestions: mix in the pid.
+    sampler_seed = seed if storage is None else (seed * 1_000_003 + os.getpid()) % 2**32
     study = optuna.create_study(
-        study_name=f"{name}",
+        study_name=study_name or name,
         direction="minimize",
-        sampler=optuna.samplers.TPESampler(seed=seed),
+        sampler=optuna.samplers.TPESampler(seed=sampler_seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=20),
-        storage=storage,
+        storage=None if storage is None else open_storage(storage),
         load_if_exists=storage is not None,
     )
     study.optimize(objective, n_trials=n_trials, timeout=timeout_s, catch=())
     best = study.best_trial
     logger.info("tuned %s: %d trials, best %.4f", name, len(study.trials), best.value)
+    params = {**base, **best.params}
+    num_boost_round = int(best.user_attrs["num_boost_round"])
+    valid_raw = best_raw.get(best.number)
+    if valid_raw is None:  # the best trial ran in another process sharing the storage: refit its folds
+        rounds = best.user_attrs.get("fold_rounds", [num_boost_round] * len(folds))
+        valid_raw = fold_margins(X, y, weight, folds, categorical, params, rounds)
     return TuneResult(
-        params={**base, **best.params},
-        num_boost_round=int(best.user_attrs["num_boost_round"]),
+        params=params,
+        num_boost_round=num_boost_round,
         best_value=float(best.value),
         n_trials=len(study.trials),
-        valid_raw=best_raw[best.number],
+        valid_raw=valid_raw,
         valid_rows=valid_rows,
     )
+
+
+def fold_margins(
+    X: np.ndarray, y: np.ndarray, weight: np.ndarray | None, folds: list[Fold], categorical: list[int],
+    params: dict[str, Any], rounds: list[int],
+) -> np.ndarray:
+    """Validation raw margins of fixed parameters over the folds (each fold its own rounds), in fold order.
+
+    Boosting is deterministic, so this equals the margins the trial itself computed.
+    """
+    raws = []
+    for (fit_rows, valid), num_rounds in zip(folds, rounds, strict=True):
+        booster = fit_booster(X[fit_rows], y[fit_rows], params, categorical, int(num_rounds),
+                              weight=None if weight is None else weight[fit_rows])
+        raws.append(booster.predict(X[valid], raw_score=True))
+    return np.concatenate(raws)
+
+
+def study_name_for(dataset: str, model: str, y: np.ndarray, n_features: int) -> str:
+    """A study name fixed by the dataset, the model and its target rows.
+
+    Two processes (or machines) tuning the same model on the same data get the same name, so they
+    join one study in a shared storage, while another dataset or target never mixes into it. The
+    features are left out on purpose: inputs derived from upstream models (propensity weights,
+    predicted experience for churn) differ slightly between processes sharing studies, and their
+    trials still belong together; each process rebuilds the best trial's margins on its own rows.
+    """
+    target = np.ascontiguousarray(y, dtype=np.float64)
+    digest = hashlib.sha256(f"{target.shape}|{n_features}".encode())
+    digest.update(target.tobytes())
+    return f"cxpredict-{dataset}-{model}-{digest.hexdigest()[:12]}"
 
 
 def _metric(base: dict[str, Any]) -> str:

@@ -1,0 +1,303 @@
+"""Streaming batch scoring: Parquet in, partitioned Parquet out, bounded memory, resumable.
+
+The input (one Parquet file or a folder of them) is read in record batches of `chunk_rows`;
+each batch is scored with every model and written as one part under a temporary name, then
+renamed. A manifest records the finished parts, so a killed job run again skips what is done
+and rewrites at most the part it was writing: exactly one score row per scorable input row.
+Rows that cannot be scored go to rejects parts with the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from features.load import DataError
+from models.bundle import LoadedBundle, ScoringBundle
+
+MANIFEST = "_manifest.json"
+SUCCESS = "_SUCCESS"
+REJECTS_DIR = "_rejects"  # underscore: Parquet readers of the folder (pyarrow, Spark) skip it
+DEFAULT_CHUNK_ROWS = 200_000
+MISSING_ID, DUPLICATE_ID, NO_FEATURES = "missing id", "duplicate id in its chunk", "no feature values"
+
+ProgressCallback = Callable[[int], None]
+
+
+@dataclass
+class StreamSummary:
+    """What one streaming run did; `scored + rejected == input_rows` when complete."""
+
+    input_rows: int
+    scored: int
+    rejected: int
+    parts: int
+    parts_resumed: int
+    seconds: float
+    out: str
+    model_version: str
+    rejects_by_reason: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rows_per_second(self) -> float:
+        return (self.scored + self.rejected) / self.seconds if self.seconds > 0 else float("nan")
+
+
+def input_files(path: Path) -> list[Path]:
+    """The Parquet files of an input: the file itself, or a folder's files in name order."""
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted(
+            p for p in path.rglob("*.parquet")
+            if not any(part.startswith((".", "_")) for part in p.relative_to(path).parts)
+        )
+        if files:
+            return files
+        raise DataError(f"{path}: no Parquet files in this folder")
+    raise DataError(f"{path}: input not found")
+
+
+def job_fingerprint(files: list[Path], chunk_rows: int, loaded: LoadedBundle) -> dict[str, Any]:
+    """What makes two runs the same job: the input files (names, sizes, rows), chunking and model."""
+    entries = [
+        {"file": str(f.resolve()), "bytes": f.stat().st_size, "rows": pq.ParquetFile(f).metadata.num_rows}
+        for f in files
+    ]
+    key = json.dumps({"files": entries, "chunk_rows": chunk_rows, "model": [loaded.model_name, loaded.version]})
+    return {
+        "id": hashlib.sha256(key.encode()).hexdigest()[:16],
+        "files": entries,
+        "chunk_rows": chunk_rows,
+        "model_name": loaded.model_name,
+        "model_version": loaded.version,
+        "input_rows": sum(e["rows"] for e in entries),
+    }
+
+
+def _write_atomic_bytes(data: bytes, out: Path) -> None:
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, out)
+
+
+def write_table_atomic(table: pa.Table, out: Path) -> Path:
+    """Write a Parquet table to a temporary name beside `out`, then rename it into place."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    pq.write_table(table, tmp)
+    os.replace(tmp, out)
+    return out
+
+
+def read_manifest(out_dir: Path) -> dict[str, Any] | None:
+    path = out_dir / MANIFEST
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _clean_temporaries(out_dir: Path) -> None:
+    """Remove half-written files a killed run left behind (they never carry a final name)."""
+    for tmp in [*out_dir.glob(".*.tmp-*"), *(out_dir / REJECTS_DIR).glob(".*.tmp-*")]:
+        tmp.unlink(missing_ok=True)
+
+
+def iter_chunks(files: list[Path], columns: list[str], chunk_rows: int) -> Iterator[tuple[int, pa.RecordBatch]]:
+    """(first input row, batch) over every file in order; the same input always chunks the same way."""
+    offset = 0
+    for path in files:
+        parquet = pq.ParquetFile(path)
+        present = [c for c in columns if c in parquet.schema_arrow.names]
+        for batch in parquet.iter_batches(batch_size=chunk_rows, columns=present, use_threads=True):
+            yield offset, batch
+            offset += batch.num_rows
+
+
+def split_rejects(frame: pd.DataFrame, X: np.ndarray, id_column: str) -> tuple[np.ndarray, np.ndarray]:
+    """A keep mask and a reason per row ('' when kept): missing id, duplicate id, no feature values."""
+    n = len(frame)
+    reasons = np.full(n, "", dtype=object)
+    if id_column not in frame.columns:
+        reasons[:] = MISSING_ID
+        return np.zeros(n, bool), reasons
+    ids = frame[id_column]
+    text = ids.astype("string").str.strip()
+    missing = (ids.isna() | text.isna() | text.eq("")).to_numpy(bool)
+    duplicate = (text.duplicated(keep="first") & ~pd.Series(missing, index=frame.index)).to_numpy(bool)
+    empty = np.isnan(X).all(axis=1) if X.shape[1] else np.ones(n, bool)
+    reasons[empty] = NO_FEATURES
+    reasons[duplicate] = DUPLICATE_ID
+    reasons[missing] = MISSING_ID
+    return reasons == "", reasons
+
+
+def score_chunk(
+    bundle: ScoringBundle, batch: pa.RecordBatch, first_row: int, model_version: str, threads: int | None
+) -> tuple[pa.Table, pa.Table]:
+    """Score one record batch: (scores table, rejects table)."""
+    frame = batch.to_pandas(types_mapper=None)
+    X = bundle.pipeline.transform(frame)
+    keep, reasons = split_rejects(frame, X, bundle.id_column)
+    predictions = bundle.predict_matrix(X[keep], threads) if keep.any() else {
+        c: np.empty(0) for c in bundle.output_columns
+    }
+    ids = frame[bundle.id_column] if bundle.id_column in frame.columns else pd.Series([None] * len(frame))
+    id_text = ids.astype("string").str.strip()
+    columns: dict[str, pa.Array] = {bundle.id_column: pa.array(id_text[keep], pa.string(), from_pandas=True)}
+    for name in bundle.output_columns:
+        columns[name] = pa.array(np.asarray(predictions[name], dtype=np.float64))
+    columns["model_version"] = pa.array([model_version] * int(keep.sum()), pa.string())
+    scores = pa.table(columns)
+    rejected = ~keep
+    rejects = pa.table({
+        "input_row": pa.array(first_row + np.flatnonzero(rejected), pa.int64()),
+        bundle.id_column: pa.array(id_text[rejected], pa.string(), from_pandas=True),
+        "reason": pa.array(reasons[rejected].astype(str), pa.string()),
+    })
+    return scores, rejects
+
+
+def part_name(index: int) -> str:
+    return f"part-{index:05d}.parquet"
+
+
+def score_stream(
+    loaded: LoadedBundle,
+    input_path: Path,
+    out_dir: Path,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    threads: int | None = None,
+    progress: ProgressCallback | None = None,
+    on_part: Callable[[int], None] | None = None,
+) -> StreamSummary:
+    """Score a Parquet file or folder chunk by chunk into `out_dir`, resuming a finished-part manifest.
+
+    Args:
+        loaded: the bundle and its registry version.
+        input_path: one Parquet file or a folder of Parquet files (customer rows).
+        out_dir: the output folder: part-*.parquet, _rejects/part-*.parquet, _manifest.json, _SUCCESS.
+        chunk_rows: rows per record batch (memory grows with it, not with the input).
+        threads: LightGBM threads per predict.
+        progress: called with the number of input rows each finished (or skipped) chunk covered.
+        on_part: called with the part index after its files and the manifest are written.
+    Returns:
+        The counts: input rows, scored, rejected (they add up), parts written and resumed.
+    """
+    if chunk_rows < 1:
+        raise DataError(f"--chunk-rows must be at least 1, got {chunk_rows}")
+    started = time.perf_counter()
+    bundle = loaded.bundle
+    files = input_files(input_path)
+    job = job_fingerprint(files, chunk_rows, loaded)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = read_manifest(out_dir)
+    if manifest is not None and manifest["job"]["id"] != job["id"]:
+        raise DataError(
+            f"{out_dir}: holds the output of a different job (input, --chunk-rows or model differ); "
+            "use another --out or remove it"
+        )
+    if manifest is None:
+        if any(out_dir.iterdir()):
+            raise DataError(f"{out_dir}: not empty and has no {MANIFEST}; use an empty or new folder")
+        manifest = {"job": job, "parts": {}, "complete": False}
+        # Claim the folder before the first part: a run killed right after it can still resume.
+        _write_atomic_bytes(json.dumps(manifest, indent=1).encode(), out_dir / MANIFEST)
+    _clean_temporaries(out_dir)
+    (out_dir / SUCCESS).unlink(missing_ok=True)
+    done: dict[str, dict[str, Any]] = manifest["parts"]
+    resumed = len(done)
+    columns = [bundle.id_column, *bundle.pipeline.feature_names_]
+    schema = pq.ParquetFile(files[0]).schema_arrow.names
+    if bundle.id_column not in schema:
+        raise DataError(f"{files[0]}: column '{bundle.id_column}' (the id column) not found")
+    index = -1
+    for index, (first_row, batch) in enumerate(iter_chunks(files, columns, chunk_rows)):
+        key = f"{index:05d}"
+        if key in done:
+            if progress:
+                progress(batch.num_rows)
+            continue
+        scores, rejects = score_chunk(bundle, batch, first_row, loaded.version, threads)
+        write_table_atomic(scores, out_dir / part_name(index))
+        write_table_atomic(rejects, out_dir / REJECTS_DIR / part_name(index))
+        reasons = rejects.column("reason").to_pandas().value_counts().to_dict()
+        done[key] = {
+            "rows": batch.num_rows, "scored": scores.num_rows, "rejected": rejects.num_rows,
+            "first_row": first_row, "rejects_by_reason": {str(k): int(v) for k, v in reasons.items()},
+        }
+        _write_atomic_bytes(json.dumps(manifest, indent=1).encode(), out_dir / MANIFEST)
+        if progress:
+            progress(batch.num_rows)
+        if on_part:
+            on_part(index)
+    summary = _summarise(manifest, index + 1, resumed, time.perf_counter() - started, out_dir)
+    manifest["complete"] = True
+    manifest["summary"] = asdict(summary)
+    _write_atomic_bytes(json.dumps(manifest, indent=1).encode(), out_dir / MANIFEST)
+    _write_atomic_bytes(b"", out_dir / SUCCESS)
+    return summary
+
+
+def _summarise(manifest: dict[str, Any], n_parts: int, resumed: int, seconds: float, out_dir: Path) -> StreamSummary:
+    parts = manifest["parts"].values()
+    by_reason: dict[str, int] = {}
+    for part in parts:
+        for reason, count in part["rejects_by_reason"].items():
+            by_reason[reason] = by_reason.get(reason, 0) + count
+    summary = StreamSummary(
+        input_rows=manifest["job"]["input_rows"],
+        scored=sum(p["scored"] for p in parts),
+        rejected=sum(p["rejected"] for p in parts),
+        parts=n_parts,
+        parts_resumed=resumed,
+        seconds=round(seconds, 3),
+        out=str(out_dir),
+        model_version=manifest["job"]["model_version"],
+        rejects_by_reason=by_reason,
+    )
+    if summary.scored + summary.rejected != summary.input_rows:
+        raise DataError(
+            f"{out_dir}: scored {summary.scored} + rejected {summary.rejected} != input rows {summary.input_rows}"
+        )
+    return summary
+
+
+def count_input_rows(input_path: Path) -> int:
+    """Rows of a Parquet file or folder, from the file footers (no data read)."""
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in input_files(input_path))
+
+
+@contextmanager
+def terminal_progress(total: int, description: str = "scoring") -> Iterator[ProgressCallback]:
+    """A rich progress bar (rows done, rows/s, ETA) on a terminal; silent when stderr is not one."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    console = Console(stderr=True)
+    columns = (
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]} rows/s"), TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, disable=not console.is_terminal) as bar:
+        task = bar.add_task(description, total=total, rate="-")
+
+        def advance(rows: int) -> None:
+            bar.advance(task, rows)
+            speed = bar.tasks[task].speed
+            bar.update(task, rate=f"{speed:,.0f}" if speed else "-")
+
+        yield advance
