@@ -85,6 +85,18 @@ def to_codes(values: pd.Series, categories: tuple[str, ...]) -> np.ndarray:
     return pd.to_numeric(codes, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
+def _observed_ranges(specs: list[FeatureSpec], matrix: np.ndarray) -> dict[str, tuple[float, float]]:
+    """(min, max) of each numeric and date feature seen at fit time (days for dates)."""
+    ranges: dict[str, tuple[float, float]] = {}
+    for j, spec in enumerate(specs):
+        if spec.kind not in (NUMERIC, DATE):
+            continue
+        finite = matrix[:, j][np.isfinite(matrix[:, j])]
+        if len(finite):
+            ranges[spec.name] = (float(finite.min()), float(finite.max()))
+    return ranges
+
+
 class FeaturePipeline:
     """Fitted column typing and encoding (scikit-learn style: learned attributes end in `_`).
 
@@ -122,6 +134,7 @@ class FeaturePipeline:
             raise ValueError("no usable feature column in the customers table")
         self.specs_ = specs
         self.skipped_ = skipped
+        self.ranges_ = _observed_ranges(specs, self.transform(customers))
         return self
 
     @property
@@ -164,7 +177,13 @@ class FeaturePipeline:
 
     def schema(self) -> list[dict]:
         """The feature schema logged with the model and served by /v1/model."""
+        ranges = getattr(self, "ranges_", {})  # pipelines fitted before ranges were recorded have none
         return [
-            {"name": s.name, "kind": s.kind, **({"categories": list(s.categories)} if s.categories else {})}
+            {
+                "name": s.name,
+                "kind": s.kind,
+                **({"categories": list(s.categories)} if s.categories else {}),
+                **({"observed_range": list(ranges[s.name])} if s.name in ranges else {}),
+            }
             for s in self.specs_
         ]

@@ -1,0 +1,32 @@
+"""Scores: POST /v1/scores for 1..N customers, inline features or ids from the store."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+
+from serving.deps import ModelDep, SettingsDep, StoreDep
+from serving.schemas.common import ErrorResponse, ValidationErrorResponse
+from serving.schemas.scores import ScoreRequest, ScoreResponse
+from serving.scoring import resolve_customers, score_rows
+from serving.security import require_scope
+from serving.settings import Scope
+
+router = APIRouter(prefix="/v1/scores", tags=["scores"], dependencies=[Depends(require_scope(Scope.score))])
+
+ERRORS = {
+    404: {"model": ErrorResponse, "description": "a customer_id is not in the store"},
+    422: {"model": ValidationErrorResponse, "description": "bad input, with the field path"},
+    503: {"model": ErrorResponse, "description": "model or store not loaded"},
+}
+
+
+@router.post("", response_model=ScoreResponse, responses=ERRORS, summary="Score 1..N customers")
+def score_customers(body: ScoreRequest, request: Request, model: ModelDep, store: StoreDep,
+                    settings: SettingsDep) -> ScoreResponse:
+    """Per customer: band probabilities, expected score, cause probabilities, driver ratings, churn."""
+    customers = resolve_customers(body.customers, model, store, settings.max_customers)
+    rows = score_rows(model, customers)
+    request.app.state.metrics.customers_scored.inc(len(rows))
+    return ScoreResponse.model_validate(
+        {"model_name": model.loaded.model_name, "model_version": model.version, "scores": rows}
+    )

@@ -1,0 +1,16 @@
+"""Strategies: GET /v1/strategies, the retention offer catalogue."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+
+from serving.schemas.strategies import StrategiesResponse
+from serving.security import require_scope
+from serving.settings import Scope
+
+router = APIRouter(prefix="/v1/strategies", tags=["strategies"], dependencies=[Depends(require_scope(Scope.score))])
+
+
+@router.get("", response_model=StrategiesResponse, summary="The strategy catalogue")
+async def list_strategies(request: Request) -> StrategiesResponse:
+    return StrategiesResponse.model_validate({"strategies": request.app.state.strategies})

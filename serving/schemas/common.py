@@ -1,0 +1,25 @@
+"""Shapes shared by every resource: errors."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class ErrorResponse(BaseModel):
+    """A request that cannot be served (401, 403, 404, 413, 503)."""
+
+    detail: str
+    customer_ids: list[str] | None = Field(None, description="the unknown ids, on 404")
+
+
+class FieldError(BaseModel):
+    loc: list[str | int] = Field(description="where in the request: body / query / path, then field names")
+    path: str = Field(description="the same, readable: customers[0].features.tenure_months")
+    msg: str
+    type: str
+
+
+class ValidationErrorResponse(BaseModel):
+    """422: what is wrong with the request, one entry per field."""
+
+    detail: list[FieldError]

@@ -1,0 +1,90 @@
+"""Scoring requests: resolve customers (inline or from the store), check them, predict from arrays.
+
+Pure logic over a loaded model and the store, shared by the /v1/scores and /v1/customers routes
+(and by simulations, which need the same resolved customer records).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from fastapi.exceptions import RequestValidationError
+
+from serving.errors import UnknownCustomers, field_error
+from serving.model import ServingModel
+from serving.schemas.scores import CustomerInput
+from serving.store import CustomerStore
+
+
+@dataclass
+class ResolvedCustomers:
+    """Customer records in request order, with what the store knows about each."""
+
+    ids: list[str | None]
+    records: list[Mapping[str, Any]]
+    from_store: list[bool]
+    observed: dict[str, int | None]
+
+
+def check_count(n: int, max_customers: int, loc: tuple[str, ...] = ("body", "customers")) -> None:
+    if n > max_customers:
+        raise RequestValidationError([field_error(
+            loc, f"at most {max_customers} customers per request, got {n}", "too_long",
+        )])
+
+
+def resolve_customers(
+    inputs: Sequence[CustomerInput], model: ServingModel, store: CustomerStore, max_customers: int,
+    loc: tuple[str, ...] = ("body", "customers"),
+) -> ResolvedCustomers:
+    """Check inline features against the model's schema and fetch stored customers by id.
+
+    Raises:
+        RequestValidationError: too many customers, or missing / mistyped / implausible features (422).
+        UnknownCustomers: ids not in the store (404).
+    """
+    check_count(len(inputs), max_customers, loc)
+    errors = []
+    for i, item in enumerate(inputs):
+        if item.features is not None:
+            for name, problem in model.encoder.check_record(item.features).items():
+                errors.append(field_error((*loc, i, "features", name), problem.message, problem.kind))
+    if errors:
+        raise RequestValidationError(errors)
+    wanted = list(dict.fromkeys(item.customer_id for item in inputs if item.features is None and item.customer_id))
+    found = store.get(wanted) if wanted else {}
+    missing = [i for i in wanted if i not in found]
+    if missing:
+        raise UnknownCustomers(missing)
+    observed = store.observed(wanted) if wanted else {}
+    records: list[Mapping[str, Any]] = []
+    from_store: list[bool] = []
+    for item in inputs:
+        if item.features is not None:
+            records.append(item.features)
+            from_store.append(False)
+        else:
+            records.append(found[str(item.customer_id)])
+            from_store.append(True)
+    return ResolvedCustomers([item.customer_id for item in inputs], records, from_store, observed)
+
+
+def score_rows(model: ServingModel, customers: ResolvedCustomers) -> list[dict[str, Any]]:
+    """One score per customer: the same prediction names as `cxpredict score`, plus survey facts."""
+    predicted = model.predict_records(customers.records)
+    names = list(predicted)
+    columns = np.column_stack([predicted[n] for n in names]).tolist() if names else []
+    rows = []
+    for i, customer_id in enumerate(customers.ids):
+        stored = customers.from_store[i]
+        rows.append({
+            "customer_id": customer_id,
+            "surveyed": (customer_id in customers.observed) if stored else None,
+            "observed_score": customers.observed.get(customer_id) if stored and customer_id else None,
+            "model_version": model.version,
+            "predictions": dict(zip(names, columns[i], strict=True)),
+        })
+    return rows
