@@ -122,10 +122,11 @@ class RecordEncoder:
         return matrix
 
     def allowed_range(self, name: str) -> tuple[float, float] | None:
-        """Values further than one observed span outside the training range are implausible.
+        """Values further than one span outside the training range are implausible.
 
-        A column never negative at training stays non-negative. The guard catches unit errors
-        (cents for euros, months for days), not business rules.
+        The span is the observed range, widened to the largest magnitude seen (a narrow range far
+        from zero keeps room). A column never negative at training stays non-negative. The guard
+        catches unit errors (cents for euros, days for months), not business rules.
         """
         if name not in self.ranges:
             return None
@@ -146,6 +147,8 @@ class RecordEncoder:
                 )
                 continue
             value = record[spec.name]
+            if isinstance(value, np.generic):
+                value = value.item()
             if _is_missing(value):
                 continue
             problem = self._type_problem(spec.kind, value)
