@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.model import ModelNotReady
 from serving.store import StoreError
@@ -57,12 +58,38 @@ async def _not_ready(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=503, content={"detail": str(exc)})
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    # Exception messages may quote input values: log the type and where it was raised, not the message.
-    route = getattr(request.scope.get("route"), "path", request.url.path)
-    frames = "".join(traceback.format_tb(exc.__traceback__))
-    logger.error("unhandled %s on %s %s\n%s", type(exc).__name__, request.method, route, frames)
-    return JSONResponse(status_code=500, content={"detail": f"internal error ({type(exc).__name__})"})
+class SafeErrorsMiddleware:
+    """Turns an unhandled exception into a 500 and logs it without its message.
+
+    Exception messages can quote input (pydantic's `input_value`, pandas errors), and the server's
+    default handler logs them whole; here only the type and the frames are logged, and the
+    exception does not travel further up.
+    """
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception as exc:
+            route = getattr(scope.get("route"), "path", "<unmatched>")
+            frames = "".join(traceback.format_tb(exc.__traceback__))
+            logger.error("unhandled %s on %s %s\n%s", type(exc).__name__, scope.get("method"), route, frames)
+            if not started:
+                response = JSONResponse(status_code=500, content={"detail": f"internal error ({type(exc).__name__})"})
+                await response(scope, receive, send)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -70,4 +97,3 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(UnknownCustomers, _unknown_customers)  # type: ignore[arg-type]
     app.add_exception_handler(ModelNotReady, _not_ready)
     app.add_exception_handler(StoreError, _not_ready)
-    app.add_exception_handler(Exception, _unexpected)

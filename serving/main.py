@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from features.config import load_config
 from serving.catalogue import read_strategies
-from serving.errors import install_error_handlers
+from serving.errors import SafeErrorsMiddleware, install_error_handlers
 from serving.metrics import ApiMetrics, BodySizeLimitMiddleware, MetricsMiddleware
 from serving.model import ModelManager, ServingModel
 from serving.routes import admin, alerts, customers, health, model, scores, strategies
@@ -87,7 +87,8 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
     for router in (health.router, scores.router, customers.router, strategies.router, alerts.router,
                    model.router, admin.router):
         app.include_router(router)
-    # Added last = outermost: 413s are counted too.
+    # Added last = outermost: metrics see every response, 413s and 500s included.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SafeErrorsMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

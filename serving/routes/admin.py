@@ -10,10 +10,12 @@ from fastapi.responses import JSONResponse
 
 from serving.deps import ManagerDep
 from serving.schemas.admin import ReloadResponse
+from serving.schemas.common import AUTH_ERRORS
 from serving.security import require_scope
 from serving.settings import Scope
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_scope(Scope.admin))])
+router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_scope(Scope.admin))],
+                   responses=AUTH_ERRORS)
 
 
 def _response(manager: ManagerDep, started: bool) -> ReloadResponse:
@@ -25,6 +27,7 @@ def _response(manager: ManagerDep, started: bool) -> ReloadResponse:
 
 
 @router.post("/reload", response_model=ReloadResponse, status_code=202,
+             responses={409: {"model": ReloadResponse, "description": "a reload is already running"}},
              summary="Reload the model the alias points to (background; the old one serves meanwhile)")
 async def reload_model(
     manager: ManagerDep,

@@ -11,11 +11,12 @@ from serving.alerts import RISK_DEFINITION, top_causes
 from serving.deps import ConfigDep, ModelDep, SettingsDep
 from serving.model import ModelNotReady
 from serving.schemas.alerts import AlertsResponse
-from serving.schemas.common import ErrorResponse
+from serving.schemas.common import AUTH_ERRORS, ErrorResponse
 from serving.security import require_scope
 from serving.settings import Scope
 
-router = APIRouter(prefix="/v1/alerts", tags=["alerts"], dependencies=[Depends(require_scope(Scope.score))])
+router = APIRouter(prefix="/v1/alerts", tags=["alerts"], dependencies=[Depends(require_scope(Scope.score))],
+                   responses=AUTH_ERRORS)
 
 
 @router.get("", response_model=AlertsResponse, summary="Silent customers most at risk, by risk × value",

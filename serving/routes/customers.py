@@ -8,17 +8,20 @@ from fastapi import APIRouter, Depends, Path, Request
 
 from serving.deps import ModelDep, StoreDep
 from serving.routes.scores import ERRORS
-from serving.schemas.scores import CustomerInput, CustomerScoreResponse
+from serving.schemas.common import AUTH_ERRORS
+from serving.schemas.scores import ID_PATTERN, CustomerInput, CustomerScoreResponse
 from serving.scoring import resolve_customers, score_rows
 from serving.security import require_scope
 from serving.settings import Scope
 
-router = APIRouter(prefix="/v1/customers", tags=["customers"], dependencies=[Depends(require_scope(Scope.score))])
+router = APIRouter(prefix="/v1/customers", tags=["customers"], dependencies=[Depends(require_scope(Scope.score))],
+                   responses=AUTH_ERRORS)
 
 
 @router.get("/{customer_id}/score", response_model=CustomerScoreResponse, responses=ERRORS,
             summary="Score one stored customer")
-def score_customer(customer_id: Annotated[str, Path(min_length=1, max_length=100)], request: Request,
+def score_customer(customer_id: Annotated[str, Path(min_length=1, max_length=100, pattern=ID_PATTERN)],
+                   request: Request,
                    model: ModelDep, store: StoreDep) -> CustomerScoreResponse:
     customers = resolve_customers([CustomerInput(customer_id=customer_id)], model, store, 1, loc=("path",))
     row = score_rows(model, customers)[0]

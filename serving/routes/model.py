@@ -5,11 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from serving.deps import ModelDep
+from serving.schemas.common import AUTH_ERRORS
 from serving.schemas.model import ModelResponse
 from serving.security import require_scope
 from serving.settings import Scope
 
-router = APIRouter(prefix="/v1/model", tags=["model"], dependencies=[Depends(require_scope(Scope.score))])
+router = APIRouter(prefix="/v1/model", tags=["model"], dependencies=[Depends(require_scope(Scope.score))],
+                   responses=AUTH_ERRORS)
 
 
 @router.get("", response_model=ModelResponse, summary="The model being served")

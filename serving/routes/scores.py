@@ -5,18 +5,20 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 
 from serving.deps import ModelDep, SettingsDep, StoreDep
-from serving.schemas.common import ErrorResponse, ValidationErrorResponse
+from serving.schemas.common import AUTH_ERRORS, ErrorResponse, ValidationErrorResponse
 from serving.schemas.scores import ScoreRequest, ScoreResponse
 from serving.scoring import resolve_customers, score_rows
 from serving.security import require_scope
 from serving.settings import Scope
 
-router = APIRouter(prefix="/v1/scores", tags=["scores"], dependencies=[Depends(require_scope(Scope.score))])
+router = APIRouter(prefix="/v1/scores", tags=["scores"], dependencies=[Depends(require_scope(Scope.score))],
+                   responses=AUTH_ERRORS)
 
 ERRORS = {
+    400: {"model": ErrorResponse, "description": "the body cannot be decoded (not UTF-8)"},
     404: {"model": ErrorResponse, "description": "a customer_id is not in the store"},
     422: {"model": ValidationErrorResponse, "description": "bad input, with the field path"},
-    503: {"model": ErrorResponse, "description": "model or store not loaded"},
+    413: {"model": ErrorResponse, "description": "request body above the server's limit"},
 }
 
 

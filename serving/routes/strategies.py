@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 
+from serving.schemas.common import AUTH_ERRORS
 from serving.schemas.strategies import StrategiesResponse
 from serving.security import require_scope
 from serving.settings import Scope
 
-router = APIRouter(prefix="/v1/strategies", tags=["strategies"], dependencies=[Depends(require_scope(Scope.score))])
+router = APIRouter(prefix="/v1/strategies", tags=["strategies"], dependencies=[Depends(require_scope(Scope.score))],
+                   responses=AUTH_ERRORS)
 
 
 @router.get("", response_model=StrategiesResponse, summary="The strategy catalogue")

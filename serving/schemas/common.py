@@ -23,3 +23,10 @@ class ValidationErrorResponse(BaseModel):
     """422: what is wrong with the request, one entry per field."""
 
     detail: list[FieldError]
+
+
+AUTH_ERRORS: dict[int | str, dict] = {
+    401: {"model": ErrorResponse, "description": "API key missing or unknown (when keys are configured)"},
+    403: {"model": ErrorResponse, "description": "the API key lacks the route's scope"},
+    503: {"model": ErrorResponse, "description": "model or customer store not loaded"},
+}

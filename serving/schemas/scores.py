@@ -31,7 +31,8 @@ FeatureValue = Annotated[
     WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "string", "maxLength": MAX_TEXT},
                               {"type": "boolean"}, {"type": "null"}]}),
 ]
-CustomerId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f]+$")]
+ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"  # no control characters
+CustomerId = Annotated[str, Field(min_length=1, max_length=100, pattern=ID_PATTERN)]
 
 EXAMPLE_FEATURES = {
     "segment": "consumer", "region": "north", "plan": "standard", "contract": "month_to_month",
@@ -48,6 +49,7 @@ class CustomerInput(BaseModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={
         "examples": [{"customer_id": "C0000042"}, {"customer_id": "new-1", "features": EXAMPLE_FEATURES}],
+        "anyOf": [{"required": ["customer_id"]}, {"required": ["features"]}],
     })
 
     customer_id: CustomerId | None = None
