@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -44,6 +45,12 @@ def _boolean(value: Any) -> float:
     if text in _FALSE:
         return 0.0
     return math.nan
+
+
+@lru_cache(maxsize=65_536)
+def _days_text(value: str) -> float:
+    """Days of a date written as text (cached: a customer base repeats the same dates)."""
+    return _days(value)
 
 
 def _days(value: Any) -> float:
@@ -82,6 +89,11 @@ class FeatureProblem(NamedTuple):
     message: str
 
 
+MISSING = FeatureProblem("missing", "feature is required (send null when the value is unknown)")
+_NOT_FINITE = FeatureProblem("wrong_type", "expected a finite number")
+_NOT_A_DATE = FeatureProblem("wrong_type", "expected a date as text, like 2024-01-31")
+
+
 class RecordEncoder:
     """Encode records into the matrix a fitted `FeaturePipeline` would produce.
 
@@ -93,16 +105,26 @@ class RecordEncoder:
         self.pipeline = pipeline
         self.specs = list(pipeline.specs_)
         self.names = [s.name for s in self.specs]
+        self.kinds = [s.kind for s in self.specs]
         self.lookups = [
             {c: float(i) for i, c in enumerate(s.categories)} if s.kind == CATEGORICAL else {} for s in self.specs
         ]
         self.ranges: dict[str, tuple[float, float]] = dict(getattr(pipeline, "ranges_", {}))
+        self.allowed = [self.allowed_range(name) if kind in (NUMERIC, DATE) else None
+                        for name, kind in zip(self.names, self.kinds, strict=True)]
 
     def encode_value(self, j: int, value: Any) -> float:
         """One value of feature `j`, encoded as `transform` would (NaN for missing or unusable)."""
+        kind, kind_of_value = self.kinds[j], type(value)
+        # Fast paths for the types JSON and database drivers produce; the rest as pandas would.
+        if kind == CATEGORICAL and kind_of_value is str:
+            return self.lookups[j].get(value, math.nan)
+        if kind == NUMERIC and (kind_of_value is float or kind_of_value is int):
+            return float(value) if math.isfinite(value) else math.nan
+        if kind == DATE and kind_of_value is str:
+            return _days_text(value)
         if _is_missing(value):
             return math.nan
-        kind = self.specs[j].kind
         if kind == NUMERIC:
             return _numeric(value)
         if kind == BOOLEAN:
@@ -114,12 +136,75 @@ class RecordEncoder:
     def encode(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """A (len(records), n_features) float64 matrix; absent keys become NaN, extra keys are ignored."""
         matrix = np.full((len(records), len(self.specs)), np.nan)
+        names, encode_value = self.names, self.encode_value
         for i, record in enumerate(records):
             row = matrix[i]
-            for j, name in enumerate(self.names):
+            for j, name in enumerate(names):
                 if name in record:
-                    row[j] = self.encode_value(j, record[name])
+                    row[j] = encode_value(j, record[name])
         return matrix
+
+    def encode_checked(
+        self, records: Sequence[Mapping[str, Any]]
+    ) -> tuple[np.ndarray, dict[int, dict[str, FeatureProblem]]]:
+        """Strict encoding of inline records in one pass: the matrix, and the problems by row and feature.
+
+        A value the strict rules accept encodes exactly as in `encode`; rows with problems are left NaN.
+        """
+        matrix = np.full((len(records), len(self.specs)), np.nan)
+        problems: dict[int, dict[str, FeatureProblem]] = {}
+        names, strict_value = self.names, self._strict_value
+        for i, record in enumerate(records):
+            row = matrix[i]
+            for j, name in enumerate(names):
+                if name not in record:
+                    problems.setdefault(i, {})[name] = MISSING
+                    continue
+                value = strict_value(j, record[name])
+                if type(value) is FeatureProblem:
+                    problems.setdefault(i, {})[name] = value
+                else:
+                    row[j] = value
+        return matrix, problems
+
+    def check_record(self, record: Mapping[str, Any]) -> dict[str, FeatureProblem]:
+        """Problems of one inline record, by feature name: missing, mistyped or out of range.
+
+        Missing values are sent as null; unknown category values are accepted (scored as unseen).
+        """
+        return self.encode_checked([record])[1].get(0, {})
+
+    def _strict_value(self, j: int, value: Any) -> float | FeatureProblem:
+        kind, kind_of_value = self.kinds[j], type(value)
+        if value is None:
+            return math.nan
+        if kind == CATEGORICAL and kind_of_value is str:
+            return self.lookups[j].get(value, math.nan)
+        if kind == NUMERIC and (kind_of_value is float or kind_of_value is int):
+            if not math.isfinite(value):
+                return _NOT_FINITE
+            number = float(value)
+        elif kind == DATE and kind_of_value is str:
+            number = _days_text(value)
+            if math.isnan(number):
+                return _NOT_A_DATE
+        elif kind == BOOLEAN and kind_of_value is bool:
+            return 1.0 if value else 0.0
+        else:
+            if isinstance(value, np.generic):
+                value = value.item()
+            if _is_missing(value):
+                return math.nan
+            problem = self._type_problem(kind, value)
+            if problem is not None:
+                return FeatureProblem("wrong_type", problem)
+            number = self.encode_value(j, value)
+            if kind not in (NUMERIC, DATE):
+                return number
+        allowed = self.allowed[j]
+        if allowed is not None and not allowed[0] <= number <= allowed[1]:
+            return FeatureProblem("out_of_range", self._range_message(j))
+        return number
 
     def allowed_range(self, name: str) -> tuple[float, float] | None:
         """Values further than one span outside the training range are implausible.
@@ -134,32 +219,6 @@ class RecordEncoder:
         span = max(high - low, abs(high), abs(low), 1.0)
         return (0.0 if low >= 0 else low - span), high + span
 
-    def check_record(self, record: Mapping[str, Any]) -> dict[str, FeatureProblem]:
-        """Problems of one inline record, by feature name: missing, mistyped or out of range.
-
-        Missing values are sent as null; unknown category values are accepted (scored as unseen).
-        """
-        problems: dict[str, FeatureProblem] = {}
-        for j, spec in enumerate(self.specs):
-            if spec.name not in record:
-                problems[spec.name] = FeatureProblem(
-                    "missing", "feature is required (send null when the value is unknown)"
-                )
-                continue
-            value = record[spec.name]
-            if isinstance(value, np.generic):
-                value = value.item()
-            if _is_missing(value):
-                continue
-            problem = self._type_problem(spec.kind, value)
-            if problem is not None:
-                problems[spec.name] = FeatureProblem("wrong_type", problem)
-                continue
-            problem = self._range_problem(j, value)
-            if problem is not None:
-                problems[spec.name] = FeatureProblem("out_of_range", problem)
-        return problems
-
     def _type_problem(self, kind: str, value: Any) -> str | None:
         if kind == NUMERIC:
             if isinstance(value, bool) or not isinstance(value, int | float):
@@ -173,24 +232,18 @@ class RecordEncoder:
                 return f"expected true/false (or one of {sorted(_TRUE | _FALSE)})"
         elif kind == DATE:
             if not isinstance(value, str) or math.isnan(_days(value)):
-                return "expected a date as text, like 2024-01-31"
+                return _NOT_A_DATE.message
         elif isinstance(value, float) and not math.isfinite(value):
             return "expected a category value"
         return None
 
-    def _range_problem(self, j: int, value: Any) -> str | None:
-        name, kind = self.specs[j].name, self.specs[j].kind
-        allowed = self.allowed_range(name)
-        if allowed is None or kind not in (NUMERIC, DATE):
-            return None
-        number = _numeric(value) if kind == NUMERIC else _days(value)
-        low, high = allowed
-        if low <= number <= high:
-            return None
+    def _range_message(self, j: int) -> str:
+        name, kind = self.names[j], self.kinds[j]
+        low, high = self.allowed[j] or (math.nan, math.nan)
         if kind == DATE:
             def as_date(days: float) -> str:
                 return (pd.Timestamp("1970-01-01") + pd.Timedelta(days=days)).date().isoformat()
 
             return f"date outside the plausible range {as_date(low)}..{as_date(high)}"
-        return f"value outside the plausible range {low:g}..{high:g} (training saw {self.ranges[name][0]:g}.."\
-               f"{self.ranges[name][1]:g})"
+        seen_low, seen_high = self.ranges[name]
+        return f"value outside the plausible range {low:g}..{high:g} (training saw {seen_low:g}..{seen_high:g})"

@@ -21,10 +21,11 @@ from serving.store import CustomerStore
 
 @dataclass
 class ResolvedCustomers:
-    """Customer records in request order, with what the store knows about each."""
+    """Customers in request order: their records, encoded matrix, and what the store knows about each."""
 
     ids: list[str | None]
     records: list[Mapping[str, Any]]
+    X: np.ndarray
     from_store: list[bool]
     observed: dict[str, int | None]
 
@@ -47,13 +48,16 @@ def resolve_customers(
         UnknownCustomers: ids not in the store (404).
     """
     check_count(len(inputs), max_customers, loc)
-    errors = []
-    for i, item in enumerate(inputs):
-        if item.features is not None:
-            for name, problem in model.encoder.check_record(item.features).items():
-                errors.append(field_error((*loc, i, "features", name), problem.message, problem.kind))
-    if errors:
-        raise RequestValidationError(errors)
+    inline = [i for i, item in enumerate(inputs) if item.features is not None]
+    X = np.full((len(inputs), len(model.encoder.names)), np.nan)
+    if inline:
+        X_inline, problems = model.encoder.encode_checked([inputs[i].features or {} for i in inline])
+        if problems:
+            raise RequestValidationError([
+                field_error((*loc, inline[row], "features", name), problem.message, problem.kind)
+                for row, by_name in sorted(problems.items()) for name, problem in by_name.items()
+            ])
+        X[inline] = X_inline
     wanted = list(dict.fromkeys(item.customer_id for item in inputs if item.features is None and item.customer_id))
     found = store.get(wanted) if wanted else {}
     missing = [i for i in wanted if i not in found]
@@ -69,12 +73,15 @@ def resolve_customers(
         else:
             records.append(found[str(item.customer_id)])
             from_store.append(True)
-    return ResolvedCustomers([item.customer_id for item in inputs], records, from_store, observed)
+    stored = [i for i, flag in enumerate(from_store) if flag]
+    if stored:
+        X[stored] = model.encoder.encode([records[i] for i in stored])
+    return ResolvedCustomers([item.customer_id for item in inputs], records, X, from_store, observed)
 
 
 def score_rows(model: ServingModel, customers: ResolvedCustomers) -> list[dict[str, Any]]:
     """One score per customer: the same prediction names as `cxpredict score`, plus survey facts."""
-    predicted = model.predict_records(customers.records)
+    predicted = model.bundle.predict_matrix(customers.X, model.threads)
     names = list(predicted)
     columns = np.column_stack([predicted[n] for n in names]).tolist() if names else []
     rows = []

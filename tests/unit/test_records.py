@@ -42,7 +42,11 @@ def test_encode_records_matches_transform_on_json_rows(customers: pd.DataFrame, 
         as_json[column] = customers[column].map(lambda t: None if pd.isna(t) else t.isoformat())
     records = [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
                for r in as_json.astype(object).to_dict("records")]
-    _same(RecordEncoder(pipeline).encode(records), pipeline.transform(customers))
+    encoder = RecordEncoder(pipeline)
+    _same(encoder.encode(records), pipeline.transform(customers))
+    checked, problems = encoder.encode_checked(records)  # the strict path the API uses for inline features
+    assert problems == {}
+    _same(checked, pipeline.transform(customers))
 
 
 def test_encode_records_matches_transform_after_sqlite_round_trip(customers: pd.DataFrame, pipeline: FeaturePipeline,
