@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class ErrorResponse(BaseModel):
     """A request that cannot be served (401, 403, 404, 413, 503)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"detail": "unknown customer_id: 'C9999999'", "customer_ids": ["C9999999"]}]})
 
     detail: str
     customer_ids: list[str] | None = Field(None, description="the unknown ids, on 404")
@@ -21,6 +24,10 @@ class FieldError(BaseModel):
 
 class ValidationErrorResponse(BaseModel):
     """422: what is wrong with the request, one entry per field."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"detail": [{
+        "loc": ["body", "customers", 0, "features", "tenure_months"], "path": "customers[0].features.tenure_months",
+        "msg": "feature is required (send null when the value is unknown)", "type": "missing"}]}]})
 
     detail: list[FieldError]
 

@@ -104,6 +104,11 @@ class CustomerScore(BaseModel):
 
 
 class ScoreResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "model_name": "cxpredict-demo", "model_version": "3",
+        "scores": CustomerScore.model_config["json_schema_extra"]["examples"],  # type: ignore[index]
+    }]})
+
     model_name: str
     model_version: str
     scores: list[CustomerScore]

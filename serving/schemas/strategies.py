@@ -34,4 +34,8 @@ class StrategyResponse(BaseModel):
 
 
 class StrategiesResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "strategies": StrategyResponse.model_config["json_schema_extra"]["examples"],  # type: ignore[index]
+    }]})
+
     strategies: list[StrategyResponse]
