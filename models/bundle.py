@@ -48,7 +48,8 @@ class ScoringBundle:
     bands: dict[str, tuple[int, int]]
     top_band: str
     bottom_band: str
-    score_booster: lgb.Booster
+    score_booster: lgb.Booster  # multiclass over the bands, temperature-scaled
+    expected_score_booster: lgb.Booster  # regression of the score itself
     score_temperature: float = 1.0
     cause_boosters: dict[str, lgb.Booster] = field(default_factory=dict)
     driver_boosters: dict[str, lgb.Booster] = field(default_factory=dict)
@@ -60,17 +61,6 @@ class ScoringBundle:
     @property
     def band_names(self) -> list[str]:
         return sorted(self.bands, key=lambda b: self.bands[b][0])
-
-    @property
-    def band_matrix(self) -> np.ndarray:
-        """(levels × bands) 0/1 matrix: level probabilities @ band_matrix = band probabilities."""
-        names = self.band_names
-        matrix = np.zeros((len(self.levels), len(names)))
-        for i, level in enumerate(self.levels):
-            for j, band in enumerate(names):
-                low, high = self.bands[band]
-                matrix[i, j] = float(low <= level <= high)
-        return matrix
 
     @property
     def output_columns(self) -> list[str]:
@@ -89,9 +79,8 @@ class ScoringBundle:
 
     def predict_matrix(self, X: np.ndarray, threads: int | None = None) -> dict[str, np.ndarray]:
         """All predictions for an encoded feature matrix, as named arrays."""
-        level_probs = multiclass_probabilities(predict_raw(self.score_booster, X, threads), self.score_temperature)
-        band_probs = level_probs @ self.band_matrix
-        expected = level_probs @ np.asarray(self.levels, float)
+        band_probs = multiclass_probabilities(predict_raw(self.score_booster, X, threads), self.score_temperature)
+        expected = np.clip(predict_raw(self.expected_score_booster, X, threads), self.levels[0], self.levels[-1])
         out: dict[str, np.ndarray] = {band_column(b): band_probs[:, j] for j, b in enumerate(self.band_names)}
         out["expected_score"] = expected
         for code, booster in self.cause_boosters.items():

@@ -1,7 +1,9 @@
 """Backtest: hide most respondents, train on the rest, and measure predictions on the hidden ones.
 
 This answers "how well does it predict customers who did not answer?" with held-out truth:
-the hidden respondents play the silent customers. Selection of the kept respondents can be
+the respondents are treated as a customer base of their own, and the hidden ones play its
+silent customers (so the propensity model, the weights and the population figures work
+exactly as in production). Selection of the kept respondents can be
 random or biased (kept respondents skew towards satisfied customers through their operational
 data, as real response does), so the value of bias correction is measured, not assumed.
 """
@@ -29,7 +31,7 @@ from features.load import DataError, Dataset
 from models.bundle import band_column, cause_column, driver_column
 from models.estimators import BINARY, base_params, binary_probability, fit_booster, predict_raw
 from training import evaluate
-from training.train import Trainer, configure_mlflow, respondent_targets
+from training.train import Trainer, configure_mlflow, fit_target, respondent_targets
 
 logger = logging.getLogger(__name__)
 Selection = Literal["random", "biased"]
@@ -61,8 +63,8 @@ class BacktestReport:
         }
 
 
-def biased_keep_probability(customers: pd.DataFrame, pipeline: FeaturePipeline, X: np.ndarray,
-                            band_index: np.ndarray, positions: np.ndarray) -> np.ndarray:
+def biased_keep_probability(pipeline: FeaturePipeline, X: np.ndarray, band_index: np.ndarray,
+                            positions: np.ndarray) -> np.ndarray:
     """Selection weights that favour happier respondents through their operational data only.
 
     The numeric features most correlated with the band steer selection, so selection is at
@@ -74,22 +76,29 @@ def biased_keep_probability(customers: pd.DataFrame, pipeline: FeaturePipeline, 
     std = filled.std(axis=0)
     usable = std > 0
     z = (filled[:, usable] - filled[:, usable].mean(axis=0)) / std[usable]
-    corr = np.array([np.corrcoef(z[:, k], band_index)[0, 1] for k in range(z.shape[1])])
-    corr = np.nan_to_num(corr)
+    corr = np.nan_to_num(np.array([np.corrcoef(z[:, k], band_index)[0, 1] for k in range(z.shape[1])]))
     top = np.argsort(-np.abs(corr))[:BIAS_FEATURES]
     score = (z[:, top] * np.sign(corr[top])).sum(axis=1) / np.sqrt(len(top))
     weight = np.exp(1.2 * np.clip(score, -3, 3))
     return weight / weight.sum()
 
 
-def kept_respondents(config: CxConfig, dataset: Dataset, trainer_pipeline: FeaturePipeline, X: np.ndarray,
+def respondents_as_base(config: CxConfig, dataset: Dataset) -> Dataset:
+    """The respondents as a customer base of their own: hidden respondents become its silent customers."""
+    ids = dataset.survey[config.id_column]
+    customers = dataset.customers[dataset.customers[config.id_column].isin(ids)].reset_index(drop=True)
+    return Dataset(customers=customers, survey=dataset.survey, outcomes=None, campaigns=None,
+                   causes=dataset.causes, cause_codes=dataset.cause_codes, sources=dataset.sources)
+
+
+def kept_respondents(config: CxConfig, respondents: Dataset, pipeline: FeaturePipeline, X: np.ndarray,
                      n_keep: int, selection: Selection, rng: np.random.Generator) -> np.ndarray:
     """Positions (in survey order) of the respondents kept for training."""
-    n = len(dataset.survey)
+    n = len(respondents.survey)
     if selection == "random":
         return np.sort(rng.choice(n, size=n_keep, replace=False))
-    targets = respondent_targets(config, dataset)
-    p = biased_keep_probability(dataset.customers, trainer_pipeline, X, targets.band_index, targets.positions)
+    targets = respondent_targets(config, respondents)
+    p = biased_keep_probability(pipeline, X, targets.band_index, targets.positions)
     return np.sort(rng.choice(n, size=n_keep, replace=False, p=p))
 
 
@@ -111,7 +120,7 @@ def logistic_baseline_f1(pipeline: FeaturePipeline, X_train: np.ndarray, y_train
     """Macro-F1 of a one-hot + standardised logistic regression: the baseline to beat."""
     cat = pipeline.categorical_indices_
     num = [j for j in range(X_train.shape[1]) if j not in cat]
-    # NaN codes become their own category (-1) so unseen and missing values stay distinguishable.
+    # Missing codes become their own category (-1) so unseen and missing values stay distinguishable.
     encode = ColumnTransformer([
         ("num", make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler()), num),
         ("cat", make_pipeline(SimpleImputer(strategy="constant", fill_value=-1),
@@ -123,60 +132,51 @@ def logistic_baseline_f1(pipeline: FeaturePipeline, X_train: np.ndarray, y_train
     return float(f1_score(y_test, predicted, labels=np.arange(n_bands), average="macro", zero_division=0))
 
 
-def churn_cross_validation(config: CxConfig, trainer: Trainer, churn_params: dict | None) -> dict[str, float]:
-    """5-fold churn ROC/PR AUC from operational columns only: tuned settings vs untuned LightGBM."""
-    outcomes = trainer.dataset.outcomes
-    if outcomes is None or config.churn is None:
-        return {}
-    position_of = pd.Series(np.arange(len(trainer.dataset.customers)),
-                            index=trainer.dataset.customers[config.id_column])
-    X = trainer.X[position_of.loc[outcomes[config.id_column]].to_numpy()]
-    y = outcomes[config.churn.column].to_numpy(int)
+def churn_rows(config: CxConfig, dataset: Dataset, X: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Feature rows and churn labels of the customers with outcomes."""
+    if dataset.outcomes is None or config.churn is None:
+        return None
+    position_of = pd.Series(np.arange(len(dataset.customers)), index=dataset.customers[config.id_column])
+    rows = position_of.loc[dataset.outcomes[config.id_column]].to_numpy()
+    return X[rows], dataset.outcomes[config.churn.column].to_numpy(int)
+
+
+def churn_cross_validation(config: CxConfig, X: np.ndarray, y: np.ndarray, categorical: list[int],
+                           tune_trials: int | None) -> dict[str, float]:
+    """5-fold churn ROC/PR AUC from operational columns only: tuned settings vs untuned LightGBM.
+
+    The tuned settings come from an Optuna search on the table; the folds then refit both
+    settings, so the comparison with the untuned default is like for like.
+    """
     t = config.training
+    fitted = fit_target("churn", BINARY, X, y, None, np.zeros(len(y), bool), categorical, config,
+                        tune_trials=tune_trials, log_trials=False)
     untuned = {**base_params(BINARY, 1, t.seed, t.threads)}
     untuned.update({"learning_rate": 0.1, "num_leaves": 31, "min_data_in_leaf": 20, "feature_fraction": 1.0,
                     "bagging_fraction": 1.0, "bagging_freq": 0, "lambda_l2": 0.0})
-    settings = {"untuned": (untuned, 100)}
-    if churn_params is not None:
-        settings["tuned"] = churn_params
+    settings = {"untuned": (untuned, 100), "tuned": (fitted.tuned.params, fitted.tuned.num_boost_round)}
     out: dict[str, float] = {}
     folds = StratifiedKFold(n_splits=CHURN_CV_FOLDS, shuffle=True, random_state=t.seed)
     for label, (params, rounds) in settings.items():
         p = np.zeros(len(y))
         for fit_rows, pred_rows in folds.split(X, y):
-            booster = fit_booster(X[fit_rows], y[fit_rows], params, trainer.categorical, rounds)
+            booster = fit_booster(X[fit_rows], y[fit_rows], params, categorical, rounds)
             p[pred_rows] = binary_probability(predict_raw(booster, X[pred_rows], t.threads))
         out[f"churn_cv_roc_auc_{label}"] = evaluate.safe_auc(y, p)
         out[f"churn_cv_pr_auc_{label}"] = evaluate.safe_pr_auc(y, p)
     return out
 
 
-def tune_churn_params(config: CxConfig, trainer: Trainer, tune_trials: int | None) -> tuple[dict, int] | None:
-    """Tune the churn model on operational columns only (no predicted experience)."""
-    from training.train import fit_target
-
-    outcomes = trainer.dataset.outcomes
-    if outcomes is None or config.churn is None:
-        return None
-    position_of = pd.Series(np.arange(len(trainer.dataset.customers)),
-                            index=trainer.dataset.customers[config.id_column])
-    X = trainer.X[position_of.loc[outcomes[config.id_column]].to_numpy()]
-    y = outcomes[config.churn.column].to_numpy(int)
-    fitted = fit_target("churn", BINARY, X, y, None, np.zeros(len(y), bool), trainer.categorical, config,
-                        tune_trials=tune_trials, log_trials=False)
-    return fitted.tuned.params, fitted.tuned.num_boost_round
-
-
-def evaluate_repeat(config: CxConfig, dataset: Dataset, kept: np.ndarray, tune_trials: int | None,
-                    seed: int) -> tuple[dict[str, float], Trainer]:
+def evaluate_repeat(config: CxConfig, respondents: Dataset, kept: np.ndarray, tune_trials: int | None,
+                    seed: int) -> dict[str, float]:
     """Train on the kept respondents and measure everything on the hidden ones."""
     repeat_config = config.model_copy(update={"training": config.training.model_copy(update={"seed": seed})})
-    train_set = subset_survey(dataset, kept)
-    trainer = Trainer(repeat_config, train_set, tune_trials=tune_trials, holdout_fraction=0.0, log_trials=False)
+    trainer = Trainer(repeat_config, subset_survey(respondents, kept), tune_trials=tune_trials,
+                      holdout_fraction=0.0, log_trials=False)
     bundle = trainer.fit(include_churn=False)
 
-    all_targets = respondent_targets(config, dataset)
-    hidden = np.ones(len(dataset.survey), bool)
+    all_targets = respondent_targets(config, respondents)
+    hidden = np.ones(len(respondents.survey), bool)
     hidden[kept] = False
     hidden_pos = all_targets.positions[hidden]
     predicted = bundle.predict_matrix(trainer.X[hidden_pos], config.training.threads)
@@ -199,43 +199,38 @@ def evaluate_repeat(config: CxConfig, dataset: Dataset, kept: np.ndarray, tune_t
 
     top, bottom = names.index(config.score.top_band), names.index(config.score.bottom_band)
     true_index = evaluate.index_from_bands(all_targets.band_index, top, bottom)
-    naive = evaluate.index_from_bands(kept_bands, top, bottom)
-
-    def completed_index(probs: np.ndarray) -> float:
-        p_top = np.concatenate([(kept_bands == top).astype(float), probs[:, top]])
-        p_bottom = np.concatenate([(kept_bands == bottom).astype(float), probs[:, bottom]])
-        return float(100 * (p_top.mean() - p_bottom.mean()))
-
     m["population_index_true"] = true_index
-    m["population_error_respondents_only"] = abs(naive - true_index)
-    m["population_error_model"] = abs(completed_index(band_probs) - true_index)
+    estimates = {
+        "respondents_only": "population_index_respondents",
+        "ipw": "population_index_ipw",
+        "model": "population_index_model",
+        "doubly_robust": "population_index",
+    }
+    for label, key in estimates.items():
+        if key in trainer.metrics:
+            m[f"population_error_{label}"] = abs(trainer.metrics[key] - true_index)
     if trainer.respondent_weight is not None:
-        # The same score model without inverse-propensity weights: what bias correction buys.
+        # The same score model without inverse-propensity weights: what weighted training buys.
         trainer.respondent_weight = None
-        unweighted, temperature = trainer.fit_score()
-        bundle.score_booster, bundle.score_temperature = unweighted, temperature
-        plain = bundle.predict_matrix(trainer.X[hidden_pos], config.training.threads)
-        plain_probs = np.column_stack([plain[band_column(b)] for b in names])
-        m["population_error_model_unweighted"] = abs(completed_index(plain_probs) - true_index)
-    if trainer.respondent_propensity is not None:
-        ipw = evaluate.index_from_bands(kept_bands, top, bottom, 1.0 / trainer.respondent_propensity)
-        m["population_error_ipw"] = abs(ipw - true_index)
-        m["propensity_adversarial_auc"] = trainer.metrics.get("propensity_adversarial_auc", float("nan"))
+        bundle.score_booster, bundle.score_temperature = trainer.fit_score()
+        trainer.population_figures(bundle)
+        m["population_error_model_unweighted"] = abs(trainer.metrics["population_index_model"] - true_index)
+    m["propensity_adversarial_auc"] = trainer.metrics.get("propensity_adversarial_auc", float("nan"))
 
-    if dataset.causes is not None:
+    if respondents.causes is not None:
         aucs = []
         for code in bundle.cause_boosters:
-            y = dataset.causes[code].to_numpy(int)[hidden]
+            y = respondents.causes[code].to_numpy(int)[hidden]
             auc = evaluate.safe_auc(y, predicted[cause_column(code)])
             m[f"cause_auc_{code}"] = auc
             aucs.append(auc)
         if aucs:
             m["cause_auc_mean"] = float(np.nanmean(aucs))
     for driver in bundle.driver_boosters:
-        values = dataset.survey[driver].to_numpy(float)[hidden]
+        values = respondents.survey[driver].to_numpy(float)[hidden]
         rated = np.isfinite(values)
         m[f"driver_mae_{driver}"] = float(np.mean(np.abs(predicted[driver_column(driver)][rated] - values[rated])))
-    return m, trainer
+    return m
 
 
 def backtest(
@@ -248,12 +243,12 @@ def backtest(
     tune_trials: int | None = None,
     log_to_mlflow: bool = True,
 ) -> BacktestReport:
-    """Hide all but `survey_rate` × customers respondents, train, and score the hidden ones.
+    """Treat the respondents as the base, keep `survey_rate` of them surveyed, and score the rest.
 
     Args:
         config: the dataset config.
         dataset: the loaded tables.
-        survey_rate: share of all customers kept as respondents for training.
+        survey_rate: share of the respondents kept as surveyed for training; the rest are hidden.
         repeats: independent hide/train/evaluate rounds.
         seed: seed of the hiding draws and of training.
         selection: `random` or `biased` choice of the kept respondents.
@@ -262,33 +257,29 @@ def backtest(
     Returns:
         Per-repeat metrics and their summary.
     """
-    n_customers, n_respondents = len(dataset.customers), len(dataset.survey)
-    n_keep = int(round(survey_rate * n_customers))
     if not 0 < survey_rate < 1:
         raise DataError(f"--survey-rate must be between 0 and 1, got {survey_rate}")
-    if n_keep >= n_respondents:
-        raise DataError(
-            f"{dataset.sources.get('survey', 'survey')}: survey rate {survey_rate} keeps {n_keep} respondents but "
-            f"only {n_respondents} exist; choose a rate below {n_respondents / n_customers:.4f}"
-        )
+    n_respondents = len(dataset.survey)
+    n_keep = int(round(survey_rate * n_respondents))
     if n_keep < config.training.min_respondents:
         raise DataError(
-            f"survey rate {survey_rate} keeps {n_keep} respondents; the score model needs at least "
-            f"{config.training.min_respondents} (training.min_respondents)"
+            f"{dataset.sources.get('survey', 'survey')}: survey rate {survey_rate} keeps {n_keep} of "
+            f"{n_respondents} respondents; the score model needs at least {config.training.min_respondents} "
+            "(training.min_respondents)"
         )
     report = BacktestReport(survey_rate=survey_rate, selection=selection, repeats=repeats)
     rng = np.random.default_rng(seed)
-    full_pipeline = FeaturePipeline(config.id_column, exclude=[*config.features.exclude,
-                                    *([config.value_column] if config.value_column else [])],
-                                    categorical=config.features.categorical).fit(dataset.customers)
-    X_full = full_pipeline.transform(dataset.customers)
+    exclude = [*config.features.exclude, *([config.value_column] if config.value_column else [])]
+    full_pipeline = FeaturePipeline(config.id_column, exclude, config.features.categorical).fit(dataset.customers)
+    respondents = respondents_as_base(config, dataset)
+    X_respondents = full_pipeline.transform(respondents.customers)
     churn_metrics: dict[str, float] = {}
+    churn = churn_rows(config, dataset, full_pipeline.transform(dataset.customers))
+    if churn is not None:
+        churn_metrics = churn_cross_validation(config, *churn, full_pipeline.categorical_indices_, tune_trials)
     for r in range(repeats):
-        kept = kept_respondents(config, dataset, full_pipeline, X_full, n_keep, selection, rng)
-        metrics, trainer = evaluate_repeat(config, dataset, kept, tune_trials, seed + r)
-        if r == 0:
-            tuned = tune_churn_params(config, trainer, tune_trials)
-            churn_metrics = churn_cross_validation(config, trainer, tuned)
+        kept = kept_respondents(config, respondents, full_pipeline, X_respondents, n_keep, selection, rng)
+        metrics = evaluate_repeat(config, respondents, kept, tune_trials, seed + r)
         report.per_repeat.append({**metrics, **churn_metrics})
         logger.info("backtest repeat %d/%d done", r + 1, repeats)
     if log_to_mlflow:

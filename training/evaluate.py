@@ -62,23 +62,20 @@ def index_from_bands(band_true: np.ndarray, top: int, bottom: int, weight: np.nd
     return float(100.0 * ((w * (band_true == top)).sum() - (w * (band_true == bottom)).sum()) / w.sum())
 
 
-def bootstrap_index_interval(
-    p_top: np.ndarray, p_bottom: np.ndarray, seed: int, reps: int = 200, level: float = 0.95
+def bootstrap_mean_interval(
+    contributions: np.ndarray, seed: int, reps: int = 500, level: float = 0.95
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of 100·(mean p_top − mean p_bottom) over customers.
+    """Percentile bootstrap interval of a mean over customers (resampling customers).
 
-    It reflects which customers make up the base, not the models' own error; the backtest
-    reports the latter as population score error on hidden respondents.
+    With doubly robust per-customer contributions this covers both who makes up the base and
+    the respondents' residuals; it does not cover errors shared by every prediction.
     """
     rng = np.random.default_rng(seed)
-    diff = p_top - p_bottom
-    n = len(diff)
-    stats = np.empty(reps)
-    for r in range(reps):
-        stats[r] = diff[rng.integers(0, n, n)].mean()
+    n = len(contributions)
+    stats = np.array([contributions[rng.integers(0, n, n)].mean() for _ in range(reps)])
     alpha = (1 - level) / 2
     low, high = np.quantile(stats, [alpha, 1 - alpha])
-    return float(100 * low), float(100 * high)
+    return float(low), float(high)
 
 
 def effective_sample_size(weight: np.ndarray) -> float:

@@ -25,7 +25,11 @@ class TuneResult:
     num_boost_round: int
     best_value: float
     n_trials: int
-    valid_raw: np.ndarray  # the best trial's raw margins on the validation rows
+    valid_raw: np.ndarray  # the best trial's raw margins on `valid_rows` (out-of-fold under CV)
+    valid_rows: np.ndarray
+
+
+Fold = tuple[np.ndarray, np.ndarray]
 
 
 def suggest_params(trial: optuna.Trial) -> dict[str, Any]:
@@ -60,7 +64,7 @@ def tune_model(
     X: np.ndarray,
     y: np.ndarray,
     weight: np.ndarray | None,
-    valid_mask: np.ndarray,
+    folds: list[Fold],
     categorical: list[int],
     n_trials: int,
     timeout_s: float | None,
@@ -68,12 +72,16 @@ def tune_model(
     log_trials: bool = True,
     storage: str | None = None,
 ) -> TuneResult:
-    """Tune one model on a train/validation split; every trial is a nested MLflow run.
+    """Tune one model over validation folds; every trial is a nested MLflow run.
+
+    Small targets are tuned by cross-validation (several folds), large ones on one split: a
+    single split of a few hundred respondents picks settings by noise.
 
     Args:
         name: the model's name, used for the study and run names.
         base: fixed parameters (objective, seed, threads); trials override the tuned ones.
-        X, y, weight: the training rows; `valid_mask` marks the validation rows.
+        X, y, weight: the training rows.
+        folds: (fit rows, validation rows) index pairs; the loss is averaged over them.
         categorical: indices of categorical columns in X.
         n_trials, timeout_s: the search budget (trials, and an optional wall-time limit).
         seed: sampler seed, so the same data gives the same search.
@@ -82,26 +90,33 @@ def tune_model(
     Returns:
         The best parameters, boosting rounds, validation loss and validation raw margins.
     """
-    train, valid = ~valid_mask, valid_mask
-    w_train = None if weight is None else weight[train]
-    w_valid = None if weight is None else weight[valid]
+    valid_rows = np.concatenate([valid for _, valid in folds])
     best_raw: dict[int, np.ndarray] = {}
 
     def objective(trial: optuna.Trial) -> float:
         params = {**base, **suggest_params(trial), "metric": _metric(base)}
-        with mlflow.start_run(run_name=f"{name}-trial-{trial.number}", nested=True) if log_trials else nullcontext():
-            booster = fit_booster(
-                X[train], y[train], params, categorical, MAX_BOOST_ROUNDS, weight=w_train,
-                valid=(X[valid], y[valid], w_valid), callbacks=[_pruning_callback(trial)],
-                early_stopping_rounds=EARLY_STOPPING_ROUNDS,
-            )
-            value = float(booster.best_score["valid_0"][params["metric"]])
-            rounds = max(int(booster.best_iteration or booster.current_iteration()), 1)
-            trial.set_user_attr("num_boost_round", rounds)
+        run = mlflow.start_run(run_name=f"{name}-trial-{trial.number}", nested=True) if log_trials else nullcontext()
+        with run:
+            losses, rounds, raws = [], [], []
+            for k, (fit_rows, valid) in enumerate(folds):
+                booster = fit_booster(
+                    X[fit_rows], y[fit_rows], params, categorical, MAX_BOOST_ROUNDS,
+                    weight=None if weight is None else weight[fit_rows],
+                    valid=(X[valid], y[valid], None if weight is None else weight[valid]),
+                    callbacks=[_pruning_callback(trial)] if k == 0 else None,
+                    early_stopping_rounds=EARLY_STOPPING_ROUNDS,
+                )
+                losses.append(float(booster.best_score["valid_0"][params["metric"]]))
+                best = max(int(booster.best_iteration or booster.current_iteration()), 1)
+                rounds.append(best)
+                raws.append(booster.predict(X[valid], raw_score=True, num_iteration=best))
+            value = float(np.mean(losses))
+            num_rounds = max(int(round(np.mean(rounds))), 1)
+            trial.set_user_attr("num_boost_round", num_rounds)
             if log_trials:
-                mlflow.log_params({**suggest_params_values(trial), "model": name, "num_boost_round": rounds})
+                mlflow.log_params({**trial.params, "model": name, "num_boost_round": num_rounds, "folds": len(folds)})
                 mlflow.log_metric(f"val_{params['metric']}", value)
-        best_raw[trial.number] = booster.predict(X[valid], raw_score=True, num_iteration=rounds)
+        best_raw[trial.number] = np.concatenate(raws)
         return value
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -122,11 +137,8 @@ def tune_model(
         best_value=float(best.value),
         n_trials=len(study.trials),
         valid_raw=best_raw[best.number],
+        valid_rows=valid_rows,
     )
-
-
-def suggest_params_values(trial: optuna.Trial) -> dict[str, Any]:
-    return dict(trial.params)
 
 
 def _metric(base: dict[str, Any]) -> str:
