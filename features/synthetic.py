@@ -32,6 +32,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from features.strategies import apply_strategy, eligible_mask
+
 ID_COLUMN = "customer_id"
 REFERENCE_DATE = np.datetime64("2026-10-31", "D")
 CAUSE_CODES: tuple[str, ...] = ("network", "price", "support", "billing", "coverage")
@@ -288,20 +290,8 @@ def true_churn_probability(
 
 
 # ---------------------------------------------------------------------------------------------
-# Strategies
+# Strategies (the catalogue as data; eligibility and interventions live in features.strategies)
 # ---------------------------------------------------------------------------------------------
-
-_COMPARE = {
-    "==": lambda s, v: s == v,
-    "!=": lambda s, v: s != v,
-    "<": lambda s, v: s < v,
-    "<=": lambda s, v: s <= v,
-    ">": lambda s, v: s > v,
-    ">=": lambda s, v: s >= v,
-    "in": lambda s, v: s.isin(list(v)),
-    "not_in": lambda s, v: ~s.isin(list(v)),
-}
-_APPLY_OPS = ("set", "multiply", "add")
 
 
 def strategy_catalogue() -> list[dict[str, Any]]:
@@ -357,66 +347,6 @@ def strategy_catalogue() -> list[dict[str, Any]]:
             "apply": {"app_user": {"set": "Yes"}},
         },
     ]
-
-
-def eligible_mask(customers: pd.DataFrame, strategy: Mapping[str, Any]) -> np.ndarray:
-    """Which customers a strategy may target: every `eligible` condition holds (AND).
-
-    A missing value never satisfies a condition (an unknown customer is not targeted).
-
-    Args:
-        customers: customer rows.
-        strategy: one strategy of the catalogue format.
-    Returns:
-        A boolean array, one entry per customer row.
-    """
-    mask = np.ones(len(customers), dtype=bool)
-    for condition in strategy.get("eligible", []) or []:
-        column, op, value = condition["column"], condition["op"], condition.get("value")
-        if column not in customers.columns:
-            raise ValueError(f"strategy '{strategy.get('id')}': eligible column '{column}' not found")
-        if op not in _COMPARE:
-            raise ValueError(
-                f"strategy '{strategy.get('id')}': unknown op '{op}', use one of {list(_COMPARE)}"
-            )
-        if op in ("in", "not_in") and not isinstance(value, list | tuple | set):
-            raise ValueError(f"strategy '{strategy.get('id')}': op '{op}' needs a list value, got {value!r}")
-        series = customers[column]
-        holds = _COMPARE[op](series, value)
-        mask &= np.asarray(pd.Series(holds).fillna(False), dtype=bool) & series.notna().to_numpy()
-    return mask
-
-
-def apply_strategy(customers: pd.DataFrame, strategy: Mapping[str, Any]) -> pd.DataFrame:
-    """The customers as they would be under a strategy: eligible rows changed per `apply`.
-
-    Pure: the input frame is not modified; ineligible rows are returned unchanged.
-
-    Args:
-        customers: customer rows.
-        strategy: one strategy (`apply` maps a column to {set | multiply | add: value}).
-    Returns:
-        A new frame with the same rows and columns.
-    """
-    mask = eligible_mask(customers, strategy)
-    out = customers.copy()
-    for column, change in (strategy.get("apply") or {}).items():
-        if column not in out.columns:
-            raise ValueError(f"strategy '{strategy.get('id')}': apply column '{column}' not found")
-        if not isinstance(change, Mapping) or len(change) != 1 or next(iter(change)) not in _APPLY_OPS:
-            raise ValueError(
-                f"strategy '{strategy.get('id')}': apply.{column} must be one of {{set|multiply|add: value}}"
-            )
-        op, value = next(iter(change.items()))
-        current = out[column]
-        if op == "set":
-            changed = pd.Series(value, index=current.index)
-        elif op == "multiply":
-            changed = current * value
-        else:
-            changed = current + value
-        out[column] = current.where(~mask, changed)
-    return out
 
 
 def true_strategy_effect(

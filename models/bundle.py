@@ -19,6 +19,7 @@ import pandas as pd
 
 from features.build import FeaturePipeline
 from models.estimators import binary_probability, multiclass_probabilities, predict_raw
+from models.uplift import UpliftResult
 
 BUNDLE_ARTIFACT = "bundle"
 BUNDLE_FILE = "bundle.joblib"
@@ -57,6 +58,8 @@ class ScoringBundle:
     churn_uses_experience: bool = False
     propensity_booster: lgb.Booster | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # Effects learned from randomised campaigns, by strategy id (training/uplift.py).
+    uplift: dict[str, UpliftResult] = field(default_factory=dict)
 
     @property
     def band_names(self) -> list[str]:
@@ -77,15 +80,21 @@ class ScoringBundle:
             return X
         return np.column_stack([X, expected_score, p_bottom])
 
-    def predict_matrix(self, X: np.ndarray, threads: int | None = None) -> dict[str, np.ndarray]:
-        """All predictions for an encoded feature matrix, as named arrays."""
+    def predict_matrix(
+        self, X: np.ndarray, threads: int | None = None, *, causes: bool = True, drivers: bool = True
+    ) -> dict[str, np.ndarray]:
+        """All predictions for an encoded feature matrix, as named arrays.
+
+        `causes=False` / `drivers=False` skip those models (strategy simulation needs only the
+        score and churn models).
+        """
         band_probs = multiclass_probabilities(predict_raw(self.score_booster, X, threads), self.score_temperature)
         expected = np.clip(predict_raw(self.expected_score_booster, X, threads), self.levels[0], self.levels[-1])
         out: dict[str, np.ndarray] = {band_column(b): band_probs[:, j] for j, b in enumerate(self.band_names)}
         out["expected_score"] = expected
-        for code, booster in self.cause_boosters.items():
+        for code, booster in (self.cause_boosters if causes else {}).items():
             out[cause_column(code)] = binary_probability(predict_raw(booster, X, threads))
-        for driver, booster in self.driver_boosters.items():
+        for driver, booster in (self.driver_boosters if drivers else {}).items():
             out[driver_column(driver)] = predict_raw(booster, X, threads)
         if self.churn_booster is not None:
             p_bottom = out[band_column(self.bottom_band)]

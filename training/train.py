@@ -45,6 +45,7 @@ from models.estimators import (
 )
 from training import evaluate
 from training.tune import TuneResult, tune_model
+from training.uplift import fit_campaign_uplift
 
 logger = logging.getLogger(__name__)
 OOF_FOLDS = 3
@@ -515,6 +516,7 @@ def train(
         mlflow.log_params(_run_params(config, dataset, tune_trials))
         trainer = Trainer(config, dataset, tune_trials=tune_trials)
         bundle = trainer.fit()
+        bundle.uplift = fit_campaign_uplift(config, dataset, bundle.pipeline, trainer.metrics, trainer.notes)
         bundle.metadata.update({"run_id": run.info.run_id, "model_name": config.registered_model_name})
         mlflow.log_metrics(_finite(trainer.metrics))
         mlflow.log_dict({"notes": trainer.notes}, "notes.json")
