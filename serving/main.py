@@ -14,11 +14,11 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from features.config import load_config
-from serving.catalogue import read_strategies
+from features.strategies import config_strategies
 from serving.errors import SafeErrorsMiddleware, install_error_handlers
 from serving.metrics import ApiMetrics, BodySizeLimitMiddleware, MetricsMiddleware
 from serving.model import ModelManager, ServingModel
-from serving.routes import admin, alerts, customers, health, model, scores, strategies
+from serving.routes import admin, alerts, customers, health, model, scores, simulations, strategies
 from serving.settings import ServingSettings, store_url
 from serving.store import CustomerStore
 
@@ -59,13 +59,14 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
         def on_swap(served: ServingModel) -> None:
             metrics.set_model(served.loaded.model_name, served.version, served.loaded_at.timestamp())
 
+        catalogue = config_strategies(config)[0] if config.strategies else []
         manager = ModelManager(
             config, store, alias=settings.model_alias, threads=settings.predict_threads,
             alerts_pool=settings.alerts_pool, on_swap=on_swap,
-            on_reload=lambda outcome: metrics.reloads.labels(outcome=outcome).inc(),
+            on_reload=lambda outcome: metrics.reloads.labels(outcome=outcome).inc(), strategies=catalogue,
         )
         app.state.config, app.state.store, app.state.models = config, store, manager
-        app.state.strategies = read_strategies(config)
+        app.state.strategies = catalogue
         status = await asyncio.to_thread(manager.reload)
         if manager.current is None:
             logger.error("no model loaded at startup (%s); /readyz reports not ready", status.error)
@@ -84,8 +85,8 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     install_error_handlers(app)
-    for router in (health.router, scores.router, customers.router, strategies.router, alerts.router,
-                   model.router, admin.router):
+    for router in (health.router, scores.router, customers.router, simulations.router, strategies.router,
+                   alerts.router, model.router, admin.router):
         app.include_router(router)
     # Added last = outermost: metrics see every response, 413s and 500s included.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)

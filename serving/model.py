@@ -22,8 +22,9 @@ from sqlalchemy import Boolean, Date, DateTime, Float, Integer, Numeric, String
 from sqlalchemy.types import TypeEngine
 
 from features.build import BOOLEAN, DATE, NUMERIC, FeaturePipeline
-from features.config import CxConfig
+from features.config import ConfigError, CxConfig
 from features.records import RecordEncoder
+from features.strategies import Strategy, validate_strategies
 from models.bundle import LoadedBundle, load_registered_bundle
 from serving.alerts import AlertList, rank_alerts
 from serving.store import CustomerStore
@@ -62,6 +63,7 @@ class ServingModel:
     encoder: RecordEncoder
     threads: int
     alerts: AlertList | None = None
+    catalogue_error: str | None = None  # why the strategy catalogue cannot be simulated with this model
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
@@ -111,9 +113,11 @@ class ModelManager:
         self, config: CxConfig, store: CustomerStore, alias: str = "champion", threads: int = 1,
         alerts_pool: int = 10_000, on_swap: Callable[[ServingModel], None] | None = None,
         on_reload: Callable[[str], None] | None = None, loader: Loader = _registry_loader,
+        strategies: Sequence[Strategy] = (),
     ):
         self.config = config
         self.store = store
+        self.strategies = list(strategies)
         self.alias = alias
         self.threads = threads
         self.alerts_pool = alerts_pool
@@ -145,6 +149,13 @@ class ModelManager:
             if problems:
                 raise ValueError(f"model version {loaded.version} refused: " + "; ".join(problems))
         model = ServingModel(loaded, RecordEncoder(loaded.bundle.pipeline), self.threads)
+        if self.strategies:
+            try:
+                validate_strategies(self.strategies, feature_schema=loaded.bundle.pipeline.schema(),
+                                    source=str(self.config.strategies))
+            except ConfigError as err:  # scores still work; only simulations are refused
+                model.catalogue_error = f"strategy catalogue does not fit model version {loaded.version}: {err}"
+                logger.warning(model.catalogue_error)
         if store_ready:
             started = time.perf_counter()
             model.alerts = rank_alerts(loaded.bundle, self.store, self.config.value_column, self.alerts_pool,

@@ -15,4 +15,4 @@ router = APIRouter(prefix="/v1/strategies", tags=["strategies"], dependencies=[D
 
 @router.get("", response_model=StrategiesResponse, summary="The strategy catalogue")
 async def list_strategies(request: Request) -> StrategiesResponse:
-    return StrategiesResponse.model_validate({"strategies": request.app.state.strategies})
+    return StrategiesResponse.model_validate({"strategies": [s.model_dump() for s in request.app.state.strategies]})
