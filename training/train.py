@@ -51,6 +51,7 @@ logger = logging.getLogger(__name__)
 OOF_FOLDS = 3
 INNER_VALID_FRACTION = 0.2
 CV_TUNING_MAX_ROWS = 20_000  # below this, tune by 3-fold cross-validation instead of one split
+PROPENSITY_MAX_TRIALS = 5
 MULTITHREAD_MIN_ROWS = 20_000  # smaller fits run faster on one thread (OpenMP start-up dominates)
 MIN_CAUSE_POSITIVES = 5
 
@@ -267,15 +268,18 @@ class Trainer:
         if responded.all():
             self.notes.append("every customer responded: no response bias to correct")
             return
-        holdout = split_holdout(n, 0.2, self.config.training.seed, responded)
-        fitted = self._fit("propensity", BINARY, self.X, responded, None, holdout)
-        self.metrics["propensity_adversarial_auc"] = evaluate.safe_auc(
-            responded[holdout], binary_probability(fitted.test_raw)
+        # A nuisance model: a small search is enough, and its out-of-fold predictions give both
+        # the adversarial AUC and the weights, so no rows are held out for it.
+        trials = min(self.tune_trials or self.config.training.tune_trials, PROPENSITY_MAX_TRIALS)
+        fitted = fit_target(
+            "propensity", BINARY, self.X, responded, None, np.zeros(n, bool), self.categorical, self.config,
+            tune_trials=trials, log_trials=self.log_trials,
         )
         oof = binary_probability(out_of_fold_raw(
             self.X, responded, None, fitted.tuned, self.categorical, self.config.training.seed,
             self.config.training.threads, stratify=True,
         ))
+        self.metrics["propensity_adversarial_auc"] = evaluate.safe_auc(responded, oof)
         self.propensity_booster = fitted.booster
         self.respondent_propensity = oof[self.targets.positions]
         weight = inverse_propensity_weights(self.respondent_propensity, self.config.training.max_weight)

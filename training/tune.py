@@ -32,9 +32,14 @@ class TuneResult:
 Fold = tuple[np.ndarray, np.ndarray]
 
 
-def suggest_params(trial: optuna.Trial) -> dict[str, Any]:
+LARGE_TARGET_ROWS = 20_000
+LARGE_TARGET_MIN_LEARNING_RATE = 0.05  # big tables need no tiny steps, and tiny steps cost thousands of rounds
+
+
+def suggest_params(trial: optuna.Trial, n_rows: int = 0) -> dict[str, Any]:
+    min_rate = LARGE_TARGET_MIN_LEARNING_RATE if n_rows > LARGE_TARGET_ROWS else 0.02
     return {
-        "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.2, log=True),
+        "learning_rate": trial.suggest_float("learning_rate", min_rate, 0.2, log=True),
         "num_leaves": trial.suggest_int("num_leaves", 4, 63, log=True),
         "min_data_in_leaf": trial.suggest_int("min_data_in_leaf", 5, 120, log=True),
         "feature_fraction": trial.suggest_float("feature_fraction", 0.4, 1.0),
@@ -94,7 +99,7 @@ def tune_model(
     best_raw: dict[int, np.ndarray] = {}
 
     def objective(trial: optuna.Trial) -> float:
-        params = {**base, **suggest_params(trial), "metric": _metric(base)}
+        params = {**base, **suggest_params(trial, len(y)), "metric": _metric(base)}
         run = mlflow.start_run(run_name=f"{name}-trial-{trial.number}", nested=True) if log_trials else nullcontext()
         with run:
             losses, rounds, raws = [], [], []
