@@ -20,6 +20,10 @@ from features.config import ConfigError, CxConfig, load_config
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_show_locals=False)
 console = Console(stderr=True)
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Path to cxpredict.yaml")]
+# 0 means "the config's value": MLproject parameters cannot be left out, so `mlflow run` passes 0.
+TuneTrialsOption = Annotated[
+    int | None, typer.Option(min=0, help="Override training.tune_trials (0: the config's value)")
+]
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
@@ -81,13 +85,13 @@ def _load(config: Path) -> CxConfig:
 @cli_errors
 def train(
     config: ConfigOption,
-    tune_trials: Annotated[int | None, typer.Option(help="Override training.tune_trials")] = None,
+    tune_trials: TuneTrialsOption = None,
 ) -> None:
     """Train every model, log one MLflow run and register the bundle as `champion`."""
     from training.train import train as run_training
 
     cfg = _load(config)
-    result = run_training(cfg, tune_trials=tune_trials)
+    result = run_training(cfg, tune_trials=tune_trials or None)
     _print_metrics("training (test_* on held-out rows)", result.metrics)
     for note in result.notes:
         typer.echo(f"note: {note}")
@@ -122,17 +126,22 @@ def backtest(
     repeats: Annotated[int, typer.Option(help="Independent repeats")] = 3,
     seed: Annotated[int, typer.Option(help="Seed of the hiding draws")] = 0,
     selection: Annotated[str, typer.Option(help="random or biased choice of kept respondents")] = "biased",
-    tune_trials: Annotated[int | None, typer.Option(help="Override training.tune_trials")] = None,
+    tune_trials: TuneTrialsOption = None,
     out: Annotated[Path | None, typer.Option(help="Write the report as JSON here")] = None,
 ) -> None:
     """Hide most respondents, train on the rest, and report accuracy on the hidden ones."""
     from features.load import load_dataset
     from training.backtest import backtest as run_backtest
+    from training.project import link_project_run
 
     if selection not in ("random", "biased"):
         raise ConfigError(f"--selection must be 'random' or 'biased', got '{selection}'")
     cfg = _load(config)
-    report = run_backtest(cfg, load_dataset(cfg), survey_rate, repeats, seed, selection, tune_trials)  # type: ignore[arg-type]
+    report = run_backtest(
+        cfg, load_dataset(cfg), survey_rate, repeats, seed, selection, tune_trials or None  # type: ignore[arg-type]
+    )
+    if report.run_id:
+        link_project_run(report.run_id, cfg.tracking_uri)
     summary = report.summary()
     table = Table(title=f"backtest: {selection} {survey_rate:.1%} kept, {repeats} repeats (hidden respondents)")
     table.add_column("metric")
@@ -219,7 +228,7 @@ def demo(
     customers: Annotated[int, typer.Option(help="Number of customers")] = 100_000,
     survey_rate: Annotated[float, typer.Option(help="Share surveyed")] = 0.03,
     seed: Annotated[int, typer.Option(help="Random seed")] = 42,
-    tune_trials: Annotated[int | None, typer.Option(help="Override training.tune_trials")] = None,
+    tune_trials: TuneTrialsOption = None,
 ) -> None:
     """Generate a synthetic company, train every model, score every customer, print a summary."""
     import pandas as pd
@@ -235,7 +244,7 @@ def demo(
     typer.echo(f"generated {customers} customers ({len(company.survey)} surveyed) -> {config_path}")
     cfg = load_config(config_path)
     dataset = load_dataset(cfg)
-    result = run_training(cfg, dataset=dataset, tune_trials=tune_trials)
+    result = run_training(cfg, dataset=dataset, tune_trials=tune_trials or None)
     typer.echo(f"trained in {time.perf_counter() - started:.0f}s: run {result.run_id}")
     scores = score_customers(cfg, load_champion(cfg), dataset)
     scores_path = write_parquet_atomic(scores, out / "scores.parquet")
@@ -248,9 +257,10 @@ def demo(
     table.add_column("value", justify="right")
     table.add_row("true population NPS (ground truth)", f"{true_index:+.1f}")
     table.add_row(
-        "estimated population NPS (respondents + predicted silent)",
+        "estimated population NPS (doubly robust, 95% interval)",
         f"{m['population_index']:+.1f}  [{m['population_index_ci_low']:+.1f}, {m['population_index_ci_high']:+.1f}]",
     )
+    table.add_row("model-completed NPS (observed + predicted silent)", f"{m['population_index_model']:+.1f}")
     table.add_row("respondents-only NPS (naive)", f"{m['population_index_respondents']:+.1f}")
     if "population_index_ipw" in m:
         table.add_row("respondents, propensity-weighted NPS", f"{m['population_index_ipw']:+.1f}")

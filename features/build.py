@@ -65,8 +65,15 @@ def to_boolean(values: pd.Series) -> np.ndarray:
 
 
 def to_days(values: pd.Series) -> np.ndarray:
-    """Dates as days since 1970-01-01: stateless, so a scoring batch needs no reference date."""
-    stamps = pd.to_datetime(values, errors="coerce", utc=True)
+    """Dates as days since 1970-01-01: stateless, so a scoring batch needs no reference date.
+
+    Text is parsed as ISO 8601 (what `infer_kind` recognises) rather than in a format guessed
+    from the batch's first value, so a row's value does not depend on the rows around it.
+    """
+    if pd.api.types.is_datetime64_any_dtype(values):
+        stamps = pd.to_datetime(values, utc=True)
+    else:
+        stamps = pd.to_datetime(values, errors="coerce", utc=True, format="ISO8601")
     days = (stamps - pd.Timestamp("1970-01-01", tz="UTC")) / pd.Timedelta(days=1)
     return days.to_numpy(dtype=float, na_value=np.nan)
 
@@ -77,10 +84,23 @@ def to_numeric(values: pd.Series) -> np.ndarray:
     return np.where(np.isfinite(array), array, np.nan)
 
 
+def _text(value: object) -> str:
+    if isinstance(value, float | np.floating) and np.isfinite(value) and float(value).is_integer():
+        return str(int(value))  # 94110.0 (an int column with a missing value) is the category 94110
+    return str(value)
+
+
+def category_text(values: pd.Series) -> pd.Series:
+    """Category labels as text, the same whether a column arrives as int, float or string."""
+    if isinstance(values.dtype, pd.StringDtype):
+        return values.astype("string")
+    return values.map(_text, na_action="ignore").astype("string")
+
+
 def to_codes(values: pd.Series, categories: tuple[str, ...]) -> np.ndarray:
     """Category codes against the frozen list; unseen and missing values become NaN."""
     lookup = {c: float(i) for i, c in enumerate(categories)}
-    as_text = values.astype("string")
+    as_text = category_text(values)
     codes = as_text.map(lookup, na_action="ignore")
     return pd.to_numeric(codes, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
@@ -123,7 +143,7 @@ class FeaturePipeline:
                 continue
             kind = infer_kind(values, column in self.categorical)
             if kind == CATEGORICAL:
-                categories = tuple(sorted(values.dropna().astype(str).unique()))
+                categories = tuple(sorted(category_text(values).dropna().unique()))
                 if len(categories) > MAX_CATEGORIES and column not in self.categorical:
                     skipped[column] = f"{len(categories)} distinct text values (looks like an identifier)"
                     continue

@@ -194,12 +194,51 @@ class CxConfig(_Strict):
         return (self.base_dir / "mlartifacts").resolve().as_uri()
 
 
-def _format_validation_error(path: Path, err: ValidationError) -> str:
-    # For unions pydantic reports every alternative; the deepest location is the one that matters.
-    first = max(err.errors(), key=lambda e: len(e["loc"]))
-    where = ".".join(str(p) for p in first["loc"]) or "<root>"
-    more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
-    return f"{path}: key '{where}': {first['msg']}{more}"
+def _union_tags(raw: Any, error: Any) -> set[int]:
+    """Positions in an error's location that name a union alternative (e.g. 'FileTable'), not input keys."""
+    loc = error["loc"]
+    tags: set[int] = set()
+    node: Any = raw
+    for i, part in enumerate(loc):
+        present = (isinstance(node, dict) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and part < len(node)
+        )
+        if present:
+            node = node[part]
+        elif not (i == len(loc) - 1 and error["type"] == "missing"):
+            tags.add(i)  # only a missing key may be absent from the input
+    return tags
+
+
+def _format_validation_error(path: Path, err: ValidationError, raw: dict[str, Any] | None = None) -> str:
+    """One line naming the offending key.
+
+    For a union (a table given as a path, a SQL table or a file entry) pydantic reports an error
+    per alternative; the deepest error of the alternative with the fewest errors is the one the
+    user meant, and the alternatives' names are left out of the key.
+    """
+    errors = err.errors()
+    raw = raw or {}
+    tags = [_union_tags(raw, e) for e in errors]
+    branches = [e["loc"][: max(t) + 1] if t else e["loc"] for e, t in zip(errors, tags, strict=True)]
+    roots = [e["loc"][: min(t)] if t else e["loc"] for e, t in zip(errors, tags, strict=True)]
+    size = {b: branches.count(b) for b in branches}
+    best = max(
+        range(len(errors)),
+        key=lambda i: (len(errors[i]["loc"]), -size[branches[i]], errors[i]["type"] == "extra_forbidden"),
+    )
+    first = errors[best]
+    where = ".".join(str(p) for i, p in enumerate(first["loc"]) if i not in tags[best]) or "<root>"
+    message = str(first["msg"]).removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown key (not part of the config contract)"
+    # Errors of the other alternatives of the same union are noise, not further problems.
+    others = sum(
+        1 for i in range(len(errors))
+        if i != best and (branches[i] == branches[best] or roots[i][: len(roots[best])] != roots[best])
+    )
+    more = f" (and {others} more)" if others else ""
+    return f"{path}: key '{where}': {message}{more}"
 
 
 def parse_config(raw: dict[str, Any], base_dir: Path, source: str = "<config>") -> CxConfig:
@@ -207,7 +246,7 @@ def parse_config(raw: dict[str, Any], base_dir: Path, source: str = "<config>") 
     try:
         return CxConfig.model_validate({**raw, "base_dir": base_dir})
     except ValidationError as err:
-        raise ConfigError(_format_validation_error(Path(source), err)) from None
+        raise ConfigError(_format_validation_error(Path(source), err, raw)) from None
 
 
 def load_config(path: str | Path) -> CxConfig:

@@ -146,6 +146,39 @@ def _check_columns_exist(frame: pd.DataFrame, columns: list[str], label: str, ke
             )
 
 
+def check_flag(frame: pd.DataFrame, column: str, label: str, what: str) -> pd.Series:
+    """A 0/1 column as ints; a missing or other value names the value and the rows."""
+    values = pd.to_numeric(frame[column], errors="coerce")
+    missing = frame[column].isna()
+    if missing.any():
+        raise DataError(f"{label}: column '{column}': missing {what} in {_rows(missing)}")
+    bad = ~values.isin([0, 1])
+    if bad.any():
+        raise DataError(
+            f"{label}: column '{column}': {what} must be 0 or 1, got '{frame.loc[bad, column].iloc[0]}' in {_rows(bad)}"
+        )
+    return values.astype(int)
+
+
+def check_known(frame: pd.DataFrame, id_column: str, known: pd.Index, label: str, what: str) -> None:
+    """Every row must belong to a customer of the customers table."""
+    unknown = ~frame[id_column].isin(known)
+    if unknown.any():
+        first = frame.loc[unknown, id_column].iloc[0]
+        raise DataError(f"{label}: column '{id_column}': {what} for unknown customer '{first}' in {_rows(unknown)}")
+
+
+def check_respondents(config: CxConfig, dataset: Dataset, needed: int | None = None) -> None:
+    """Training needs at least `training.min_respondents` survey rows; say how many it has and needs."""
+    needed = config.training.min_respondents if needed is None else needed
+    have = len(dataset.survey)
+    if have < needed:
+        raise DataError(
+            f"{dataset.sources.get('survey', 'survey')}: {have} respondents; training needs at least {needed} "
+            f"(training.min_respondents)"
+        )
+
+
 def check_score(survey: pd.DataFrame, config: CxConfig, label: str) -> pd.DataFrame:
     """Scores must be whole numbers on the scale; missing scores are rejected, not dropped."""
     column = config.score.column
@@ -158,12 +191,18 @@ def check_score(survey: pd.DataFrame, config: CxConfig, label: str) -> pd.DataFr
     if values.isna().any():
         raise DataError(f"{label}: column '{column}': missing score in {_rows(values.isna())}")
     low, high = config.score.scale
-    outside = (values < low) | (values > high) | (values != np.round(values))
+    fractional = values != np.round(values)
+    if fractional.any():
+        bad = values[fractional].iloc[0]
+        raise DataError(
+            f"{label}: column '{column}': score {bad:g} is not a whole number (the scale is {low}..{high}) "
+            f"in {_rows(fractional)}"
+        )
+    outside = (values < low) | (values > high)
     if outside.any():
         bad = values[outside].iloc[0]
         raise DataError(
-            f"{label}: column '{column}': score {bad:g} is outside the scale {low}..{high} "
-            f"(whole numbers) in {_rows(outside)}"
+            f"{label}: column '{column}': score {bad:g} is outside the scale {low}..{high} in {_rows(outside)}"
         )
     survey = survey.copy()
     survey[column] = values.astype(int)
@@ -217,13 +256,7 @@ def load_dataset(config: CxConfig, require_outcomes: bool = False) -> Dataset:
     survey = check_ids(read_table(config, config.data.survey), config.id_column, survey_label)
     if survey.empty:
         raise DataError(f"{survey_label}: the survey is empty: no respondent to learn from")
-    unknown = ~survey[config.id_column].isin(known)
-    if unknown.any():
-        first = survey.loc[unknown, config.id_column].iloc[0]
-        raise DataError(
-            f"{survey_label}: column '{config.id_column}': survey row for unknown customer '{first}' "
-            f"in {_rows(unknown)}"
-        )
+    check_known(survey, config.id_column, known, survey_label, "survey row")
     survey = check_score(survey, config, survey_label)
     _check_columns_exist(survey, config.drivers, survey_label, "drivers")
     for driver in config.drivers:
@@ -245,18 +278,8 @@ def load_dataset(config: CxConfig, require_outcomes: bool = False) -> Dataset:
             raise DataError(f"{outcomes_label}: an outcomes table needs the config key 'churn.column'")
         column = config.churn.column
         _check_columns_exist(outcomes, [column], outcomes_label, "churn.column")
-        flag = pd.to_numeric(outcomes[column], errors="coerce")
-        bad = ~flag.isin([0, 1])
-        if bad.any():
-            raise DataError(f"{outcomes_label}: column '{column}': churn flag must be 0 or 1 in {_rows(bad)}")
-        outcomes[column] = flag.astype(int)
-        unknown = ~outcomes[config.id_column].isin(known)
-        if unknown.any():
-            first = outcomes.loc[unknown, config.id_column].iloc[0]
-            raise DataError(
-                f"{outcomes_label}: column '{config.id_column}': outcome for unknown customer '{first}' "
-                f"in {_rows(unknown)}"
-            )
+        outcomes[column] = check_flag(outcomes, column, outcomes_label, "churn flag")
+        check_known(outcomes, config.id_column, known, outcomes_label, "outcome")
     elif require_outcomes:
         raise DataError("config: churn training needs an outcomes table (data.outcomes)")
 
@@ -267,11 +290,8 @@ def load_dataset(config: CxConfig, require_outcomes: bool = False) -> Dataset:
             read_table(config, config.data.campaigns), config.id_column, campaigns_label, unique=False
         )
         _check_columns_exist(campaigns, ["strategy", "treated"], campaigns_label, "data.campaigns")
-        treated = pd.to_numeric(campaigns["treated"], errors="coerce")
-        bad = ~treated.isin([0, 1])
-        if bad.any():
-            raise DataError(f"{campaigns_label}: column 'treated': must be 0 or 1 in {_rows(bad)}")
-        campaigns["treated"] = treated.astype(int)
+        campaigns["treated"] = check_flag(campaigns, "treated", campaigns_label, "treated flag")
+        check_known(campaigns, config.id_column, known, campaigns_label, "campaign row")
 
     return Dataset(
         customers=customers,

@@ -177,10 +177,13 @@ def load_registered_bundle(
     else:
         model_version = client.get_model_version(model_name, version)
         alias = None
+    # The version's own artifact location, resolved by this client: a `models:/` URI would be
+    # resolved through MLflow's global registry (and the MLFLOW_*_URI variables that
+    # mlflow.set_*_uri export to child processes), which may point at another store.
+    model_uri = client.get_model_version_download_uri(model_name, model_version.version)
     with tempfile.TemporaryDirectory() as tmp:
-        mlflow.set_tracking_uri(tracking_uri)
         local = mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{model_name}/{model_version.version}", dst_path=tmp
+            artifact_uri=f"{model_uri.rstrip('/')}/artifacts/{BUNDLE_FILE}", dst_path=tmp, tracking_uri=tracking_uri
         )
-        bundle = load_bundle(Path(local) / "artifacts" / BUNDLE_FILE)
+        bundle = load_bundle(Path(local))
     return LoadedBundle(bundle, model_name, str(model_version.version), model_version.run_id or "", alias)

@@ -18,11 +18,13 @@ import lightgbm as lgb
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.models import ModelSignature, infer_signature
+from mlflow.types.schema import AnyType, ColSpec, DataType, Schema
 from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
-from features.build import FeaturePipeline
+from features.build import NUMERIC, FeaturePipeline
 from features.config import CxConfig
-from features.load import DataError, Dataset, load_dataset
+from features.load import DataError, Dataset, check_respondents, load_dataset
 from models.bundle import (
     BUNDLE_ARTIFACT,
     BUNDLE_FILE,
@@ -44,6 +46,7 @@ from models.estimators import (
     predict_raw,
 )
 from training import evaluate
+from training.project import detach_project_run, link_project_run
 from training.tune import TuneResult, tune_model
 from training.uplift import fit_campaign_uplift
 
@@ -199,7 +202,12 @@ def inverse_propensity_weights(propensity: np.ndarray, max_weight: float) -> np.
 
 
 def configure_mlflow(config: CxConfig) -> str:
-    """Point MLflow at the config's tracking store and experiment; returns the experiment id."""
+    """Point MLflow at the config's tracking store and experiment; returns the experiment id.
+
+    Under `mlflow run` the launcher's run is detached first (see training/project.py), so runs
+    opened next are new runs of this store rather than an attempt to resume the launcher's.
+    """
+    detach_project_run()
     mlflow.set_tracking_uri(config.tracking_uri)
     mlflow.set_registry_uri(config.tracking_uri)
     experiment = mlflow.get_experiment_by_name(config.experiment_name)
@@ -476,12 +484,44 @@ class Trainer:
         return bundle
 
 
+def model_signature(bundle: ScoringBundle, sample: pd.DataFrame) -> ModelSignature:
+    """The pyfunc signature: the id and every feature column, typed where MLflow's check allows it.
+
+    MLflow refuses float input for a `long` column and int64 input for a `double` one, yet an
+    integer column with a missing value *is* float in pandas (and in Spark's pandas batches), and
+    a whole-number column read without gaps is int64. So integer-like numeric columns, dates
+    (datetime64 from Parquet, ISO text from CSV or JSON) and anything else MLflow would type too
+    narrowly are declared `Any`; the bundle's pipeline converts them itself. Feature columns are
+    optional because the bundle scores an absent column as missing; other columns (excluded,
+    value) are not inputs.
+
+    Args:
+        bundle: the fitted bundle (its pipeline names and types the feature columns).
+        sample: customer rows as loaded, for the types MLflow infers and the output schema.
+    Returns:
+        The signature to log with the model.
+    """
+    columns = [bundle.id_column, *[c for c in bundle.pipeline.feature_names_ if c != bundle.id_column]]
+    present = [c for c in columns if c in sample.columns]
+    inferred = {spec.name: spec.type for spec in infer_signature(sample[present]).inputs.inputs}
+    kinds = {spec.name: spec.kind for spec in bundle.pipeline.specs_}
+    specs = []
+    for column in columns:
+        dtype = inferred.get(column)
+        keep = dtype in (DataType.string, DataType.boolean, DataType.double)
+        if kinds.get(column) == NUMERIC and column in sample.columns:
+            values = pd.to_numeric(sample[column], errors="coerce").dropna()
+            keep = keep and not (values == np.round(values)).all()  # whole numbers: an integer column
+        specs.append(ColSpec(dtype if keep else AnyType(), column, required=column == bundle.id_column))
+    return ModelSignature(inputs=Schema(specs), outputs=infer_signature(sample, bundle.predict(sample)).outputs)
+
+
 def log_bundle(config: CxConfig, bundle: ScoringBundle, sample: pd.DataFrame, register: bool) -> str | None:
     """Log the bundle as a pyfunc model with its signature and feature schema; register it as champion."""
     import features
     import models
 
-    signature = mlflow.models.infer_signature(sample, bundle.predict(sample))
+    signature = model_signature(bundle, sample)
     with tempfile.TemporaryDirectory() as tmp:
         path = save_bundle(bundle, Path(tmp) / BUNDLE_FILE)
         info = mlflow.pyfunc.log_model(
@@ -515,6 +555,7 @@ def train(
         The run id, registered version, test metrics and the bundle.
     """
     dataset = dataset or load_dataset(config)
+    check_respondents(config, dataset)  # before any MLflow run is opened
     configure_mlflow(config)
     with mlflow.start_run(run_name=f"train-{config.name}") as run:
         mlflow.log_params(_run_params(config, dataset, tune_trials))
@@ -524,8 +565,9 @@ def train(
         bundle.metadata.update({"run_id": run.info.run_id, "model_name": config.registered_model_name})
         mlflow.log_metrics(_finite(trainer.metrics))
         mlflow.log_dict({"notes": trainer.notes}, "notes.json")
-        sample = dataset.customers.head(50)
+        sample = dataset.customers.head(500)
         version = log_bundle(config, bundle, sample, register)
+        link_project_run(run.info.run_id, config.tracking_uri)
     return TrainResult(run.info.run_id, config.registered_model_name, version, trainer.metrics, bundle, trainer.notes)
 
 

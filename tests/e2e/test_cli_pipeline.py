@@ -26,7 +26,8 @@ def test_generate_train_score_backtest(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "as champion" in done.stdout
 
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{data / 'mlflow.db'}")
+    store = f"sqlite:///{data / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=store, registry_uri=store)
     champion = client.get_model_version_by_alias("cxpredict-synthetic", "champion")
     run = client.get_run(champion.run_id)
     assert run.data.metrics["test_macro_f1"] > 0.0

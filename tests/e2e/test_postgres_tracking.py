@@ -1,0 +1,81 @@
+"""train → score through the CLI with a PostgreSQL tracking store (a fresh database per test).
+
+Needs the PostgreSQL server on 127.0.0.1:5432 (trust auth, user postgres). An unreachable server
+is a failure, not a skip: CI starts it (.ci/run); locally run
+`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`, or deselect with
+`-m "not postgres"`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+import yaml
+
+from features.synthetic import generate_company, write_company
+from tests.conftest import run_cli
+
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
+
+SERVER = "postgresql://postgres@127.0.0.1:5432"
+
+
+@pytest.fixture()
+def postgres_url() -> Iterator[str]:
+    """A new, empty database on the real server, dropped afterwards."""
+    import psycopg2
+
+    try:
+        admin = psycopg2.connect(f"{SERVER}/postgres", connect_timeout=5)
+    except psycopg2.OperationalError as err:
+        pytest.fail(
+            f"PostgreSQL is not reachable at {SERVER} ({str(err).strip()}); start it with "
+            "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`",
+            pytrace=False,
+        )
+    admin.autocommit = True
+    name = f"cxpredict_test_{uuid.uuid4().hex[:12]}"
+    with admin.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{SERVER}/{name}"
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def test_train_and_score_with_postgres_tracking(postgres_url: str, tmp_path: Path) -> None:
+    data = tmp_path / "company"
+    config_path = write_company(generate_company(2000, 0.25, seed=5), data, name="pg")
+    raw = yaml.safe_load(config_path.read_text())
+    raw["mlflow"] = {"tracking_uri": postgres_url, "artifact_location": (tmp_path / "artifacts").as_uri()}
+    config_path.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+    done = run_cli("train", "--config", str(config_path), "--tune-trials", "2", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert f"tracking store: {postgres_url}" in done.stdout
+
+    client = mlflow.MlflowClient(tracking_uri=postgres_url, registry_uri=postgres_url)
+    champion = client.get_model_version_by_alias("cxpredict-pg", "champion")
+    assert str(champion.version) == "1"
+    run = client.get_run(champion.run_id)
+    assert run.data.metrics["n_customers"] == 2000
+    assert run.data.params["tune_trials"] == "2"
+    nested = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
+    assert len(nested) >= 10  # the Optuna trials, in PostgreSQL too
+    assert (tmp_path / "artifacts").is_dir()  # artifacts where the config put them
+    assert not (data / "mlflow.db").exists()  # nothing fell back to the default SQLite store
+
+    scores_path = tmp_path / "scores.parquet"
+    done = run_cli("score", "--config", str(config_path), "--out", str(scores_path), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    scores = pd.read_parquet(scores_path)
+    assert len(scores) == 2000 and scores["customer_id"].is_unique
+    assert set(scores["model_version"]) == {"1"}
+    assert scores["churn_probability"].between(0, 1).all()
