@@ -197,13 +197,7 @@ class FeaturePipeline:
 
     def schema(self) -> list[dict]:
         """The feature schema logged with the model and served by /v1/model."""
-        ranges = getattr(self, "ranges_", {})  # pipelines fitted before ranges were recorded have none
         return [
-            {
-                "name": s.name,
-                "kind": s.kind,
-                **({"categories": list(s.categories)} if s.categories else {}),
-                **({"observed_range": list(ranges[s.name])} if s.name in ranges else {}),
-            }
+            {"name": s.name, "kind": s.kind, **({"categories": list(s.categories)} if s.categories else {})}
             for s in self.specs_
         ]

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from features.build import _FALSE, _TRUE, BOOLEAN, CATEGORICAL, DATE, NUMERIC, FeaturePipeline, to_days, to_numeric
+from features.build import _text as category_label
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NS_PER_DAY = 86_400 * 10**9
@@ -78,8 +79,8 @@ def _days(value: Any) -> float:
 
 
 def _text(value: Any) -> str:
-    # pandas' "string" dtype writes values as str() does (3 -> "3", 3.0 -> "3.0", True -> "True").
-    return str(value.item() if isinstance(value, np.generic) else value)
+    # As the pipeline's category_text: 3 -> "3", 3.0 -> "3" (an int column with a missing value), True -> "True".
+    return category_label(value.item() if isinstance(value, np.generic) else value)
 
 
 class FeatureProblem(NamedTuple):

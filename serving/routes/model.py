@@ -17,10 +17,13 @@ router = APIRouter(prefix="/v1/model", tags=["model"], dependencies=[Depends(req
 @router.get("", response_model=ModelResponse, summary="The model being served")
 async def describe_model(model: ModelDep) -> ModelResponse:
     bundle = model.bundle
+    ranges = getattr(bundle.pipeline, "ranges_", {})  # pipelines fitted before ranges were kept have none
+    features = [{**f, **({"observed_range": list(ranges[f["name"]])} if f["name"] in ranges else {})}
+                for f in bundle.pipeline.schema()]
     return ModelResponse.model_validate({
         "name": model.loaded.model_name, "version": model.version, "alias": model.loaded.alias,
         "run_id": model.loaded.run_id, "loaded_at": model.loaded_at,
-        "metrics": bundle.metadata.get("metrics", {}), "features": bundle.pipeline.schema(),
+        "metrics": bundle.metadata.get("metrics", {}), "features": features,
         "outputs": bundle.output_columns, "bands": {k: list(v) for k, v in bundle.bands.items()},
         "top_band": bundle.top_band, "bottom_band": bundle.bottom_band,
         "causes": list(bundle.cause_boosters), "drivers": list(bundle.driver_boosters),

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from features.config import CxConfig, load_config
 from features.load import Dataset, load_dataset
-from features.synthetic import generate_company, write_company
-from tests.conftest import REPO_ROOT, run_cli
+from tests.conftest import REPO_ROOT, TrainedCompany, run_cli
 
 SCORE_KEY = "score-key-0123456789abcdef"
 ADMIN_KEY = "admin-key-0123456789abcdef"
@@ -41,10 +41,22 @@ class Company:
     dataset: Dataset
 
 
-def make_company(folder: Path, customers: int = 2000, survey_rate: float = 0.2, seed: int = 11) -> Company:
-    config_path = write_company(generate_company(customers, survey_rate, seed), folder, name="serving")
-    done = run_cli("train", "--config", str(config_path), "--tune-trials", "1", cwd=folder)
-    assert done.returncode == 0, done.stderr
+MODEL_NAME = "cxpredict-small"
+
+
+@pytest.fixture(scope="session")
+def company(small_training: TrainedCompany) -> Company:
+    """The session's trained small company (4,000 customers, champion v1) with its customer store loaded.
+
+    The server reads its config from a file, so the training's MLflow store is written into a
+    config file of its own beside the data (the data's own cxpredict.yaml is left alone).
+    """
+    config = small_training.config
+    folder = config.base_dir
+    raw = yaml.safe_load((folder / "cxpredict.yaml").read_text())
+    raw["mlflow"] = {"tracking_uri": config.tracking_uri, "artifact_location": config.artifact_location}
+    config_path = folder / "serving.yaml"
+    config_path.write_text(yaml.safe_dump(raw, sort_keys=False))
     done = run_cli("store", "load", "--config", str(config_path), cwd=folder)
     assert done.returncode == 0, done.stderr
     config = load_config(config_path)
@@ -52,20 +64,21 @@ def make_company(folder: Path, customers: int = 2000, survey_rate: float = 0.2, 
 
 
 @pytest.fixture(scope="session")
-def company(tmp_path_factory: pytest.TempPathFactory) -> Company:
-    """2,000 customers, 20 % surveyed, a champion trained with one tuning trial, store loaded."""
-    return make_company(tmp_path_factory.mktemp("serving_company"))
-
-
-@pytest.fixture(scope="session")
 def company_copy_factory(company: Company, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     """Independent copies of the company folder (own MLflow registry and store) for tests that change them."""
 
     def copy() -> Company:
-        target = tmp_path_factory.mktemp("company_copy") / "company"
-        shutil.copytree(company.folder, target)
-        config = load_config(target / "cxpredict.yaml")
-        return Company(target, target / "cxpredict.yaml", config, company.dataset)
+        """The data, the MLflow store (its artifacts stay shared, read-only) and the customer store."""
+        target = tmp_path_factory.mktemp("company_copy")
+        shutil.copytree(company.folder, target / "data")
+        store = Path(company.config.tracking_uri.removeprefix("sqlite:///"))
+        shutil.copy(store, target / store.name)
+        shutil.copy(store.parent / "cxstore.db", target / "cxstore.db")
+        raw = yaml.safe_load(company.config_path.read_text())
+        raw["mlflow"]["tracking_uri"] = f"sqlite:///{target / store.name}"
+        config_path = target / "data" / "serving.yaml"
+        config_path.write_text(yaml.safe_dump(raw, sort_keys=False))
+        return Company(target / "data", config_path, load_config(config_path), company.dataset)
 
     return copy
 

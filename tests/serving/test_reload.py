@@ -24,10 +24,18 @@ from models.bundle import BUNDLE_ARTIFACT, BUNDLE_FILE, CxPyfuncModel, load_regi
 from serving.model import ModelManager
 from serving.settings import default_store_url
 from serving.store import CustomerStore, load_store
-from tests.serving.conftest import ADMIN_KEY, SCORE_KEY, Company, Server, keyed_env, start_server, stop_server
+from tests.serving.conftest import (
+    ADMIN_KEY,
+    MODEL_NAME,
+    SCORE_KEY,
+    Company,
+    Server,
+    keyed_env,
+    start_server,
+    stop_server,
+)
 
 pytestmark = pytest.mark.api
-NAME = "cxpredict-serving"
 
 
 def _client(company: Company) -> mlflow.MlflowClient:
@@ -40,13 +48,13 @@ def _client(company: Company) -> mlflow.MlflowClient:
 def register_copy_of_champion(company: Company) -> str:
     """A new registry version pointing at the champion's artifacts (same model, new version number)."""
     client = _client(company)
-    champion = client.get_model_version_by_alias(NAME, "champion")
-    return str(client.create_model_version(NAME, champion.source, run_id=champion.run_id).version)
+    champion = client.get_model_version_by_alias(MODEL_NAME, "champion")
+    return str(client.create_model_version(MODEL_NAME, champion.source, run_id=champion.run_id).version)
 
 
 def register_mismatched_model(company: Company) -> str:
     """A version whose bundle needs a feature column the customer store does not have."""
-    loaded = load_registered_bundle(company.config.tracking_uri, NAME)
+    loaded = load_registered_bundle(company.config.tracking_uri, MODEL_NAME)
     bundle = copy.deepcopy(loaded.bundle)
     bundle.pipeline.specs_ = [*bundle.pipeline.specs_, FeatureSpec("loyalty_tier", CATEGORICAL, ("gold", "silver"))]
     with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(experiment_id=_client(company).get_run(
@@ -54,7 +62,7 @@ def register_mismatched_model(company: Company) -> str:
         path = save_bundle(bundle, Path(tmp) / BUNDLE_FILE)
         info = mlflow.pyfunc.log_model(name="model", python_model=CxPyfuncModel(),
                                        artifacts={BUNDLE_ARTIFACT: str(path)}, pip_requirements=[],
-                                       registered_model_name=NAME)
+                                       registered_model_name=MODEL_NAME)
     return str(info.registered_model_version)
 
 
@@ -62,11 +70,11 @@ def register_broken_model(company: Company) -> str:
     """A version whose artifacts hold no bundle."""
     empty = company.folder / "empty_model"
     empty.mkdir(exist_ok=True)
-    return str(_client(company).create_model_version(NAME, empty.as_uri()).version)
+    return str(_client(company).create_model_version(MODEL_NAME, empty.as_uri()).version)
 
 
 def move_champion(company: Company, version: str) -> None:
-    _client(company).set_registered_model_alias(NAME, "champion", version)
+    _client(company).set_registered_model_alias(MODEL_NAME, "champion", version)
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +141,7 @@ def test_reload_model_swaps_under_traffic(reload_server: Server, reload_company:
     assert after["model_version"] == version and after["computed_at"] > before["computed_at"]
     assert [a["customer_id"] for a in after["alerts"]] == [a["customer_id"] for a in before["alerts"]]
     metrics = httpx.get(f"{reload_server.url}/metrics").text
-    assert f'cxpredict_model_version{{model_name="{NAME}"}} {float(version)}' in metrics
+    assert f'cxpredict_model_version{{model_name="{MODEL_NAME}"}} {float(version)}' in metrics
     assert 'cxpredict_model_reloads_total{outcome="swapped"}' in metrics
 
 

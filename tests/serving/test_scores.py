@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from serving.batch import load_champion, score_customers
-from tests.serving.conftest import Company, Server
+from tests.serving.conftest import MODEL_NAME, Company, Server
 
 pytestmark = pytest.mark.api
 
@@ -90,7 +90,7 @@ def test_score_customer_by_id(client: httpx.Client, company: Company, batch_scor
     body = response.json()
     assert body["customer_id"] == customer_id and body["surveyed"] is True
     assert body["observed_score"] == int(company.dataset.survey["nps"].iloc[0])
-    assert body["model_name"] == "cxpredict-serving" and body["model_version"] == "1"
+    assert body["model_name"] == MODEL_NAME and body["model_version"] == "1"
     assert body["predictions"]["churn_probability"] == pytest.approx(
         batch_scores.loc[customer_id, "churn_probability"], abs=1e-12)
 
@@ -197,7 +197,7 @@ def test_get_model_describes_champion(client: httpx.Client, company: Company) ->
     response = client.get("/v1/model")
     assert response.status_code == 200
     body = response.json()
-    assert (body["name"], body["version"], body["alias"]) == ("cxpredict-serving", "1", "champion")
+    assert (body["name"], body["version"], body["alias"]) == (MODEL_NAME, "1", "champion")
     assert body["has_churn"] and body["bottom_band"] == "detractor"
     assert "test_macro_f1" in body["metrics"]
     names = {f["name"] for f in body["features"]}
@@ -249,7 +249,7 @@ def test_get_metrics_counts_routes(client: httpx.Client, api_server: Server) -> 
         in text
     assert 'cxpredict_http_request_duration_seconds_bucket{le="0.005",method="GET",' \
         'route="/v1/customers/{customer_id}/score"}' in text
-    assert 'cxpredict_model_version{model_name="cxpredict-serving"} 1.0' in text
+    assert f'cxpredict_model_version{{model_name="{MODEL_NAME}"}} 1.0' in text
     assert "C0000001" not in text  # ids never become labels
 
 

@@ -9,7 +9,7 @@ import pytest
 from features.strategies import config_strategies
 from models.bundle import load_registered_bundle
 from models.simulate import simulate_effects
-from tests.serving.conftest import SIMULATE_KEY, Company, Server
+from tests.serving.conftest import MODEL_NAME, SIMULATE_KEY, Company, Server
 
 pytestmark = pytest.mark.api
 
@@ -28,7 +28,7 @@ def test_simulate_strategies_matches_batch_simulation(simulator: httpx.Client, c
     body = response.json()
     assert body["model_version"] == "1" and body["objective"] == "value" and len(body["customers"]) == 60
 
-    bundle = load_registered_bundle(company.config.tracking_uri, "cxpredict-serving").bundle
+    bundle = load_registered_bundle(company.config.tracking_uri, MODEL_NAME).bundle
     expected = simulate_effects(bundle, customers, config_strategies(company.config)[0], value_column="clv")
     effects = expected.effects.set_index(["customer_id", "strategy"])
     scores = {s["customer_id"]: s["predictions"] for s in

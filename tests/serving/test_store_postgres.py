@@ -19,7 +19,7 @@ from features.records import RecordEncoder
 from models.bundle import load_registered_bundle
 from serving.store import CustomerStore, respondents_table_name
 from tests.conftest import run_cli
-from tests.serving.conftest import Company, keyed_env, start_server, stop_server
+from tests.serving.conftest import MODEL_NAME, Company, keyed_env, start_server, stop_server
 
 pytestmark = [pytest.mark.postgres, pytest.mark.api]
 PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
@@ -52,7 +52,7 @@ def test_store_load_postgres_lookups_match_parquet(company: Company, pg_table: s
     ids = customers["customer_id"].sample(300, random_state=3).tolist()
     found = store.get(ids)
     assert set(found) == set(ids) and store.get(["nobody"]) == {}
-    bundle = load_registered_bundle(company.config.tracking_uri, "cxpredict-serving").bundle
+    bundle = load_registered_bundle(company.config.tracking_uri, MODEL_NAME).bundle
     expected = bundle.pipeline.transform(customers.set_index("customer_id").loc[ids].reset_index())
     assert np.array_equal(RecordEncoder(bundle.pipeline).encode([found[i] for i in ids]), expected, equal_nan=True)
 

@@ -81,6 +81,8 @@ def test_encode_records_matches_transform_on_odd_values(pipeline: FeaturePipelin
         {"region": None, "tenure_months": np.inf, "paperless_billing": "n", "app_user": "maybe",
          "signup_date": dt.date(2020, 1, 1), "age": np.float32(41.5), "plan": True},
         {"segment": "consumer", "last_ticket_date": "not a date", "monthly_charge": np.int64(70)},
+        {"signup_date": "20240131", "last_ticket_date": "2024-1-5", "plan": 3.0, "region": np.str_("north")},
+        {"signup_date": "2024-01-31 10:00", "last_ticket_date": "2024-01-31T10:00:00.123456Z", "plan": 2.5},
         {},
     ]
     frame = pd.DataFrame(rows, dtype=object)
