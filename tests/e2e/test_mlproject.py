@@ -55,7 +55,7 @@ def test_mlflow_run_generate_train_score_backtest(tmp_path: Path) -> None:
     scores_path = tmp_path / "out" / "scores.parquet"
     mlflow_run("score", {"config": "company/cxpredict.yaml", "out": str(scores_path)}, tmp_path, project_store)
     report_path = tmp_path / "out" / "backtest.json"
-    mlflow_run("backtest", {"config": "company/cxpredict.yaml", "survey_rate": "0.1", "repeats": "1",
+    mlflow_run("backtest", {"config": "company/cxpredict.yaml", "survey_rate": "0.4", "repeats": "1",
                             "selection": "random", "tune_trials": "2", "out": str(report_path)},
                tmp_path, project_store)
 
