@@ -105,16 +105,27 @@ def score(
     config: ConfigOption,
     out: Annotated[Path, typer.Option(help="Parquet file to write")],
     model_version: Annotated[str | None, typer.Option(help="Registered version (default: champion)")] = None,
+    level: Annotated[float | None, typer.Option(help="Coverage of prediction sets (default: trust.level)")] = None,
 ) -> None:
     """Score every customer with the champion model: one row per customer."""
     from features.load import load_dataset
-    from serving.batch import load_champion, score_customers, write_parquet_atomic
+    from serving.batch import check_drift, load_champion, score_customers, write_parquet_atomic
 
     cfg = _load(config)
     dataset = load_dataset(cfg)
     loaded = load_champion(cfg, model_version)
-    scores = score_customers(cfg, loaded, dataset)
+    if level is not None and not 0 < level < 1:
+        raise ConfigError(f"--level must be between 0 and 1, got {level}")
+    scores = score_customers(cfg, loaded, dataset, level)
     write_parquet_atomic(scores, out)
+    drift, warnings = check_drift(cfg, loaded, dataset.customers)
+    if len(drift):
+        drift_path = out.with_name(f"{out.stem}.drift.csv")
+        drift.to_csv(drift_path, index=False)
+        typer.echo(f"drift: max PSI {drift['psi'].max():.3f}, max unseen share {drift['unseen_share'].max():.1%}"
+                   f" -> {drift_path}")
+    for message in warnings:
+        typer.echo(f"warning: drift: {message}", err=True)
     typer.echo(f"scored {len(scores)} customers with {loaded.model_name} v{loaded.version} -> {out}")
 
 
@@ -156,6 +167,100 @@ def backtest(
         out.write_text(payload)
         typer.echo(f"report -> {out}")
     typer.echo(f"mlflow run {report.run_id}")
+
+
+@app.command()
+@cli_errors
+def segments(
+    config: ConfigOption,
+    by: Annotated[str, typer.Option("--by", help="Customers' column to segment by")],
+    out: Annotated[Path | None, typer.Option(help="Write the table as CSV here")] = None,
+    level: Annotated[float, typer.Option(help="Confidence level of the intervals")] = 0.95,
+    model_version: Annotated[str | None, typer.Option(help="Registered version (default: champion)")] = None,
+) -> None:
+    """Per segment: predicted score mix and doubly robust population score with an interval."""
+    from features.load import DataError, load_dataset
+    from serving.batch import load_champion
+    from training.segments import segment_figures
+
+    if not 0 < level < 1:
+        raise ConfigError(f"--level must be between 0 and 1, got {level}")
+    cfg = _load(config)
+    dataset = load_dataset(cfg)
+    if by not in dataset.customers.columns:
+        raise DataError(f"{dataset.sources.get('customers', 'customers')}: no column '{by}' to segment by")
+    loaded = load_champion(cfg, model_version)
+    table = segment_figures(cfg, loaded.bundle, dataset, by, level)
+    band_columns = [c for c in table.columns if c.startswith("p_")]
+    view = Table(title=f"segments by {by}: doubly robust score, {level:.0%} interval (model v{loaded.version})")
+    for column in ["segment", "n_customers", "n_respondents", *band_columns, "score (DR)", "interval",
+                   "respondents only", "reliable"]:
+        view.add_column(column, justify="left" if column == "segment" else "right")
+    for row in table.to_dict("records"):
+        view.add_row(
+            row["segment"], str(row["n_customers"]), str(row["n_respondents"]),
+            *[f"{row[c]:.3f}" for c in band_columns], f"{row['index_dr']:+.1f}",
+            f"[{row['index_ci_low']:+.1f}, {row['index_ci_high']:+.1f}]", f"{row['index_respondents']:+.1f}",
+            "yes" if row["reliable"] else f"no (<{cfg.trust.min_segment_respondents} respondents)",
+        )
+    Console(width=max(Console().width, 170)).print(view)  # the table is the point: never squeeze it
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(out, index=False)
+        typer.echo(f"segments -> {out}")
+
+
+@app.command()
+@cli_errors
+def feedback(
+    config: ConfigOption,
+    survey: Annotated[Path, typer.Option("--survey", help="The new wave's answers (id and score columns)")],
+    by: Annotated[str | None, typer.Option("--by", help="Segment column (default: 'segment' if present)")] = None,
+    history: Annotated[Path | None, typer.Option(help="History CSV (default: beside the config)")] = None,
+    model_version: Annotated[str | None, typer.Option(help="Registered version (default: champion)")] = None,
+) -> None:
+    """Measure the current model on a new survey wave, append the history and advise on retraining."""
+    from features.load import load_dataset
+    from serving.batch import load_champion
+    from training.feedback import record_feedback
+
+    cfg = _load(config)
+    dataset = load_dataset(cfg)
+    result = record_feedback(cfg, load_champion(cfg, model_version), dataset, survey, by, history)
+    view = Table(title="feedback history (one row per wave)")
+    columns = ["wave", "model_version", "n_answers", "log_loss", "macro_f1", "conformal_coverage", "retrain_advised"]
+    shown = [c for c in columns if c in result.history.columns]
+    for column in shown:
+        view.add_column(column, justify="left" if column == "wave" else "right")
+    for row in result.history[shown].to_dict("records"):
+        view.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.values()])
+    Console(width=max(Console().width, 120)).print(view)
+    typer.echo(f"wave {result.wave}: {result.reason}")
+    typer.echo(f"history -> {result.paths['history']}; plot -> {result.paths['plot']}; mlflow run {result.run_id}")
+
+
+@app.command("survey-plan")
+@cli_errors
+def survey_plan(
+    config: ConfigOption,
+    budget: Annotated[int, typer.Option(help="Number of silent customers to propose")],
+    out: Annotated[Path, typer.Option(help="CSV for the survey tool")] = Path("survey_plan.csv"),
+    by: Annotated[str | None, typer.Option("--by", help="Segment column (default: 'segment' if present)")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the draw (default: training.seed)")] = None,
+    model_version: Annotated[str | None, typer.Option(help="Registered version (default: champion)")] = None,
+) -> None:
+    """Propose N silent customers to survey next, with the reason for each, as a CSV."""
+    from features.load import load_dataset
+    from serving.batch import load_champion
+    from training.survey_plan import plan_survey
+
+    cfg = _load(config)
+    dataset = load_dataset(cfg)
+    plan = plan_survey(cfg, load_champion(cfg, model_version).bundle, dataset, budget, by, seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    plan.to_csv(out, index=False)
+    reasons = ", ".join(f"{n} {r}" for r, n in plan["reason"].value_counts().items())
+    typer.echo(f"proposed {len(plan)} silent customers ({reasons}) -> {out}")
 
 
 @app.command()

@@ -144,6 +144,17 @@ class TrainingConfig(_Strict):
         return v
 
 
+class TrustConfig(_Strict):
+    """Uncertainty, segment, drift and survey-planning settings (issue 7)."""
+
+    level: float = Field(0.9, gt=0.0, lt=1.0)  # nominal coverage of prediction sets and intervals
+    low_support_ratio: float = Field(0.1, gt=0.0, lt=1.0)  # propensity below ratio·response rate: low support
+    min_segment_respondents: int = 30  # fewer respondents in a segment: its figure is not reported as reliable
+    drift_psi_warn: float = Field(0.2, gt=0.0)  # PSI above this on any feature logs a warning
+    drift_unseen_warn: float = Field(0.05, ge=0.0, le=1.0)  # share of unseen categories that warns
+    retrain_log_loss_increase: float = Field(0.1, gt=0.0)  # relative log-loss degradation that advises retraining
+
+
 class MlflowConfig(_Strict):
     tracking_uri: str | None = None  # default: sqlite file beside the config
     experiment: str | None = None  # default: cxpredict-<name>
@@ -164,6 +175,7 @@ class CxConfig(_Strict):
     churn: ChurnConfig | None = None
     strategies: str | None = None
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    trust: TrustConfig = Field(default_factory=TrustConfig)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     # Folder the relative paths above are read from; set by load_config, not by users.
     base_dir: Annotated[Path, Field(exclude=True)] = Path(".")

@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 
 from features.build import FeaturePipeline
+from models.conformal import ConformalCalibration
+from models.drift import DriftReference
 from models.estimators import binary_probability, multiclass_probabilities, predict_raw
 from models.uplift import UpliftResult
 
@@ -60,6 +62,12 @@ class ScoringBundle:
     metadata: dict[str, Any] = field(default_factory=dict)
     # Effects learned from randomised campaigns, by strategy id (training/uplift.py).
     uplift: dict[str, UpliftResult] = field(default_factory=dict)
+    # Propensity-weighted conformal calibration (models/conformal.py); None in older bundles.
+    conformal: ConformalCalibration | None = None
+    # Respondents' out-of-fold band probabilities and propensity by id (doubly robust segment figures).
+    respondent_oof: pd.DataFrame | None = None
+    # Training-time feature distributions for drift checks at scoring (models/drift.py).
+    drift_reference: DriftReference | None = None
 
     @property
     def band_names(self) -> list[str]:
@@ -116,6 +124,46 @@ class ScoringBundle:
         if self.propensity_booster is None:
             return None
         return binary_probability(predict_raw(self.propensity_booster, self.pipeline.transform(customers)))
+
+
+UNCERTAINTY_COLUMNS = [
+    "response_propensity", "prediction_set", "set_size", "expected_score_low", "expected_score_high", "low_support",
+]
+
+
+def predict_uncertainty(bundle: ScoringBundle, customers: pd.DataFrame, predictions: pd.DataFrame,
+                        level: float | None = None, threads: int | None = None) -> pd.DataFrame:
+    """Per-customer prediction set over the bands, expected-score interval and low-support flag.
+
+    Args:
+        bundle: a bundle with a conformal calibration (older bundles give an empty frame).
+        customers: the customer rows that were scored.
+        predictions: `bundle.predict(customers)` (band probabilities and expected score).
+        level: nominal coverage (default: the calibration's, `trust.level` at training).
+        threads: LightGBM threads for the propensity model.
+    Returns:
+        The columns of `UNCERTAINTY_COLUMNS`, indexed like `predictions`.
+    """
+    if bundle.conformal is None:
+        return pd.DataFrame(index=predictions.index)
+    X = bundle.pipeline.transform(customers)
+    propensity = None
+    if bundle.propensity_booster is not None:
+        propensity = binary_probability(predict_raw(bundle.propensity_booster, X, threads))
+    names = bundle.band_names
+    band_probs = predictions[[band_column(b) for b in names]].to_numpy(float)
+    out = bundle.conformal.predict(band_probs, predictions["expected_score"].to_numpy(float), propensity, level,
+                                   scale=(bundle.levels[0], bundle.levels[-1]))
+    labels = np.array(names, dtype=object)
+    sets = [";".join(labels[row]) for row in out["in_set"]]
+    return pd.DataFrame({
+        "response_propensity": np.full(len(X), np.nan) if propensity is None else propensity,
+        "prediction_set": sets,
+        "set_size": out["set_size"].astype(int),
+        "expected_score_low": out["expected_low"],
+        "expected_score_high": out["expected_high"],
+        "low_support": out["low_support"],
+    }, index=predictions.index)
 
 
 def population_index(band_probabilities: pd.DataFrame, top_band: str, bottom_band: str) -> float:

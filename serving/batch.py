@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
+import mlflow
 import pandas as pd
 
 from features.config import CxConfig
 from features.load import Dataset
-from models.bundle import LoadedBundle, load_registered_bundle
+from models.bundle import LoadedBundle, load_registered_bundle, predict_uncertainty
+from models.drift import drift_report, drift_warnings
+
+logger = logging.getLogger(__name__)
 
 
 def load_champion(config: CxConfig, version: str | None = None) -> LoadedBundle:
@@ -17,13 +22,15 @@ def load_champion(config: CxConfig, version: str | None = None) -> LoadedBundle:
     return load_registered_bundle(config.tracking_uri, config.registered_model_name, version=version)
 
 
-def score_customers(config: CxConfig, loaded: LoadedBundle, dataset: Dataset) -> pd.DataFrame:
+def score_customers(config: CxConfig, loaded: LoadedBundle, dataset: Dataset,
+                    level: float | None = None) -> pd.DataFrame:
     """One row per customer: id, surveyed flag, observed score, predictions, model version.
 
     Args:
         config: the dataset config.
         loaded: the bundle and its registry version.
         dataset: the customers (and survey, for the surveyed flag and observed score).
+        level: nominal coverage of prediction sets and intervals (default: the model's).
     Returns:
         The scores, in the customers table's order.
     """
@@ -33,6 +40,10 @@ def score_customers(config: CxConfig, loaded: LoadedBundle, dataset: Dataset) ->
     ids = predictions[id_column]
     predictions.insert(1, "surveyed", ids.isin(observed.index).to_numpy())
     predictions.insert(2, f"observed_{config.score.column}", ids.map(observed).astype("Int64").to_numpy())
+    uncertainty = predict_uncertainty(loaded.bundle, dataset.customers, predictions, level,
+                                      threads=config.training.threads)
+    for column in uncertainty.columns:
+        predictions[column] = uncertainty[column].to_numpy()
     predictions["model_version"] = loaded.version
     return predictions
 
@@ -44,3 +55,40 @@ def write_parquet_atomic(frame: pd.DataFrame, out: Path) -> Path:
     frame.to_parquet(tmp, index=False)
     os.replace(tmp, out)
     return out
+
+
+def check_drift(config: CxConfig, loaded: LoadedBundle, customers: pd.DataFrame,
+                log_to_mlflow: bool = True) -> tuple[pd.DataFrame, list[str]]:
+    """Compare scored customers with the training data: PSI per feature and unseen-category shares.
+
+    Logged as an MLflow run (`drift-<name>`: `drift_psi_max`, `drift_unseen_share_max`, the table)
+    and as log warnings when `trust.drift_psi_warn` or `trust.drift_unseen_warn` is crossed.
+
+    Args:
+        config: the dataset config (thresholds under `trust`).
+        loaded: the bundle used to score.
+        customers: the scored customers.
+        log_to_mlflow: log the run.
+    Returns:
+        The drift table (empty for bundles trained before drift references existed) and the warnings.
+    """
+    bundle = loaded.bundle
+    if bundle.drift_reference is None:
+        return pd.DataFrame(columns=["feature", "kind", "psi", "unseen_share"]), []
+    report = drift_report(bundle.drift_reference, bundle.pipeline, customers)
+    warnings = drift_warnings(report, config.trust.drift_psi_warn, config.trust.drift_unseen_warn)
+    for message in warnings:
+        logger.warning("drift: %s", message)
+    if log_to_mlflow:
+        mlflow.set_tracking_uri(config.tracking_uri)
+        mlflow.set_experiment(config.experiment_name)
+        with mlflow.start_run(run_name=f"drift-{config.name}"):
+            mlflow.set_tags({"model_version": loaded.version, "drift_warning": str(bool(warnings))})
+            mlflow.log_metrics({
+                "drift_psi_max": float(report["psi"].max()),
+                "drift_unseen_share_max": float(report["unseen_share"].max()),
+                "drift_n_scored": float(len(customers)),
+                **{f"drift_psi_{f}": float(v) for f, v in zip(report["feature"], report["psi"], strict=True)},
+            })
+            mlflow.log_dict({"features": report.to_dict("records"), "warnings": warnings}, "drift.json")
+    return report, warnings

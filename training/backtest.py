@@ -31,6 +31,7 @@ from features.load import DataError, Dataset
 from models.bundle import band_column, cause_column, driver_column
 from models.estimators import BINARY, base_params, binary_probability, fit_booster, predict_raw
 from training import evaluate
+from training.conformal import coverage_metrics
 from training.train import Trainer, configure_mlflow, fit_target, respondent_targets
 
 logger = logging.getLogger(__name__)
@@ -186,6 +187,9 @@ def evaluate_repeat(config: CxConfig, respondents: Dataset, kept: np.ndarray, tu
     m = evaluate.band_metrics(band_probs, y_band, "")
     observed = np.asarray(config.score.levels)[all_targets.level_index[hidden]]
     m["expected_score_mae"] = evaluate.expected_score_mae(predicted["expected_score"], observed)
+    # The hidden respondents are the silent customers: does the conformal coverage hold for them?
+    m.update(coverage_metrics(bundle, trainer.X[hidden_pos], band_probs, predicted["expected_score"], y_band,
+                              observed, threads=config.training.threads))
 
     kept_bands = all_targets.band_index[kept]
     majority = np.bincount(kept_bands, minlength=len(names)).argmax()

@@ -81,3 +81,32 @@ def bootstrap_mean_interval(
 def effective_sample_size(weight: np.ndarray) -> float:
     """Kish's effective sample size of weighted rows: (Σw)² / Σw²."""
     return float(weight.sum() ** 2 / (weight**2).sum())
+
+
+def doubly_robust_contributions(predicted: np.ndarray, observed: np.ndarray, positions: np.ndarray,
+                                propensity: np.ndarray | None, floor: float = 1e-3) -> np.ndarray:
+    """Per-customer doubly robust (AIPW, Hájek-normalised) contributions to a population mean.
+
+    Every customer contributes the model's prediction; respondents add their inverse-propensity
+    weighted residual, scaled so the weights sum to the number of customers. The mean is right
+    when either the outcome model or the response model is right.
+
+    Args:
+        predicted: the model's prediction for every customer (out-of-fold for respondents).
+        observed: the respondents' observed outcome, aligned with `positions`.
+        positions: the respondents' rows in `predicted`.
+        propensity: the respondents' P(responded) (None: everyone responded; observed replaces predicted).
+        floor: propensities are clipped from below here.
+    Returns:
+        One contribution per customer; their mean is the estimate.
+    """
+    contributions = np.asarray(predicted, float).copy()
+    if len(positions) == 0:
+        return contributions
+    if propensity is None:
+        contributions[positions] = observed
+        return contributions
+    inverse_p = 1.0 / np.clip(propensity, floor, 1.0)
+    scaled = inverse_p * len(contributions) / inverse_p.sum()
+    contributions[positions] += scaled * (observed - contributions[positions])
+    return contributions

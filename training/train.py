@@ -34,6 +34,7 @@ from models.bundle import (
     band_column,
     save_bundle,
 )
+from models.drift import DriftReference
 from models.estimators import (
     BINARY,
     MULTICLASS,
@@ -46,6 +47,7 @@ from models.estimators import (
     predict_raw,
 )
 from training import evaluate
+from training.conformal import calibrate_conformal, respondent_oof_frame
 from training.project import detach_project_run, link_project_run
 from training.tune import TuneResult, tune_model
 from training.uplift import fit_campaign_uplift
@@ -435,14 +437,11 @@ class Trainer:
         self.metrics["population_index_model"] = float(100 * completed.mean())
         if silent.any():
             self.metrics["population_index_silent"] = float(100 * net[silent].mean())
-        contributions = net.copy()
         if self.respondent_propensity is not None:
             inverse_p = 1.0 / np.clip(self.respondent_propensity, 1e-3, 1.0)
             self.metrics["population_index_ipw"] = float(100 * (inverse_p * observed).sum() / inverse_p.sum())
-            scaled = inverse_p * len(self.X) / inverse_p.sum()
-            contributions[tg.positions] += scaled * (observed - net[tg.positions])
-        else:
-            contributions = completed  # everyone answered: the observed mix is the population's
+        # Without a response model everyone answered: the observed mix is the population's.
+        contributions = evaluate.doubly_robust_contributions(net, observed, tg.positions, self.respondent_propensity)
         self.metrics["population_index"] = float(100 * contributions.mean())
         low, high = evaluate.bootstrap_mean_interval(contributions, c.training.seed)
         self.metrics["population_index_ci_low"], self.metrics["population_index_ci_high"] = 100 * low, 100 * high
@@ -478,6 +477,8 @@ class Trainer:
             bundle.churn_booster = self.fit_churn(expected, p_bottom)
             bundle.churn_uses_experience = uses_experience
         self.population_figures(bundle)
+        bundle.conformal, bundle.respondent_oof = calibrate_conformal(self, bundle), respondent_oof_frame(self)
+        bundle.drift_reference = DriftReference.fit(self.pipeline, self.X)
         self.metrics["n_customers"] = float(len(self.X))
         self.metrics["n_respondents"] = float(len(self.targets.positions))
         bundle.metadata = {"metrics": _finite(self.metrics), "notes": list(self.notes)}

@@ -1,0 +1,115 @@
+"""score (prediction sets, intervals, low_support) and segments through the real `cxpredict` command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 3,000-customer company trained with 2 trials on one thread; returns its config path."""
+    tmp = tmp_path_factory.mktemp("trust_cli")
+    data = tmp / "company"
+    done = run_cli("generate", "--customers", "3000", "--survey-rate", "0.2", "--seed", "5", "--out", str(data),
+                   cwd=tmp)
+    assert done.returncode == 0, done.stderr
+    config = data / "cxpredict.yaml"
+    # One LightGBM thread: on this small data more threads only add start-up cost.
+    config.write_text(config.read_text().replace("bias_correction: true}", "bias_correction: true, threads: 1}"))
+    assert "threads: 1" in config.read_text()
+    done = run_cli("train", "--config", str(config), "--tune-trials", "2", cwd=tmp)
+    assert done.returncode == 0, done.stderr
+    return config
+
+
+def test_score_output_has_sets_intervals_and_support(trained: Path, tmp_path: Path) -> None:
+    out = tmp_path / "scores.parquet"
+    done = run_cli("score", "--config", str(trained), "--out", str(out), "--level", "0.8", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    scores = pd.read_parquet(out)
+    for column in ("prediction_set", "set_size", "expected_score_low", "expected_score_high", "low_support",
+                   "response_propensity"):
+        assert column in scores.columns
+    assert scores["set_size"].between(1, 3).all()
+    assert (scores["expected_score_low"] <= scores["expected_score"] + 1e-9).all()
+    assert (scores["expected_score_high"] >= scores["expected_score"] - 1e-9).all()
+    bands = scores["prediction_set"].str.split(";")
+    assert (bands.str.len() == scores["set_size"]).all()
+    assert set().union(*bands) <= {"detractor", "passive", "promoter"}
+    # Drift on each scoring run: the scored customers are the training customers, so no warning.
+    drift = pd.read_csv(tmp_path / "scores.drift.csv")
+    assert drift["psi"].max() < 0.01 and "warning: drift" not in done.stderr
+
+
+def test_segments_by_column_writes_table(trained: Path, tmp_path: Path) -> None:
+    out = tmp_path / "segments.csv"
+    done = run_cli("segments", "--config", str(trained), "--by", "segment", "--out", str(out), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    table = pd.read_csv(out)
+    assert table["n_customers"].sum() == 3000
+    assert (table["index_ci_low"] <= table["index_dr"]).all() and (table["index_dr"] <= table["index_ci_high"]).all()
+    assert {"index_respondents", "n_respondents", "reliable", "p_promoter"} <= set(table.columns)
+
+
+def test_segments_unknown_column_is_one_line(trained: Path, tmp_path: Path) -> None:
+    done = run_cli("segments", "--config", str(trained), "--by", "no_such_column", cwd=tmp_path)
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1 and "no_such_column" in done.stderr
+
+
+def _wave(trained: Path, out: Path, seed: int, flip: bool) -> Path:
+    """400 silent customers 'answer' with their true score (or its mirror 10 − score)."""
+    data = trained.parent
+    truth = pd.read_parquet(data / "truth.parquet")
+    surveyed = set(pd.read_csv(data / "survey.csv")["customer_id"].astype(str))
+    silent = truth[~truth["customer_id"].astype(str).isin(surveyed)].sample(400, random_state=seed)
+    score = 10 - silent["true_nps"] if flip else silent["true_nps"]
+    pd.DataFrame({"customer_id": silent["customer_id"], "nps": score}).to_csv(out, index=False)
+    return out
+
+
+def test_feedback_waves_build_history_and_flag_degradation(trained: Path, tmp_path: Path) -> None:
+    history = tmp_path / "history.csv"
+    good = _wave(trained, tmp_path / "wave_2026_10.csv", 1, flip=False)
+    done = run_cli("feedback", "--config", str(trained), "--survey", str(good), "--history", str(history),
+                   cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "no retrain needed" in done.stdout
+    bad = _wave(trained, tmp_path / "wave_2026_11.csv", 2, flip=True)  # the world turned upside down
+    done = run_cli("feedback", "--config", str(trained), "--survey", str(bad), "--history", str(history),
+                   cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert ": retrain" in done.stdout
+    table = pd.read_csv(history)
+    assert table["wave"].tolist() == ["wave_2026_10", "wave_2026_11"]
+    assert table["retrain_advised"].tolist() == [False, True]
+    assert table["log_loss"].iloc[1] > table["log_loss"].iloc[0]
+    assert (tmp_path / "feedback_history.png").stat().st_size > 0
+
+
+def test_feedback_unknown_id_is_one_line(trained: Path, tmp_path: Path) -> None:
+    wave = tmp_path / "wave.csv"
+    pd.DataFrame({"customer_id": ["nobody"], "nps": [7]}).to_csv(wave, index=False)
+    done = run_cli("feedback", "--config", str(trained), "--survey", str(wave), cwd=tmp_path)
+    assert done.returncode == 2 and "nobody" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_survey_plan_writes_importable_csv(trained: Path, tmp_path: Path) -> None:
+    out = tmp_path / "plan.csv"
+    done = run_cli("survey-plan", "--config", str(trained), "--budget", "50", "--out", str(out), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    plan = pd.read_csv(out)
+    surveyed = set(pd.read_csv(trained.parent / "survey.csv")["customer_id"].astype(str))
+    assert len(plan) == 50 and plan["customer_id"].is_unique
+    assert not set(plan["customer_id"].astype(str)) & surveyed  # only silent customers
+    assert plan["reason"].notna().all() and plan["priority"].is_monotonic_decreasing
+    too_many = run_cli("survey-plan", "--config", str(trained), "--budget", "999999", cwd=tmp_path)
+    assert too_many.returncode == 2 and "silent customers" in too_many.stderr

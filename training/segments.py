@@ -1,0 +1,102 @@
+"""Segment figures that reconcile: predicted score mix and doubly robust NPS with an interval per segment."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from features.config import CxConfig
+from features.load import DataError, Dataset
+from models.bundle import ScoringBundle, band_column
+from models.estimators import binary_probability, predict_raw
+from training import evaluate
+
+MISSING_SEGMENT = "(missing)"
+
+
+def respondent_inputs(config: CxConfig, bundle: ScoringBundle, dataset: Dataset, net: np.ndarray,
+                      X: np.ndarray, threads: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Respondents' rows, observed net score (+1 top band, −1 bottom band) and propensity.
+
+    Respondents the model was trained on get their out-of-fold prediction written into `net`
+    (in place) and their out-of-fold propensity, so their residuals are honest.
+
+    Args:
+        config: the dataset config.
+        bundle: the scoring bundle.
+        dataset: customers and survey.
+        net: predicted P(top) − P(bottom) per customer; respondents' entries are replaced.
+        X: encoded customer features.
+        threads: LightGBM threads.
+    Returns:
+        Positions of respondents in the customers table, their observed net score, their propensity.
+    """
+    ids = dataset.customers[config.id_column].astype(str)
+    position_of = pd.Series(np.arange(len(ids)), index=ids.to_numpy())
+    survey_ids = dataset.survey[config.id_column].astype(str).to_numpy()
+    positions = position_of.loc[survey_ids].to_numpy()
+    bands = [config.score.band_of(int(s)) for s in dataset.survey[config.score.column]]
+    observed = np.array([(b == config.score.top_band) - (b == config.score.bottom_band) for b in bands], float)
+    propensity = None
+    if bundle.propensity_booster is not None:
+        propensity = binary_probability(predict_raw(bundle.propensity_booster, X[positions], threads))
+    oof = bundle.respondent_oof
+    if oof is not None:
+        known = oof.set_index(config.id_column).reindex(survey_ids)
+        have = known[band_column(bundle.top_band)].notna().to_numpy()
+        oof_net = (known[band_column(bundle.top_band)] - known[band_column(bundle.bottom_band)]).to_numpy()
+        net[positions[have]] = oof_net[have]
+        if propensity is not None:
+            oof_p = known["response_propensity"].to_numpy(float)
+            use = have & np.isfinite(oof_p)
+            propensity[use] = oof_p[use]
+    return positions, observed, propensity
+
+
+def segment_figures(config: CxConfig, bundle: ScoringBundle, dataset: Dataset, by: str,
+                    level: float = 0.95, seed: int | None = None) -> pd.DataFrame:
+    """Per segment: predicted score mix, doubly robust population index with a bootstrap interval.
+
+    Args:
+        config: the dataset config (`trust.min_segment_respondents` marks thin segments).
+        bundle: the scoring bundle.
+        dataset: customers and survey.
+        by: the customers' column to segment by.
+        level: confidence level of the interval.
+        seed: bootstrap seed (default: `training.seed`).
+    Returns:
+        One row per segment: `segment`, `n_customers`, `n_respondents`, mean `p_<band>`,
+        `index_dr`, `index_ci_low`, `index_ci_high`, `index_respondents`, `reliable`.
+    """
+    customers = dataset.customers
+    if by not in customers.columns:
+        raise DataError(f"{dataset.sources.get('customers', 'customers')}: no column '{by}' to segment by")
+    seed = config.training.seed if seed is None else seed
+    X = bundle.pipeline.transform(customers)
+    predicted = bundle.predict_matrix(X, config.training.threads, causes=False, drivers=False)
+    net = predicted[band_column(bundle.top_band)] - predicted[band_column(bundle.bottom_band)]
+    positions, observed, propensity = respondent_inputs(config, bundle, dataset, net, X, config.training.threads)
+    segment = customers[by].astype("string").fillna(MISSING_SEGMENT).to_numpy(dtype=object)
+    respondent_segment = segment[positions]
+    rows = []
+    for value in sorted(pd.unique(segment), key=str):
+        members = np.flatnonzero(segment == value)
+        local = pd.Series(np.arange(len(members)), index=members)
+        in_segment = respondent_segment == value
+        contributions = evaluate.doubly_robust_contributions(
+            net[members], observed[in_segment], local.loc[positions[in_segment]].to_numpy(),
+            None if propensity is None else propensity[in_segment],
+        )
+        low, high = evaluate.bootstrap_mean_interval(contributions, seed, level=level)
+        n_resp = int(in_segment.sum())
+        row = {"segment": str(value), "n_customers": len(members), "n_respondents": n_resp}
+        row.update({band_column(b): float(predicted[band_column(b)][members].mean()) for b in bundle.band_names})
+        row.update({
+            "index_dr": float(100 * contributions.mean()),
+            "index_ci_low": 100 * low,
+            "index_ci_high": 100 * high,
+            "index_respondents": float(100 * observed[in_segment].mean()) if n_resp else float("nan"),
+            "reliable": n_resp >= config.trust.min_segment_respondents,
+        })
+        rows.append(row)
+    return pd.DataFrame(rows)
