@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from fastapi.exceptions import RequestValidationError
 
+from models.bundle import band_column, uncertainty_arrays
 from serving.errors import UnknownCustomers, field_error
 from serving.model import ServingModel
 from serving.schemas.scores import CustomerInput
@@ -79,11 +80,30 @@ def resolve_customers(
     return ResolvedCustomers([item.customer_id for item in inputs], records, X, from_store, observed)
 
 
+def uncertainty_rows(model: ServingModel, X: np.ndarray, predicted: dict[str, np.ndarray]) -> list[dict] | None:
+    """Prediction set over the bands and expected-score interval per customer (None for older bundles)."""
+    bundle = model.bundle
+    names = bundle.band_names
+    band_probs = np.column_stack([predicted[band_column(b)] for b in names])
+    out = uncertainty_arrays(bundle, X, band_probs, predicted["expected_score"], threads=model.threads)
+    if out is None:
+        return None
+    labels = np.asarray(names, dtype=object)
+    propensity = [None if np.isnan(p) else float(p) for p in out["response_propensity"]]
+    return [
+        {"prediction_set": labels[out["in_set"][i]].tolist(), "set_size": int(out["set_size"][i]),
+         "expected_score_low": float(out["expected_low"][i]), "expected_score_high": float(out["expected_high"][i]),
+         "low_support": bool(out["low_support"][i]), "response_propensity": propensity[i]}
+        for i in range(len(X))
+    ]
+
+
 def score_rows(model: ServingModel, customers: ResolvedCustomers) -> list[dict[str, Any]]:
-    """One score per customer: the same prediction names as `cxpredict score`, plus survey facts."""
+    """One score per customer: the same figures as `cxpredict score`, plus survey facts."""
     predicted = model.bundle.predict_matrix(customers.X, model.threads)
     names = list(predicted)
     columns = np.column_stack([predicted[n] for n in names]).tolist() if names else []
+    uncertainty = uncertainty_rows(model, customers.X, predicted)
     rows = []
     for i, customer_id in enumerate(customers.ids):
         stored = customers.from_store[i]
@@ -93,5 +113,6 @@ def score_rows(model: ServingModel, customers: ResolvedCustomers) -> list[dict[s
             "observed_score": customers.observed.get(customer_id) if stored and customer_id else None,
             "model_version": model.version,
             "predictions": dict(zip(names, columns[i], strict=True)),
+            "uncertainty": None if uncertainty is None else uncertainty[i],
         })
     return rows

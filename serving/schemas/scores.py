@@ -82,6 +82,17 @@ class Contribution(BaseModel):
     contribution: float
 
 
+class Uncertainty(BaseModel):
+    """How sure the scores are (propensity-weighted conformal calibration), as in `cxpredict score`."""
+
+    prediction_set: list[str] = Field(description="bands that cannot be ruled out at the model's coverage level")
+    set_size: int
+    expected_score_low: float
+    expected_score_high: float
+    low_support: bool = Field(description="the customer looks unlike the survey respondents: trust less")
+    response_propensity: float | None = Field(description="P(answering the survey | operational data)")
+
+
 class CustomerScore(BaseModel):
     """The same figures as a row of `cxpredict score`, plus where they came from."""
 
@@ -89,6 +100,8 @@ class CustomerScore(BaseModel):
         "customer_id": "C0000042", "surveyed": False, "observed_score": None, "model_version": "3",
         "predictions": {"p_detractor": 0.41, "p_passive": 0.37, "p_promoter": 0.22, "expected_score": 6.8,
                         "p_cause_network": 0.32, "pred_rating_network": 6.1, "churn_probability": 0.18},
+        "uncertainty": {"prediction_set": ["detractor", "passive"], "set_size": 2, "expected_score_low": 4.1,
+                        "expected_score_high": 9.0, "low_support": False, "response_propensity": 0.04},
     }]})
 
     customer_id: str | None
@@ -98,6 +111,7 @@ class CustomerScore(BaseModel):
     predictions: dict[str, float] = Field(
         description="p_<band>, expected_score, p_cause_<code>, pred_<driver>, churn_probability",
     )
+    uncertainty: Uncertainty | None = Field(None, description="null for models trained without calibration")
     explanations: dict[str, list[Contribution]] | None = Field(
         None, description="with ?explain=k: the k largest contributions per target",
     )

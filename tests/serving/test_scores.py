@@ -70,6 +70,11 @@ def test_score_customers_by_id_matches_batch_scoring(client: httpx.Client, compa
             "expected_score", "churn_probability"}
         for name, value in item["predictions"].items():
             assert value == pytest.approx(expected[name], abs=1e-12), name
+        uncertainty = item["uncertainty"]
+        assert ";".join(uncertainty["prediction_set"]) == expected["prediction_set"]
+        assert uncertainty["low_support"] == bool(expected["low_support"])
+        for name in ("expected_score_low", "expected_score_high", "response_propensity"):
+            assert uncertainty[name] == pytest.approx(expected[name], abs=1e-12), name
 
 
 def test_score_customers_inline_matches_by_id(client: httpx.Client, company: Company, feature_names: list[str],
