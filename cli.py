@@ -55,7 +55,12 @@ def _setup_logging(verbose: bool) -> None:
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress")] = False) -> None:
     """cxpredict: experience scores, causes and churn for every silent customer."""
+    from training.project import detach_project_run
+
     _setup_logging(verbose)
+    # Under `mlflow run` every command logs its own runs in the config's store (drift runs of
+    # `score` included), never by resuming the launcher's run id in a store that lacks it.
+    detach_project_run()
 
 
 @app.command()
