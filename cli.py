@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -61,6 +62,8 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log prog
     # Under `mlflow run` every command logs its own runs in the config's store (drift runs of
     # `score` included), never by resuming the launcher's run id in a store that lacks it.
     detach_project_run()
+    # MLflow's artifact-download progress bar would break the one-line error contract on stderr.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 @app.command()
@@ -111,17 +114,22 @@ def score(
     out: Annotated[Path, typer.Option(help="Parquet file to write")],
     model_version: Annotated[str | None, typer.Option(help="Registered version (default: champion)")] = None,
     level: Annotated[float | None, typer.Option(help="Coverage of prediction sets (default: trust.level)")] = None,
+    explain: Annotated[int, typer.Option(help="Add the top-K SHAP drivers per customer and target")] = 0,
+    explain_target: Annotated[list[str] | None, typer.Option(
+        help="Target to explain with --explain (repeatable; default: bottom band, expected_score, churn)")] = None,
 ) -> None:
     """Score every customer with the champion model: one row per customer."""
     from features.load import load_dataset
     from serving.batch import check_drift, load_champion, score_customers, write_parquet_atomic
 
+    if explain < 0:
+        raise ConfigError(f"--explain must be 0 (off) or a number of drivers, got {explain}")
     cfg = _load(config)
     dataset = load_dataset(cfg)
     loaded = load_champion(cfg, model_version)
     if level is not None and not 0 < level < 1:
         raise ConfigError(f"--level must be between 0 and 1, got {level}")
-    scores = score_customers(cfg, loaded, dataset, level)
+    scores = score_customers(cfg, loaded, dataset, level, explain=explain, explain_targets=explain_target)
     write_parquet_atomic(scores, out)
     drift, warnings = check_drift(cfg, loaded, dataset.customers)
     if len(drift):
@@ -172,6 +180,73 @@ def backtest(
         out.write_text(payload)
         typer.echo(f"report -> {out}")
     typer.echo(f"mlflow run {report.run_id}")
+
+
+TargetOption = Annotated[list[str] | None, typer.Option(
+    "--target", help="Target to explain (repeatable): the bottom band, expected_score, cause_<code>, a driver "
+                     "rating or churn; default all")]
+SegmentOption = Annotated[str | None, typer.Option(help="Customers column to compare segments by")]
+SampleOption = Annotated[int, typer.Option(help="Customers explained for the tables (stratified sample)")]
+MinSegmentOption = Annotated[int, typer.Option(help="Smallest segment allowed (customers)")]
+
+
+@app.command()
+@cli_errors
+def explain(
+    config: ConfigOption,
+    out: Annotated[Path, typer.Option(help="Folder for the driver tables and plots")],
+    segment: SegmentOption = None,
+    target: TargetOption = None,
+    sample: SampleOption = 20_000,
+    min_segment_size: MinSegmentOption = 30,
+    seed: Annotated[int | None, typer.Option(help="Sampling seed (default: training.seed)")] = None,
+    model_version: Annotated[str | None, typer.Option(help="Registered version (default: champion)")] = None,
+) -> None:
+    """SHAP key drivers: global and per-segment tables and plots, logged to an `explain-` MLflow run."""
+    from features.load import load_dataset
+    from serving.batch import load_champion
+    from training.drivers import explain_drivers
+
+    cfg = _load(config)
+    dataset = load_dataset(cfg)
+    loaded = load_champion(cfg, model_version)
+    result = explain_drivers(cfg, loaded, dataset, out, segment=segment, targets=target, sample_size=sample,
+                             min_segment_size=min_segment_size, seed=seed)
+    table = Table(title=f"top drivers ({result.sample.describe()})")
+    for column in ("target", "rank", "feature", "mean |SHAP| ± SE", "direction"):
+        table.add_column(column)
+    for t in result.targets:
+        rows = result.global_table[result.global_table["target"] == t.name].head(3)
+        for row in rows.itertuples():
+            table.add_row(t.name, str(row.rank), row.feature,
+                          f"{row.mean_abs_shap:.4f} ± {row.se_mean_abs_shap:.4f}", row.direction)
+    Console().print(table)
+    typer.echo(f"wrote {len(result.files)} files -> {out}")
+    typer.echo(f"mlflow run {result.run_id} (explain-{cfg.name}, model v{loaded.version})")
+
+
+@app.command()
+@cli_errors
+def report(
+    config: ConfigOption,
+    out: Annotated[Path, typer.Option(help="HTML file to write")],
+    segment: SegmentOption = None,
+    target: TargetOption = None,
+    sample: SampleOption = 5_000,
+    min_segment_size: MinSegmentOption = 30,
+    model_version: Annotated[str | None, typer.Option(help="Registered version (default: champion)")] = None,
+) -> None:
+    """One self-contained HTML page for analysts: score, band mix, drivers, segments, backtest."""
+    from features.load import load_dataset
+    from serving.batch import load_champion
+    from training.report import build_report
+
+    cfg = _load(config)
+    dataset = load_dataset(cfg)
+    loaded = load_champion(cfg, model_version)
+    path = build_report(cfg, loaded, dataset, out, segment=segment, targets=target, sample_size=sample,
+                        min_segment_size=min_segment_size)
+    typer.echo(f"report -> {path}")
 
 
 @app.command()

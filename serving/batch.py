@@ -13,6 +13,7 @@ from features.config import CxConfig
 from features.load import Dataset
 from models.bundle import LoadedBundle, load_registered_bundle, predict_uncertainty
 from models.drift import drift_report, drift_warnings
+from models.explain import explain_top_k
 
 logger = logging.getLogger(__name__)
 
@@ -22,8 +23,10 @@ def load_champion(config: CxConfig, version: str | None = None) -> LoadedBundle:
     return load_registered_bundle(config.tracking_uri, config.registered_model_name, version=version)
 
 
-def score_customers(config: CxConfig, loaded: LoadedBundle, dataset: Dataset,
-                    level: float | None = None) -> pd.DataFrame:
+def score_customers(
+    config: CxConfig, loaded: LoadedBundle, dataset: Dataset, level: float | None = None, explain: int = 0,
+    explain_targets: list[str] | None = None,
+) -> pd.DataFrame:
     """One row per customer: id, surveyed flag, observed score, predictions, model version.
 
     Args:
@@ -31,6 +34,9 @@ def score_customers(config: CxConfig, loaded: LoadedBundle, dataset: Dataset,
         loaded: the bundle and its registry version.
         dataset: the customers (and survey, for the surveyed flag and observed score).
         level: nominal coverage of prediction sets and intervals (default: the model's).
+        explain: add the top-k SHAP drivers per customer and target (0: none), as flat columns
+            `driver{i}_{target}_feature|value|contribution` (see models.explain.top_drivers).
+        explain_targets: targets to explain (default: bottom band, expected score, churn).
     Returns:
         The scores, in the customers table's order.
     """
@@ -45,6 +51,10 @@ def score_customers(config: CxConfig, loaded: LoadedBundle, dataset: Dataset,
     for column in uncertainty.columns:
         predictions[column] = uncertainty[column].to_numpy()
     predictions["model_version"] = loaded.version
+    if explain or explain_targets:
+        drivers = explain_top_k(loaded.bundle, dataset.customers, explain or 3, explain_targets,
+                                threads=config.training.threads)
+        predictions = pd.concat([predictions, drivers.set_axis(predictions.index)], axis=1)
     return predictions
 
 

@@ -99,3 +99,33 @@ def run_cli(*args: str, cwd: Path, timeout: float = 900) -> subprocess.Completed
     return subprocess.run(
         [sys.executable, "-m", "cli", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=timeout
     )
+
+
+@pytest.fixture(scope="session")
+def trained_company(small_company_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small company copied to its own folder and trained once (2 trials): its cxpredict.yaml.
+
+    The champion is registered in that folder's own MLflow store, so CLI tests can explain,
+    score and report against a real registry without training again.
+    """
+    import shutil
+
+    from training.train import train
+
+    out = tmp_path_factory.mktemp("trained_company") / "company"
+    shutil.copytree(small_company_dir, out)
+    config_path = out / "cxpredict.yaml"
+    train(load_config(config_path), tune_trials=2)
+    return config_path
+
+
+@pytest.fixture(scope="session")
+def small_bundle(small_training: TrainedCompany) -> tuple:
+    """(bundle, dataset): the session's `small_training` bundle and the small company's whole dataset.
+
+    Reuses that one training (a fifth of the respondents and outcomes hidden from it) rather than
+    fitting the models again; explanation tests need a trained bundle and every customer row.
+    """
+    from features.load import load_dataset
+
+    return small_training.bundle, load_dataset(small_training.config)

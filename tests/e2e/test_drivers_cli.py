@@ -1,0 +1,93 @@
+"""explain, score --explain and report through the real `cxpredict` command and MLflow store."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from features.config import load_config
+from tests.conftest import run_cli
+
+# Trains and registers a model once (the session fixture), then runs several commands: slow.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def test_explain_writes_tables_plots_and_logs_them(trained_company: Path, tmp_path: Path) -> None:
+    out = tmp_path / "drivers"
+    done = run_cli("explain", "--config", str(trained_company), "--out", str(out), "--segment", "segment",
+                   "--target", "detractor", "--target", "churn", "--sample", "1500", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    table = pd.read_csv(out / "drivers_global.csv")
+    assert set(table["target"]) == {"detractor", "churn"}
+    churn = table[table["target"] == "churn"]
+    assert churn["share"].sum() == pytest.approx(1.0)
+    used = churn["mean_abs_shap"] > 0
+    assert (churn.loc[used, "se_mean_abs_shap"] > 0).all()  # a sample, so a sampling error is shown
+    assert list(churn["rank"]) == list(range(1, len(churn) + 1))
+    segments = pd.read_csv(out / "drivers_segments.csv")
+    assert set(segments["segment"]) == {"consumer", "small_business", "enterprise"}
+    assert segments["highlight"].any()
+    plots = {p.name for p in (out / "plots").glob("*.png")}
+    assert {"bar_churn.png", "beeswarm_churn.png", "segments_detractor.png"} <= plots
+    assert any(p.startswith("dependence_churn_") for p in plots)
+    assert "stratified random sample" in done.stdout
+
+    run_id = re.search(r"mlflow run (\w+)", done.stdout).group(1)
+    config = load_config(trained_company)
+    client = mlflow.MlflowClient(tracking_uri=config.tracking_uri)
+    run = client.get_run(run_id)
+    assert run.info.run_name.startswith("explain-") and run.data.tags["cxpredict.model_version"] == "1"
+    logged = {a.path for a in client.list_artifacts(run_id, "drivers/plots")}
+    assert "drivers/plots/bar_churn.png" in logged
+
+
+def test_score_explain_adds_flat_driver_columns(trained_company: Path, tmp_path: Path) -> None:
+    scores_path = tmp_path / "scores.parquet"
+    done = run_cli("score", "--config", str(trained_company), "--out", str(scores_path), "--explain", "2",
+                   cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    scores = pd.read_parquet(scores_path)
+    for target in ("detractor", "expected_score", "churn"):
+        for rank in (1, 2):
+            assert f"driver{rank}_{target}_feature" in scores.columns
+    assert "driver3_churn_feature" not in scores.columns
+    schema = pq.read_schema(scores_path)
+    assert str(schema.field("driver1_churn_feature").type) in ("string", "large_string")
+    assert str(schema.field("driver1_churn_value").type) in ("string", "large_string")
+    assert str(schema.field("driver1_churn_contribution").type) == "double"
+    assert scores["driver1_churn_feature"].notna().all()
+
+
+def test_report_is_one_self_contained_page(trained_company: Path, tmp_path: Path) -> None:
+    done = run_cli("backtest", "--config", str(trained_company), "--survey-rate", "0.08", "--repeats", "1",
+                   "--tune-trials", "1", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    report = tmp_path / "report.html"
+    done = run_cli("report", "--config", str(trained_company), "--out", str(report), "--segment", "segment",
+                   "--target", "detractor", "--target", "churn", "--sample", "1000", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    page = report.read_text()
+    assert page.count("data:image/png;base64,") >= 6
+    assert not re.search(r"""(src|href)=["'](?!data:)""", page)  # nothing outside the file
+    for text in ("Population score", "95 % interval", "surveyed (observed)", "silent (predicted)",
+                 "Top drivers per target", "Driver differences by segment", "associations", "not proven causes",
+                 "band accuracy"):
+        assert text in page, text
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--segment", "favourite_colour"), "segment column 'favourite_colour' not found"),
+    (("--segment", "segment", "--min-segment-size", "100000"), "below the minimum of 100000"),
+    (("--target", "nps_drop"), "target 'nps_drop' is not explained"),
+])
+def test_explain_bad_input_is_one_line(trained_company: Path, tmp_path: Path, args: tuple[str, ...],
+                                       message: str) -> None:
+    done = run_cli("explain", "--config", str(trained_company), "--out", str(tmp_path / "x"), *args, cwd=tmp_path)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], done.stderr
