@@ -18,7 +18,7 @@ from features.strategies import config_strategies
 from serving.errors import SafeErrorsMiddleware, install_error_handlers
 from serving.metrics import ApiMetrics, BodySizeLimitMiddleware, MetricsMiddleware
 from serving.model import ModelManager, ServingModel
-from serving.routes import admin, alerts, customers, health, model, scores, simulations, strategies
+from serving.routes import admin, alerts, customers, drivers, health, model, scores, simulations, strategies
 from serving.settings import ServingSettings, store_url
 from serving.store import CustomerStore
 
@@ -86,7 +86,7 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
     app.state.metrics = metrics
     install_error_handlers(app)
     for router in (health.router, scores.router, customers.router, simulations.router, strategies.router,
-                   alerts.router, model.router, admin.router):
+                   drivers.router, alerts.router, model.router, admin.router):
         app.include_router(router)
     # Added last = outermost: metrics see every response, 413s and 500s included.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)

@@ -26,7 +26,10 @@ from features.config import ConfigError, CxConfig
 from features.records import RecordEncoder
 from features.strategies import Strategy, validate_strategies
 from models.bundle import LoadedBundle, load_registered_bundle
+from models.explain import DriverExplainer
 from serving.alerts import AlertList, rank_alerts
+from serving.drivers import DriverCatalogue
+from serving.explaining import warm_up
 from serving.store import CustomerStore
 
 logger = logging.getLogger(__name__)
@@ -64,6 +67,8 @@ class ServingModel:
     threads: int
     alerts: AlertList | None = None
     catalogue_error: str | None = None  # why the strategy catalogue cannot be simulated with this model
+    explainer: DriverExplainer | None = None
+    drivers: DriverCatalogue | None = None
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
@@ -149,6 +154,10 @@ class ModelManager:
             if problems:
                 raise ValueError(f"model version {loaded.version} refused: " + "; ".join(problems))
         model = ServingModel(loaded, RecordEncoder(loaded.bundle.pipeline), self.threads)
+        model.explainer = DriverExplainer(loaded.bundle, threads=self.threads)
+        warm_up(model.explainer, len(model.encoder.names))
+        model.drivers = DriverCatalogue(self.config.tracking_uri, self.config.experiment_name, loaded.model_name,
+                                        loaded.version)
         if self.strategies:
             try:
                 validate_strategies(self.strategies, feature_schema=loaded.bundle.pipeline.schema(),

@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 
 from models.bundle import band_column, uncertainty_arrays
 from serving.errors import UnknownCustomers, field_error
+from serving.explaining import explain_rows
 from serving.model import ServingModel
 from serving.schemas.scores import CustomerInput
 from serving.store import CustomerStore
@@ -98,12 +99,23 @@ def uncertainty_rows(model: ServingModel, X: np.ndarray, predicted: dict[str, np
     ]
 
 
-def score_rows(model: ServingModel, customers: ResolvedCustomers) -> list[dict[str, Any]]:
-    """One score per customer: the same figures as `cxpredict score`, plus survey facts."""
+def check_explain(k: int, explain_max: int) -> None:
+    if k > explain_max:
+        raise RequestValidationError([field_error(("query", "explain"), f"at most {explain_max} drivers per target",
+                                                  "less_than_equal")])
+
+
+def score_rows(model: ServingModel, customers: ResolvedCustomers, explain: int = 0) -> list[dict[str, Any]]:
+    """One score per customer: the same figures as `cxpredict score`, plus survey facts.
+
+    With `explain` = k > 0, each score also carries the k largest SHAP drivers of the headline
+    targets (bottom band, expected score, churn).
+    """
     predicted = model.bundle.predict_matrix(customers.X, model.threads)
     names = list(predicted)
     columns = np.column_stack([predicted[n] for n in names]).tolist() if names else []
     uncertainty = uncertainty_rows(model, customers.X, predicted)
+    explanations = explain_rows(model.explainer, customers.X, explain) if explain and model.explainer else None
     rows = []
     for i, customer_id in enumerate(customers.ids):
         stored = customers.from_store[i]
@@ -114,5 +126,6 @@ def score_rows(model: ServingModel, customers: ResolvedCustomers) -> list[dict[s
             "model_version": model.version,
             "predictions": dict(zip(names, columns[i], strict=True)),
             "uncertainty": None if uncertainty is None else uncertainty[i],
+            "explanations": None if explanations is None else explanations[i],
         })
     return rows

@@ -75,11 +75,20 @@ class ScoreRequest(BaseModel):
 
 
 class Contribution(BaseModel):
-    """One feature's SHAP contribution to a target, in the target's raw (margin) units."""
+    """One feature's SHAP contribution to a target, in the target's additive space."""
 
     feature: str
-    value: float | str | bool | None = Field(description="the customer's value of the feature")
+    value: str | None = Field(description="the customer's value, as text (null when missing)")
     contribution: float
+
+
+class TargetExplanation(BaseModel):
+    """The k largest contributions to one target; base + all contributions = the prediction in `space`."""
+
+    explains: str = Field(description="the prediction explained (a name of `predictions`)")
+    space: str = Field(description="log-odds, score points or rating points")
+    base: float = Field(description="the model's average output in that space")
+    contributions: list[Contribution]
 
 
 class Uncertainty(BaseModel):
@@ -112,8 +121,8 @@ class CustomerScore(BaseModel):
         description="p_<band>, expected_score, p_cause_<code>, pred_<driver>, churn_probability",
     )
     uncertainty: Uncertainty | None = Field(None, description="null for models trained without calibration")
-    explanations: dict[str, list[Contribution]] | None = Field(
-        None, description="with ?explain=k: the k largest contributions per target",
+    explanations: dict[str, TargetExplanation] | None = Field(
+        None, description="with ?explain=k: per target (bottom band, expected_score, churn) the k largest drivers",
     )
 
 
