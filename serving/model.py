@@ -25,7 +25,7 @@ from features.build import BOOLEAN, DATE, NUMERIC, FeaturePipeline
 from features.config import ConfigError, CxConfig
 from features.records import RecordEncoder
 from features.strategies import Strategy, validate_strategies
-from models.bundle import LoadedBundle, load_registered_bundle
+from models.bundle import LoadedBundle, ScoringBundle, load_registered_bundle
 from models.explain import DriverExplainer
 from serving.alerts import AlertList, rank_alerts
 from serving.drivers import DriverCatalogue
@@ -72,7 +72,7 @@ class ServingModel:
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
-    def bundle(self):  # noqa: ANN201 - ScoringBundle, kept short for readers
+    def bundle(self) -> ScoringBundle:
         return self.loaded.bundle
 
     @property
@@ -111,7 +111,9 @@ class ModelManager:
         threads: LightGBM threads per prediction.
         alerts_pool: how many ranked silent customers to keep.
         on_swap: called with the new model after every swap (metrics).
+        on_reload: called with the outcome of every reload attempt (metrics).
         loader: loads a bundle (tracking_uri, name, alias); the registry by default.
+        strategies: the catalogue, checked against each model before it goes live.
     """
 
     def __init__(
