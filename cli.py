@@ -506,6 +506,72 @@ def demo(
     Console().print(table)
 
 
+store_app = typer.Typer(no_args_is_help=True, help="The customer store the API looks customers up in.")
+app.add_typer(store_app, name="store")
+
+
+def _serving_settings(**values: Any) -> Any:
+    """Server settings from the environment (CXPREDICT_*) overridden by the given options."""
+    from pydantic import ValidationError
+
+    from serving.settings import ServingSettings
+
+    try:
+        return ServingSettings(**{k: v for k, v in values.items() if v is not None})
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise ConfigError(f"server settings: {'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
+
+
+@store_app.command("load")
+@cli_errors
+def store_load(
+    config: ConfigOption,
+    store_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL (default: SQLite beside the MLflow store)")]
+    = None,
+    table: Annotated[str | None, typer.Option(help="Customers table name (default: customers)")] = None,
+) -> None:
+    """Load the customers table (and who answered the survey) into the store the API reads."""
+    from features.load import load_dataset
+    from serving.settings import store_url as resolve_store_url
+    from serving.store import load_store
+
+    cfg = _load(config)
+    settings = _serving_settings(config=config, store_url=store_url, store_table=table)
+    report = load_store(cfg, load_dataset(cfg), resolve_store_url(settings, cfg), settings.store_table)
+    typer.echo(f"stored {report.customers} customers ({report.respondents} surveyed) in table "
+               f"'{report.table}' of {report.url}")
+
+
+@app.command()
+@cli_errors
+def serve(
+    config: ConfigOption,
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes")] = 1,
+    store_url: Annotated[str | None, typer.Option(help="Customer store URL (default: SQLite beside MLflow)")]
+    = None,
+    reload_poll: Annotated[float | None, typer.Option(help="Check the champion alias every N seconds")] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+) -> None:
+    """Start the HTTP API (docs at /docs) serving the champion model."""
+    import os
+
+    import uvicorn
+
+    if workers > 1 and reload_poll is None and not os.environ.get("CXPREDICT_RELOAD_POLL_S"):
+        reload_poll = 30.0  # POST /v1/admin/reload reaches one worker; the others follow through the poll
+        typer.echo("note: several workers: polling the alias every 30 s (--reload-poll to change)", err=True)
+    overrides = {"config": str(config.resolve()), "store_url": store_url, "reload_poll_s": reload_poll}
+    _serving_settings(**overrides)  # fail here, readably, rather than in every worker
+    for key, value in overrides.items():
+        if value is not None:
+            os.environ[f"CXPREDICT_{key.upper()}"] = str(value)
+    uvicorn.run("serving.main:create_app", factory=True, host=host, port=port, workers=workers,
+                log_level=log_level)
+
+
 def _print_metrics(title: str, metrics: dict[str, float]) -> None:
     table = Table(title=title)
     table.add_column("metric")

@@ -105,6 +105,18 @@ def to_codes(values: pd.Series, categories: tuple[str, ...]) -> np.ndarray:
     return pd.to_numeric(codes, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
+def _observed_ranges(specs: list[FeatureSpec], matrix: np.ndarray) -> dict[str, tuple[float, float]]:
+    """(min, max) of each numeric and date feature seen at fit time (days for dates)."""
+    ranges: dict[str, tuple[float, float]] = {}
+    for j, spec in enumerate(specs):
+        if spec.kind not in (NUMERIC, DATE):
+            continue
+        finite = matrix[:, j][np.isfinite(matrix[:, j])]
+        if len(finite):
+            ranges[spec.name] = (float(finite.min()), float(finite.max()))
+    return ranges
+
+
 class FeaturePipeline:
     """Fitted column typing and encoding (scikit-learn style: learned attributes end in `_`).
 
@@ -142,6 +154,7 @@ class FeaturePipeline:
             raise ValueError("no usable feature column in the customers table")
         self.specs_ = specs
         self.skipped_ = skipped
+        self.ranges_ = _observed_ranges(specs, self.transform(customers))
         return self
 
     @property

@@ -131,6 +131,24 @@ UNCERTAINTY_COLUMNS = [
 ]
 
 
+def uncertainty_arrays(bundle: ScoringBundle, X: np.ndarray, band_probs: np.ndarray, expected: np.ndarray,
+                       level: float | None = None, threads: int | None = None) -> dict[str, np.ndarray] | None:
+    """`predict_uncertainty` on an encoded matrix (serving's array path); None without a calibration.
+
+    Returns:
+        `in_set` (n, bands) in `band_names` order, `set_size`, `expected_low`, `expected_high`,
+        `low_support` and `response_propensity` (NaN without a propensity model).
+    """
+    if bundle.conformal is None:
+        return None
+    propensity = None
+    if bundle.propensity_booster is not None:
+        propensity = binary_probability(predict_raw(bundle.propensity_booster, X, threads))
+    out = bundle.conformal.predict(band_probs, expected, propensity, level, scale=(bundle.levels[0], bundle.levels[-1]))
+    out["response_propensity"] = np.full(len(X), np.nan) if propensity is None else propensity
+    return out
+
+
 def predict_uncertainty(bundle: ScoringBundle, customers: pd.DataFrame, predictions: pd.DataFrame,
                         level: float | None = None, threads: int | None = None) -> pd.DataFrame:
     """Per-customer prediction set over the bands, expected-score interval and low-support flag.
@@ -146,18 +164,15 @@ def predict_uncertainty(bundle: ScoringBundle, customers: pd.DataFrame, predicti
     """
     if bundle.conformal is None:
         return pd.DataFrame(index=predictions.index)
-    X = bundle.pipeline.transform(customers)
-    propensity = None
-    if bundle.propensity_booster is not None:
-        propensity = binary_probability(predict_raw(bundle.propensity_booster, X, threads))
     names = bundle.band_names
     band_probs = predictions[[band_column(b) for b in names]].to_numpy(float)
-    out = bundle.conformal.predict(band_probs, predictions["expected_score"].to_numpy(float), propensity, level,
-                                   scale=(bundle.levels[0], bundle.levels[-1]))
+    out = uncertainty_arrays(bundle, bundle.pipeline.transform(customers), band_probs,
+                             predictions["expected_score"].to_numpy(float), level, threads)
+    assert out is not None
     labels = np.array(names, dtype=object)
     sets = [";".join(labels[row]) for row in out["in_set"]]
     return pd.DataFrame({
-        "response_propensity": np.full(len(X), np.nan) if propensity is None else propensity,
+        "response_propensity": out["response_propensity"],
         "prediction_set": sets,
         "set_size": out["set_size"].astype(int),
         "expected_score_low": out["expected_low"],

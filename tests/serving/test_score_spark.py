@@ -10,19 +10,19 @@ import pytest
 
 from serving.stream import REJECTS_DIR
 from tests.conftest import run_cli
-from tests.serving.conftest import TrainedCompany
+from tests.serving.conftest import ScaleCompany
 
 pytestmark = [pytest.mark.spark, pytest.mark.e2e, pytest.mark.slow]
 
 
-def test_score_spark_equals_local_engine(trained_company: TrainedCompany, tmp_path: Path) -> None:
-    customers = pd.read_parquet(trained_company.customers)
+def test_score_spark_equals_local_engine(scale_company: ScaleCompany, tmp_path: Path) -> None:
+    customers = pd.read_parquet(scale_company.customers)
     customers.loc[3, "customer_id"] = None  # rejected by both engines
     folder = tmp_path / "input"
     folder.mkdir()
     customers.iloc[:1500].to_parquet(folder / "a.parquet", index=False)  # pandas writes nanosecond timestamps
     customers.iloc[1500:].to_parquet(folder / "b.parquet", index=False)
-    base = ["score", "--config", str(trained_company.config), "--input", str(folder)]
+    base = ["score", "--config", str(scale_company.config), "--input", str(folder)]
 
     local = run_cli(*base, "--out", str(tmp_path / "local"), "--chunk-rows", "1000", cwd=tmp_path)
     assert local.returncode == 0, local.stderr

@@ -18,7 +18,7 @@ from features.config import load_config
 from serving.batch import load_champion
 from serving.stream import MANIFEST, REJECTS_DIR, SUCCESS, split_rejects
 from tests.conftest import REPO_ROOT, run_cli
-from tests.serving.conftest import TrainedCompany
+from tests.serving.conftest import ScaleCompany
 
 pytestmark = pytest.mark.e2e
 
@@ -43,8 +43,8 @@ def _summary_counts(stdout: str) -> tuple[int, int, int]:
         words[words.index("rejected") + 1])
 
 
-def test_score_stream_folder_matches_in_memory_with_rejects(trained_company: TrainedCompany, tmp_path: Path) -> None:
-    customers = pd.read_parquet(trained_company.customers)
+def test_score_stream_folder_matches_in_memory_with_rejects(scale_company: ScaleCompany, tmp_path: Path) -> None:
+    customers = pd.read_parquet(scale_company.customers)
     bad = _with_bad_rows(customers)
     folder = tmp_path / "input"
     folder.mkdir()
@@ -52,7 +52,7 @@ def test_score_stream_folder_matches_in_memory_with_rejects(trained_company: Tra
     bad.iloc[1800:].to_parquet(folder / "b.parquet", index=False)
     out = tmp_path / "scores"
 
-    done = run_cli("score", "--config", str(trained_company.config), "--input", str(folder), "--out", str(out),
+    done = run_cli("score", "--config", str(scale_company.config), "--input", str(folder), "--out", str(out),
                    "--chunk-rows", "500", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert _summary_counts(done.stdout) == (3000, 2997, 3)
@@ -70,7 +70,7 @@ def test_score_stream_folder_matches_in_memory_with_rejects(trained_company: Tra
     assert len(manifest["parts"]) == 7  # chunks never span files: 1800 rows -> 4 parts, 1200 rows -> 3
     assert manifest["summary"]["scored"] + manifest["summary"]["rejected"] == 3000
 
-    loaded = load_champion(load_config(trained_company.config))
+    loaded = load_champion(load_config(scale_company.config))
     expected = loaded.bundle.predict(customers.drop(index=[5, 7, 11]), threads=1).reset_index(drop=True)
     got = scores.sort_values("customer_id", kind="stable").reset_index(drop=True)
     expected = expected.sort_values("customer_id", kind="stable").reset_index(drop=True)
@@ -79,10 +79,10 @@ def test_score_stream_folder_matches_in_memory_with_rejects(trained_company: Tra
 
 
 def test_score_stream_killed_then_rerun_has_one_row_per_customer(
-    trained_company: TrainedCompany, tmp_path: Path
+    scale_company: ScaleCompany, tmp_path: Path
 ) -> None:
     out = tmp_path / "scores"
-    args = ["score", "--config", str(trained_company.config), "--input", str(trained_company.customers),
+    args = ["score", "--config", str(scale_company.config), "--input", str(scale_company.customers),
             "--out", str(out), "--chunk-rows", "100"]
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(REPO_ROOT)}
     process = subprocess.Popen([sys.executable, "-m", "cli", *args], cwd=tmp_path, env=env,
@@ -105,7 +105,7 @@ def test_score_stream_killed_then_rerun_has_one_row_per_customer(
     assert f"({finished_before} resumed)" in done.stdout
     assert not list(out.glob(".*.tmp-*"))
     scores = pd.read_parquet(out)
-    customers = pd.read_parquet(trained_company.customers, columns=["customer_id"])
+    customers = pd.read_parquet(scale_company.customers, columns=["customer_id"])
     assert len(scores) == len(customers) and scores["customer_id"].is_unique
     assert set(scores["customer_id"]) == set(customers["customer_id"])
 
@@ -115,9 +115,9 @@ def test_score_stream_killed_then_rerun_has_one_row_per_customer(
     pd.testing.assert_frame_equal(scores, pd.read_parquet(fresh))  # resumed output == uninterrupted output
 
 
-def test_score_stream_refuses_another_jobs_folder(trained_company: TrainedCompany, tmp_path: Path) -> None:
+def test_score_stream_refuses_another_jobs_folder(scale_company: ScaleCompany, tmp_path: Path) -> None:
     out = tmp_path / "scores"
-    base = ["score", "--config", str(trained_company.config), "--input", str(trained_company.customers),
+    base = ["score", "--config", str(scale_company.config), "--input", str(scale_company.customers),
             "--out", str(out)]
     assert run_cli(*base, "--chunk-rows", "1000", cwd=tmp_path).returncode == 0
     done = run_cli(*base, "--chunk-rows", "700", cwd=tmp_path)

@@ -1,0 +1,95 @@
+"""The API application: `create_app` builds it; the lifespan loads the config, store and model once.
+
+Run it with `cxpredict serve --config ...`, or `uvicorn --factory serving.main:create_app` with
+CXPREDICT_CONFIG set. Nothing happens at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from features.config import load_config
+from features.strategies import config_strategies
+from serving.errors import SafeErrorsMiddleware, install_error_handlers
+from serving.metrics import ApiMetrics, BodySizeLimitMiddleware, MetricsMiddleware
+from serving.model import ModelManager, ServingModel
+from serving.routes import admin, alerts, customers, drivers, health, model, scores, simulations, strategies
+from serving.settings import ServingSettings, store_url
+from serving.store import CustomerStore
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Experience scores, dissatisfaction causes, driver ratings and churn risk for every customer,
+one by one or in batches, from the `champion` model in the MLflow registry.
+
+When API keys are configured every `/v1` route needs one (header `X-API-Key` or
+`Authorization: Bearer`), with the scope its tag names: `score`, `simulate` or `admin`.
+"""
+
+
+async def _poll_alias(manager: ModelManager, every_s: float) -> None:
+    """Check the registry alias every `every_s` seconds and reload when it moved."""
+    while True:
+        await asyncio.sleep(every_s)
+        await asyncio.to_thread(manager.poll_once)
+
+
+def create_app(settings: ServingSettings | None = None) -> FastAPI:
+    """Build the API.
+
+    Args:
+        settings: server settings; read from CXPREDICT_* environment variables when omitted.
+    Returns:
+        The FastAPI app (the model is loaded when it starts, in its lifespan).
+    """
+    settings = settings or ServingSettings()  # type: ignore[call-arg]  # config comes from the environment
+    metrics = ApiMetrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        config = load_config(settings.config)
+        store = CustomerStore(store_url(settings, config), settings.store_table, config.id_column)
+
+        def on_swap(served: ServingModel) -> None:
+            metrics.set_model(served.loaded.model_name, served.version, served.loaded_at.timestamp())
+
+        catalogue = config_strategies(config)[0] if config.strategies else []
+        manager = ModelManager(
+            config, store, alias=settings.model_alias, threads=settings.predict_threads,
+            alerts_pool=settings.alerts_pool, on_swap=on_swap,
+            on_reload=lambda outcome: metrics.reloads.labels(outcome=outcome).inc(), strategies=catalogue,
+        )
+        app.state.config, app.state.store, app.state.models = config, store, manager
+        app.state.strategies = catalogue
+        status = await asyncio.to_thread(manager.reload)
+        if manager.current is None:
+            logger.error("no model loaded at startup (%s); /readyz reports not ready", status.error)
+        poller = asyncio.create_task(_poll_alias(manager, settings.reload_poll_s)) if settings.reload_poll_s else None
+        try:
+            yield
+        finally:
+            if poller is not None:
+                poller.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await poller
+            manager.wait(timeout=30)
+            store.close()
+
+    app = FastAPI(title="cxpredict", version="1", description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.metrics = metrics
+    install_error_handlers(app)
+    for router in (health.router, scores.router, customers.router, simulations.router, strategies.router,
+                   drivers.router, alerts.router, model.router, admin.router):
+        app.include_router(router)
+    # Added last = outermost: metrics see every response, 413s and 500s included.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SafeErrorsMiddleware)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app

@@ -1,0 +1,85 @@
+"""Typed settings of the API server, read from CXPREDICT_* environment variables (never at import time).
+
+The dataset config (`cxpredict.yaml`) says what the data and models are; these settings say how
+this server runs: where the customer store is, who may call it, and its limits.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import yaml
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from features.config import CxConfig
+
+
+class Scope(StrEnum):
+    """What an API key may do."""
+
+    score = "score"  # scores, customers, model, strategies, drivers, alerts
+    simulate = "simulate"  # strategy simulations
+    admin = "admin"  # model reload
+
+
+ApiKeys = dict[str, list[Scope]]
+
+
+class ServingSettings(BaseSettings):
+    """How the server runs. Every field can be set as CXPREDICT_<NAME> (dicts and lists as JSON)."""
+
+    model_config = SettingsConfigDict(env_prefix="CXPREDICT_", extra="ignore")
+
+    config: Annotated[Path, Field(description="path of cxpredict.yaml")]
+    store_url: str | None = Field(
+        None, description="SQLAlchemy URL of the customer store; default: SQLite file beside the MLflow store"
+    )
+    store_table: str = Field("customers", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
+    model_alias: str = "champion"
+    api_keys: ApiKeys = Field(default_factory=dict, description='{"<key>": ["score", "simulate", "admin"]}')
+    api_keys_file: Path | None = Field(None, description="YAML or JSON file with the same mapping as api_keys")
+    max_customers: int = Field(1000, ge=1, le=100_000, description="customers per request")
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="request bodies above this get 413")
+    reload_poll_s: float = Field(0.0, ge=0.0, description="check the alias every N seconds; 0 = only on request")
+    predict_threads: int = Field(1, ge=1, description="LightGBM threads per prediction (1 is fastest per row)")
+    alerts_pool: int = Field(10_000, ge=1, description="silent customers kept, ranked, for /v1/alerts")
+    explain_max: int = Field(10, ge=1, le=50, description="largest k accepted by ?explain=k")
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _keys_from_json(cls, value: object) -> object:
+        return json.loads(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _merge_key_file(self) -> ServingSettings:
+        if self.api_keys_file is not None:
+            if not self.api_keys_file.is_file():
+                raise ValueError(f"api_keys_file {self.api_keys_file} not found")
+            raw = yaml.safe_load(self.api_keys_file.read_text()) or {}
+            if not isinstance(raw, dict):
+                raise ValueError(f"api_keys_file {self.api_keys_file}: expected a mapping key -> [scopes]")
+            merged = {**{str(k): [Scope(s) for s in v] for k, v in raw.items()}, **self.api_keys}
+            object.__setattr__(self, "api_keys", merged)
+        for key in self.api_keys:
+            if len(key) < 16:
+                raise ValueError("API keys must be at least 16 characters long")
+        return self
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.api_keys)
+
+
+def default_store_url(config: CxConfig) -> str:
+    """SQLite file `cxstore.db` beside the MLflow store (or beside the config when MLflow is remote)."""
+    uri = config.tracking_uri
+    folder = Path(uri.removeprefix("sqlite:///")).parent if uri.startswith("sqlite:///") else config.base_dir
+    return f"sqlite:///{(folder / 'cxstore.db').resolve()}"
+
+
+def store_url(settings: ServingSettings, config: CxConfig) -> str:
+    return settings.store_url or default_store_url(config)
