@@ -28,7 +28,7 @@ import pandas as pd
 from scipy.stats import norm
 from sklearn.model_selection import StratifiedKFold
 
-from models.estimators import binary_probability, fit_booster, predict_raw
+from models.estimators import BINARY, REGRESSION, base_params, binary_probability, fit_booster, predict_raw
 
 LEARNERS: tuple[str, ...] = ("t", "x")
 CV_FOLDS = 3
@@ -47,21 +47,14 @@ def uplift_params(objective: str, seed: int, threads: int) -> dict[str, Any]:
     Returns:
         The parameter mapping.
     """
+    task = BINARY if objective == "binary" else REGRESSION
     return {
-        "objective": objective,
-        "seed": seed,
-        "deterministic": True,
-        "force_row_wise": True,
-        "num_threads": threads,
-        "verbosity": -1,
-        "learning_rate": 0.05,
+        **base_params(task, 1, seed, threads),
         "num_leaves": 7,
         "min_data_in_leaf": 30,
         "feature_fraction": 0.8,
         "bagging_fraction": 0.8,
-        "bagging_freq": 1,
         "lambda_l2": 5.0,
-        "cat_smooth": 10.0,
         "min_data_per_group": 30,
     }
 
