@@ -24,6 +24,7 @@ NOTE = (
 )
 GLOBAL_FILE = "drivers/drivers_global.csv"
 SEGMENTS_FILE = "drivers/drivers_segments.csv"
+MAX_RUNS = 200  # explain runs of one model version searched for the asked segment column
 
 
 class DriversNotFound(LookupError):
@@ -60,10 +61,10 @@ class DriverCatalogue:
         experiment = client.get_experiment_by_name(self.experiment_name)
         wanted = (f"tags.`cxpredict.kind` = 'explain' and tags.`cxpredict.model_name` = '{self.model_name}' "
                   f"and tags.`cxpredict.model_version` = '{self.model_version}'")
-        if segment is not None:
-            wanted += f" and params.segment = '{segment}'"
+        # The segment is matched here, not in the filter string: a user's text never becomes MLflow syntax.
         runs = [] if experiment is None else client.search_runs(
-            [experiment.experiment_id], wanted, order_by=["attributes.start_time DESC"], max_results=1)
+            [experiment.experiment_id], wanted, order_by=["attributes.start_time DESC"], max_results=MAX_RUNS)
+        runs = [r for r in runs if r.data.params.get("segment") == segment or segment is None][:1]
         if not runs:
             how = f" --segment {segment}" if segment else ""
             raise DriversNotFound(

@@ -16,6 +16,7 @@ from typing import Any
 import mlflow
 import pyarrow.parquet as pq
 
+from features.build import DATE
 from features.config import CxConfig
 from features.load import DataError
 from models.bundle import LoadedBundle
@@ -45,17 +46,23 @@ def spark_session(master: str, app_name: str = "cxpredict-score") -> Any:
     )
 
 
-def signature_casts(loaded: LoadedBundle, tracking_uri: str) -> dict[str, str]:
-    """Spark types the model signature expects, by input column (Parquet types may be narrower)."""
+def signature_casts(loaded: LoadedBundle, tracking_uri: str) -> dict[str, str | None]:
+    """Every input column of the model signature, with the Spark type to cast it to.
+
+    Columns the signature declares `Any` (integer-like numbers, dates) are kept as they are
+    (None), except dates, which become timestamps so nanosecond longs are read as dates.
+    """
     mlflow.set_tracking_uri(tracking_uri)
     info = mlflow.models.get_model_info(f"models:/{loaded.model_name}/{loaded.version}")
     if info.signature is None or info.signature.inputs is None:
         return {}
-    casts = {}
+    kinds = {spec.name: spec.kind for spec in loaded.bundle.pipeline.specs_}
+    casts: dict[str, str | None] = {}
     for spec in info.signature.inputs.inputs:
+        if spec.name is None:
+            continue
         kind = getattr(spec.type, "name", str(spec.type))
-        if spec.name is not None and kind in SPARK_TYPES:
-            casts[spec.name] = SPARK_TYPES[kind]
+        casts[spec.name] = SPARK_TYPES.get(kind, "timestamp" if kinds.get(spec.name) == DATE else None)
     return casts
 
 
@@ -64,7 +71,7 @@ def parquet_rows(folder: Path) -> int:
     return sum(pq.ParquetFile(f).metadata.num_rows for f in folder.glob("part-*.parquet"))
 
 
-def typed_columns(frame: Any, inputs: list[str], casts: dict[str, str]) -> list[Any]:
+def typed_columns(frame: Any, inputs: list[str], casts: dict[str, str | None]) -> list[Any]:
     """Columns cast to the signature's types (Parquet may hold int32 where it says long, or nanos)."""
     from pyspark.sql import functions as F
 

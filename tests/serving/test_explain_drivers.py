@@ -77,3 +77,10 @@ def test_get_drivers_from_explain_run(client: httpx.Client, company: Company, tm
     assert client.get("/v1/drivers", params={"segment": "region"}).status_code == 404
     unknown = client.get("/v1/drivers", params={"target": "happiness"})
     assert unknown.status_code == 422 and "detractor" in unknown.json()["detail"][0]["msg"]
+
+
+def test_get_drivers_quoted_segment_is_not_a_server_error(client: httpx.Client) -> None:
+    """A segment name with quotes is data, never MLflow filter syntax (found by schemathesis)."""
+    response = client.get("/v1/drivers", params={"segment": "=\'\":"})
+    assert response.status_code == 404
+    assert "cxpredict explain" in response.json()["detail"]
