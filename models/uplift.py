@@ -67,7 +67,18 @@ class UpliftLearner(Protocol):
     def predict(self, X: np.ndarray) -> np.ndarray: ...
 
 
-class TLearner:
+class _ArmLearner:
+    """Settings shared by the learners (scikit-learn style: `__init__` only stores them)."""
+
+    def __init__(self, categorical: list[int], seed: int = 42, threads: int = 2,
+                 num_boost_round: int = NUM_BOOST_ROUND):
+        self.categorical = categorical
+        self.seed = seed
+        self.threads = threads
+        self.num_boost_round = num_boost_round
+
+
+class TLearner(_ArmLearner):
     """Two outcome models, one per arm; the effect is P(y | treated) − P(y | control).
 
     Args:
@@ -76,13 +87,6 @@ class TLearner:
         threads: LightGBM threads.
         num_boost_round: boosting rounds per model.
     """
-
-    def __init__(self, categorical: list[int], seed: int = 42, threads: int = 2,
-                 num_boost_round: int = NUM_BOOST_ROUND):
-        self.categorical = categorical
-        self.seed = seed
-        self.threads = threads
-        self.num_boost_round = num_boost_round
 
     def fit(self, X: np.ndarray, treated: np.ndarray, y: np.ndarray) -> TLearner:
         """Fit the control and treated outcome models.
@@ -117,7 +121,7 @@ class TLearner:
         return treated - control
 
 
-class XLearner:
+class XLearner(_ArmLearner):
     """Künzel et al.'s X-learner: T-learner outcome models, imputed effects per arm, two effect models.
 
     tau(x) = g·tau0(x) + (1 − g)·tau1(x), with g the treated share (the campaign is randomised,
@@ -129,13 +133,6 @@ class XLearner:
         threads: LightGBM threads.
         num_boost_round: boosting rounds per model.
     """
-
-    def __init__(self, categorical: list[int], seed: int = 42, threads: int = 2,
-                 num_boost_round: int = NUM_BOOST_ROUND):
-        self.categorical = categorical
-        self.seed = seed
-        self.threads = threads
-        self.num_boost_round = num_boost_round
 
     def fit(self, X: np.ndarray, treated: np.ndarray, y: np.ndarray) -> XLearner:
         """Fit outcome models, then regress the imputed effects in each arm.

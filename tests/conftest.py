@@ -6,6 +6,8 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -129,3 +131,31 @@ def small_bundle(small_training: TrainedCompany) -> tuple:
     from features.load import load_dataset
 
     return small_training.bundle, load_dataset(small_training.config)
+
+
+POSTGRES_SERVER = "postgresql://postgres@127.0.0.1:5432"
+
+
+@pytest.fixture()
+def postgres_database() -> Iterator[str]:
+    """A new, empty database on the real server, dropped afterwards (fails, never skips, if unreachable)."""
+    import psycopg2
+
+    try:
+        admin = psycopg2.connect(f"{POSTGRES_SERVER}/postgres", connect_timeout=5)
+    except psycopg2.OperationalError as err:
+        pytest.fail(
+            f"PostgreSQL is not reachable at {POSTGRES_SERVER} ({str(err).strip()}); start it with "
+            "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`",
+            pytrace=False,
+        )
+    admin.autocommit = True
+    name = f"cxpredict_test_{uuid.uuid4().hex[:12]}"
+    with admin.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{POSTGRES_SERVER}/{name}"
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()

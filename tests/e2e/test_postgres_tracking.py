@@ -8,8 +8,6 @@ is a failure, not a skip: CI starts it (.ci/run); locally run
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
@@ -22,46 +20,20 @@ from tests.conftest import run_cli
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
 
-SERVER = "postgresql://postgres@127.0.0.1:5432"
 
 
-@pytest.fixture()
-def postgres_url() -> Iterator[str]:
-    """A new, empty database on the real server, dropped afterwards."""
-    import psycopg2
-
-    try:
-        admin = psycopg2.connect(f"{SERVER}/postgres", connect_timeout=5)
-    except psycopg2.OperationalError as err:
-        pytest.fail(
-            f"PostgreSQL is not reachable at {SERVER} ({str(err).strip()}); start it with "
-            "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`",
-            pytrace=False,
-        )
-    admin.autocommit = True
-    name = f"cxpredict_test_{uuid.uuid4().hex[:12]}"
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{SERVER}/{name}"
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
-
-
-def test_train_and_score_with_postgres_tracking(postgres_url: str, tmp_path: Path) -> None:
+def test_train_and_score_with_postgres_tracking(postgres_database: str, tmp_path: Path) -> None:
     data = tmp_path / "company"
     config_path = write_company(generate_company(2000, 0.25, seed=5), data, name="pg")
     raw = yaml.safe_load(config_path.read_text())
-    raw["mlflow"] = {"tracking_uri": postgres_url, "artifact_location": (tmp_path / "artifacts").as_uri()}
+    raw["mlflow"] = {"tracking_uri": postgres_database, "artifact_location": (tmp_path / "artifacts").as_uri()}
     config_path.write_text(yaml.safe_dump(raw, sort_keys=False))
 
     done = run_cli("train", "--config", str(config_path), "--tune-trials", "2", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert f"tracking store: {postgres_url}" in done.stdout
+    assert f"tracking store: {postgres_database}" in done.stdout
 
-    client = mlflow.MlflowClient(tracking_uri=postgres_url, registry_uri=postgres_url)
+    client = mlflow.MlflowClient(tracking_uri=postgres_database, registry_uri=postgres_database)
     champion = client.get_model_version_by_alias("cxpredict-pg", "champion")
     assert str(champion.version) == "1"
     run = client.get_run(champion.run_id)

@@ -5,21 +5,16 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import optuna
-import psycopg2
 import pytest
 
 from features.synthetic import generate_company, write_company
 from tests.conftest import REPO_ROOT
 from training.train import base_params, tuning_folds
 from training.tune import study_name_for, tune_model
-
-POSTGRES = "postgresql://postgres@127.0.0.1:5432"
 
 
 @pytest.mark.unit
@@ -47,22 +42,6 @@ def test_study_name_depends_on_dataset_model_and_target_rows() -> None:
     assert study_name_for("d", "churn", y, 2) != study_name_for("d", "score", y, 2)
     assert study_name_for("d", "churn", y, 2) != study_name_for("d", "churn", y[:5], 2)
     assert study_name_for("d", "churn", y, 2) != study_name_for("e", "churn", y, 2)
-
-
-@pytest.fixture()
-def postgres_database() -> Iterator[str]:
-    """A fresh database on the real server, dropped afterwards (fails, never skips, if unreachable)."""
-    name = f"cx_optuna_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(f"{POSTGRES}/test", connect_timeout=10)
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{POSTGRES}/{name}"
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 @pytest.mark.postgres
