@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -126,6 +127,11 @@ def spark(work: Path, master: str) -> None:
                       "rows_per_s": round(INPUT_ROWS / seconds)}))
 
 
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def train(work: Path, respondents: list[int], trials: int, threads: int) -> None:
     """Training wall time for companies with the given numbers of respondents (survey rate 50 %)."""
     from features.synthetic import generate_company, write_company
@@ -134,9 +140,13 @@ def train(work: Path, respondents: list[int], trials: int, threads: int) -> None
         folder = work / f"train_{n}"
         config = write_company(generate_company(2 * n, 0.5, seed=11), folder, name=f"train{n}")
         _set_threads(config, threads)
-        seconds, _ = _cli("train", "--config", str(config), "--tune-trials", str(trials))
+        cpu_before = _children_cpu_seconds()
+        seconds, stdout = _cli("train", "--config", str(config), "--tune-trials", str(trials))
+        stages = {m[1]: round(float(m[2]), 1) for m in re.finditer(r"train_seconds_(\w+)\W+([0-9.]+)", stdout)}
         print(json.dumps({"step": "train", "respondents": n, "customers": 2 * n, "trials": trials,
-                          "wall_s": round(seconds, 1)}))
+                          "wall_s": round(seconds, 1), "cpu_s": round(_children_cpu_seconds() - cpu_before, 1),
+                          "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024),
+                          "stages_s": stages}), flush=True)
 
 
 def main() -> None:

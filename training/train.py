@@ -10,6 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -268,6 +271,13 @@ class Trainer:
         self.respondent_propensity: np.ndarray | None = None
         self.respondent_weight: np.ndarray | None = None
 
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        """Record a stage's wall time as `train_seconds_<stage>`: where training time goes at scale."""
+        started = time.perf_counter()
+        yield
+        self.metrics[f"train_seconds_{stage}"] = time.perf_counter() - started
+
     def _fit(self, name: str, task: str, X: np.ndarray, y: np.ndarray, weight: np.ndarray | None,
              holdout: np.ndarray, categorical: list[int] | None = None, num_class: int = 1) -> FittedModel:
         return fit_target(
@@ -460,8 +470,16 @@ class Trainer:
                 f"{self.dataset.sources.get('survey', 'survey')}: {len(self.targets.positions)} respondents; "
                 f"the score model needs at least {c.training.min_respondents} (training.min_respondents)"
             )
-        self.fit_propensity()
-        score_booster, temperature = self.fit_score()
+        with self.timed("propensity"):
+            self.fit_propensity()
+        with self.timed("score"):
+            score_booster, temperature = self.fit_score()
+        with self.timed("expected_score"):
+            expected_score_booster = self.fit_expected_score()
+        with self.timed("causes"):
+            cause_boosters = self.fit_causes()
+        with self.timed("drivers"):
+            driver_boosters = self.fit_drivers()
         bundle = ScoringBundle(
             name=c.name,
             id_column=c.id_column,
@@ -471,19 +489,22 @@ class Trainer:
             top_band=c.score.top_band,
             bottom_band=c.score.bottom_band,
             score_booster=score_booster,
-            expected_score_booster=self.fit_expected_score(),
+            expected_score_booster=expected_score_booster,
             score_temperature=temperature,
-            cause_boosters=self.fit_causes(),
-            driver_boosters=self.fit_drivers(),
+            cause_boosters=cause_boosters,
+            driver_boosters=driver_boosters,
             propensity_booster=self.propensity_booster,
         )
         if include_churn and self.dataset.outcomes is not None and c.churn is not None:
-            uses_experience = c.churn.use_experience
-            expected, p_bottom = self.experience_features(bundle) if uses_experience else (None, None)
-            bundle.churn_booster = self.fit_churn(expected, p_bottom)
-            bundle.churn_uses_experience = uses_experience
-        self.population_figures(bundle)
-        bundle.conformal, bundle.respondent_oof = calibrate_conformal(self, bundle), respondent_oof_frame(self)
+            with self.timed("churn"):
+                uses_experience = c.churn.use_experience
+                expected, p_bottom = self.experience_features(bundle) if uses_experience else (None, None)
+                bundle.churn_booster = self.fit_churn(expected, p_bottom)
+                bundle.churn_uses_experience = uses_experience
+        with self.timed("population"):
+            self.population_figures(bundle)
+        with self.timed("conformal"):
+            bundle.conformal, bundle.respondent_oof = calibrate_conformal(self, bundle), respondent_oof_frame(self)
         bundle.drift_reference = DriftReference.fit(self.pipeline, self.X)
         self.metrics["n_customers"] = float(len(self.X))
         self.metrics["n_respondents"] = float(len(self.targets.positions))
@@ -575,12 +596,15 @@ def train(
         mlflow.log_params(_run_params(config, dataset, tune_trials))
         trainer = Trainer(config, dataset, tune_trials=tune_trials)
         bundle = trainer.fit()
-        bundle.uplift = fit_campaign_uplift(config, dataset, bundle.pipeline, trainer.metrics, trainer.notes)
+        with trainer.timed("uplift"):
+            bundle.uplift = fit_campaign_uplift(config, dataset, bundle.pipeline, trainer.metrics, trainer.notes)
         bundle.metadata.update({"run_id": run.info.run_id, "model_name": config.registered_model_name})
         mlflow.log_metrics(_finite(trainer.metrics))
         mlflow.log_dict({"notes": trainer.notes}, "notes.json")
         sample = dataset.customers.head(500)
-        version = log_bundle(config, bundle, sample, register)
+        with trainer.timed("log_model"):
+            version = log_bundle(config, bundle, sample, register)
+        mlflow.log_metric("train_seconds_log_model", trainer.metrics["train_seconds_log_model"])
         link_project_run(run.info.run_id, config.tracking_uri)
     return TrainResult(run.info.run_id, config.registered_model_name, version, trainer.metrics, bundle, trainer.notes)
 
