@@ -127,12 +127,15 @@ def score(
     engine: Annotated[str, typer.Option(help="local (streaming, in process) or spark")] = "local",
     master: Annotated[str, typer.Option(help="Spark master for --engine spark")] = "local[2]",
     threads: Annotated[int | None, typer.Option(help="LightGBM threads (default: training.threads)")] = None,
+    survey_columns: Annotated[bool, typer.Option(
+        help="With --input: add `surveyed` and the observed score from the config's survey")] = True,
 ) -> None:
     """Score customers with the champion model: one row per customer.
 
     Without --input, scores the config's customers table into one file (with survey columns).
     With --input, streams Parquet in chunks into a folder of parts with a manifest and rejects,
-    resuming a killed run; `--engine spark` runs the same models through a Spark UDF.
+    resuming a killed run; `--engine spark` runs the same models through a Spark UDF. Both give
+    the same columns: predictions, prediction set and interval, survey columns, top-k drivers.
     """
     from serving.batch import check_drift, load_champion
 
@@ -163,22 +166,29 @@ def score(
             typer.echo(f"warning: drift: {message}", err=True)
         typer.echo(f"scored {len(scores)} customers with {loaded.model_name} v{loaded.version} -> {out}")
         return
-    if explain or level is not None:
-        raise ConfigError("--explain and --level apply to scoring the config's customers (without --input)")
+    if level is not None and not 0 < level < 1:
+        raise ConfigError(f"--level must be between 0 and 1, got {level}")
     if out.suffix == ".parquet":
         raise ConfigError(f"--out {out}: with --input the output is a folder of parts; give a folder name")
+    from models.scoring import ScoringOptions
+    from serving.batch import observed_scores
+
     loaded = load_champion(cfg, model_version)
     threads = threads or cfg.training.threads
+    options = ScoringOptions(level=level, explain=explain or (3 if explain_target else 0),
+                             explain_targets=tuple(explain_target or ()))
+    observed = observed_scores(cfg) if survey_columns else None
     if engine == "spark":
         from serving.spark import score_spark
 
-        summary = score_spark(cfg, loaded, input_path, out, master=master)
+        summary = score_spark(cfg, loaded, input_path, out, master=master, options=options, observed=observed)
     else:
         from serving.stream import count_input_rows, score_stream, terminal_progress
 
         with terminal_progress(count_input_rows(input_path)) as progress:
             summary = score_stream(loaded, input_path, out, chunk_rows=chunk_rows, threads=threads,
-                                   progress=progress)
+                                   progress=progress, options=options, observed=observed,
+                                   score_column=cfg.score.column)
     reasons = ", ".join(f"{n} {r}" for r, n in sorted(summary.rejects_by_reason.items())) or "none"
     typer.echo(
         f"input {summary.input_rows} rows = scored {summary.scored} + rejected {summary.rejected} "

@@ -149,6 +149,19 @@ def uncertainty_arrays(bundle: ScoringBundle, X: np.ndarray, band_probs: np.ndar
     return out
 
 
+def uncertainty_columns(bundle: ScoringBundle, out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`uncertainty_arrays` output as table columns (the prediction set as ';'-joined band names)."""
+    labels = np.array(bundle.band_names, dtype=object)
+    return {
+        "response_propensity": out["response_propensity"],
+        "prediction_set": np.array([";".join(labels[row]) for row in out["in_set"]], dtype=object),
+        "set_size": out["set_size"].astype(np.int64),
+        "expected_score_low": out["expected_low"],
+        "expected_score_high": out["expected_high"],
+        "low_support": out["low_support"].astype(bool),
+    }
+
+
 def predict_uncertainty(bundle: ScoringBundle, customers: pd.DataFrame, predictions: pd.DataFrame,
                         level: float | None = None, threads: int | None = None) -> pd.DataFrame:
     """Per-customer prediction set over the bands, expected-score interval and low-support flag.
@@ -169,16 +182,7 @@ def predict_uncertainty(bundle: ScoringBundle, customers: pd.DataFrame, predicti
     out = uncertainty_arrays(bundle, bundle.pipeline.transform(customers), band_probs,
                              predictions["expected_score"].to_numpy(float), level, threads)
     assert out is not None
-    labels = np.array(names, dtype=object)
-    sets = [";".join(labels[row]) for row in out["in_set"]]
-    return pd.DataFrame({
-        "response_propensity": out["response_propensity"],
-        "prediction_set": sets,
-        "set_size": out["set_size"].astype(int),
-        "expected_score_low": out["expected_low"],
-        "expected_score_high": out["expected_high"],
-        "low_support": out["low_support"],
-    }, index=predictions.index)
+    return pd.DataFrame(uncertainty_columns(bundle, out), index=predictions.index)
 
 
 def population_index(band_probabilities: pd.DataFrame, top_band: str, bottom_band: str) -> float:
@@ -203,11 +207,21 @@ class CxPyfuncModel(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         self.bundle = load_bundle(Path(context.artifacts[BUNDLE_ARTIFACT]))
+        self.scorers: dict[Any, Any] = {}  # one CustomerScorer per options: explainer tables built once
 
     def predict(
         self, context: mlflow.pyfunc.PythonModelContext, model_input: pd.DataFrame, params: dict | None = None
     ) -> pd.DataFrame:
-        return self.bundle.predict(model_input)
+        """The predictions; with params `uncertainty`/`level`/`explain`/`explain_targets`, the full
+        score table of `models.scoring` (what `cxpredict score` writes, less the survey columns)."""
+        from models.scoring import CustomerScorer, options_from_params
+
+        options = options_from_params(params)
+        if options is None:
+            return self.bundle.predict(model_input)
+        if options not in self.scorers:
+            self.scorers[options] = CustomerScorer(self.bundle, options)
+        return self.scorers[options].score(model_input)
 
 
 @dataclass

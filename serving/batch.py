@@ -10,10 +10,10 @@ import mlflow
 import pandas as pd
 
 from features.config import CxConfig
-from features.load import Dataset
-from models.bundle import LoadedBundle, load_registered_bundle, predict_uncertainty
+from features.load import Dataset, check_ids, check_score, read_table, source_label
+from models.bundle import LoadedBundle, load_registered_bundle
 from models.drift import drift_report, drift_warnings
-from models.explain import explain_top_k
+from models.scoring import CustomerScorer, ScoringOptions
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +21,21 @@ logger = logging.getLogger(__name__)
 def load_champion(config: CxConfig, version: str | None = None) -> LoadedBundle:
     """The bundle the `champion` alias (or an explicit version) of the dataset's model points to."""
     return load_registered_bundle(config.tracking_uri, config.registered_model_name, version=version)
+
+
+def observed_scores(config: CxConfig) -> pd.Series:
+    """The survey's scores by customer id, read on their own (streamed scoring never loads customers)."""
+    label = source_label(config, config.data.survey)
+    survey = check_score(check_ids(read_table(config, config.data.survey), config.id_column, label), config, label)
+    return survey.set_index(config.id_column)[config.score.column]
+
+
+def add_survey_columns(scores: pd.DataFrame, id_column: str, observed: pd.Series, score_column: str) -> pd.DataFrame:
+    """Insert `surveyed` and `observed_<score>` after the id: who answered, and what they said."""
+    ids = scores[id_column]
+    scores.insert(1, "surveyed", ids.isin(observed.index).to_numpy(bool))
+    scores.insert(2, f"observed_{score_column}", ids.map(observed).astype("Int64").to_numpy())
+    return scores
 
 
 def score_customers(
@@ -40,22 +55,12 @@ def score_customers(
     Returns:
         The scores, in the customers table's order.
     """
-    id_column = config.id_column
-    predictions = loaded.bundle.predict(dataset.customers, threads=config.training.threads)
-    observed = dataset.survey.set_index(id_column)[config.score.column]
-    ids = predictions[id_column]
-    predictions.insert(1, "surveyed", ids.isin(observed.index).to_numpy())
-    predictions.insert(2, f"observed_{config.score.column}", ids.map(observed).astype("Int64").to_numpy())
-    uncertainty = predict_uncertainty(loaded.bundle, dataset.customers, predictions, level,
-                                      threads=config.training.threads)
-    for column in uncertainty.columns:
-        predictions[column] = uncertainty[column].to_numpy()
-    predictions["model_version"] = loaded.version
-    if explain or explain_targets:
-        drivers = explain_top_k(loaded.bundle, dataset.customers, explain or 3, explain_targets,
-                                threads=config.training.threads)
-        predictions = pd.concat([predictions, drivers.set_axis(predictions.index)], axis=1)
-    return predictions
+    options = ScoringOptions(level=level, explain=explain or (3 if explain_targets else 0),
+                             explain_targets=tuple(explain_targets or ()))
+    scorer = CustomerScorer(loaded.bundle, options, threads=config.training.threads)
+    scores = scorer.score(dataset.customers, model_version=loaded.version)
+    observed = dataset.survey.set_index(config.id_column)[config.score.column]
+    return add_survey_columns(scores, config.id_column, observed, config.score.column)
 
 
 def write_parquet_atomic(frame: pd.DataFrame, out: Path) -> Path:

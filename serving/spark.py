@@ -6,21 +6,38 @@ one machine to a cluster changes `--master`, not the code. pyspark is the option
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 import mlflow
+import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 
 from features.build import DATE
 from features.config import CxConfig
 from features.load import DataError
 from models.bundle import LoadedBundle
-from serving.stream import MISSING_ID, REJECTS_DIR, StreamSummary, input_files
+from models.scoring import CustomerScorer, ScoringOptions, params_from_options
+from serving.batch import add_survey_columns
+from serving.stream import (
+    DUPLICATE_ID,
+    MANIFEST,
+    MISSING_ID,
+    NO_FEATURES,
+    REJECTS_DIR,
+    StreamSummary,
+    input_files,
+    job_fingerprint,
+    read_manifest,
+)
 
 SPARK_TYPES = {"string": "string", "double": "double", "float": "double", "long": "long", "integer": "long",
                "boolean": "boolean", "datetime": "timestamp", "binary": "binary"}
@@ -88,58 +105,155 @@ def typed_columns(frame: Any, inputs: list[str], casts: dict[str, str | None]) -
     return columns
 
 
+SPARK_RESULT_TYPES = {"float64": "double", "int64": "long", "bool": "boolean"}
+INPUT_ROW, FIRST_ROW, FILE_PATH = "__input_row", "__first_row", "__file_path"
+
+
+def spark_result_type(table: pd.DataFrame) -> str:
+    """The UDF's struct type from an (empty) score table: floats double, ints long, text string."""
+    return ", ".join(f"`{name}` {SPARK_RESULT_TYPES.get(str(dtype), 'string')}" for name, dtype in table.dtypes.items())
+
+
+def file_offsets(spark_paths: list[str], files: list[Path]) -> dict[str, int]:
+    """Each Spark file path (a URI) with the input row its file starts at, in `input_files` order."""
+    starts, offset = {}, 0
+    for f in files:
+        starts[str(f.resolve())] = offset
+        offset += pq.ParquetFile(f).metadata.num_rows
+    found = {}
+    for uri in spark_paths:
+        local = str(Path(unquote(urlparse(uri).path)).resolve())
+        if local not in starts:
+            raise DataError(f"{uri}: Spark read a file that is not among the input's Parquet files")
+        found[uri] = starts[local]
+    return found
+
+
+def _spark_job_check(out_dir: Path, job: dict[str, Any]) -> dict[str, Any] | None:
+    """The finished manifest of this very job in `out_dir` (then there is nothing to do), else None."""
+    manifest = read_manifest(out_dir)
+    if manifest is not None and manifest["job"]["id"] != job["id"]:
+        raise DataError(
+            f"{out_dir}: holds the output of a different job (input, options or model differ); "
+            "use another --out or remove it"
+        )
+    if manifest is None and out_dir.exists() and any(out_dir.iterdir()):
+        raise DataError(f"{out_dir}: not empty and has no {MANIFEST}; use an empty or new folder")
+    return manifest if manifest is not None and manifest.get("complete") else None
+
+
 def score_spark(
-    config: CxConfig, loaded: LoadedBundle, input_path: Path, out_dir: Path, master: str = "local[2]"
+    config: CxConfig, loaded: LoadedBundle, input_path: Path, out_dir: Path, master: str = "local[2]",
+    options: ScoringOptions | None = None, observed: pd.Series | None = None,
 ) -> StreamSummary:
     """Score a Parquet file or folder on Spark through the registered model's pyfunc UDF.
 
+    The same rows are rejected as by the in-process engine (missing id, an id seen earlier in the
+    input, no feature values), with the same global input row numbers, and the scores carry the
+    same columns. The job writes to a temporary folder that is renamed into place with its
+    manifest when complete: a killed run leaves no partial output, and running the same command
+    again recomputes it (Spark retries failed tasks itself) or, once complete, does nothing.
+
     Args:
-        config: the dataset config (tracking store).
+        config: the dataset config (tracking store, score column).
         loaded: the registered version to run (its pyfunc is what the UDF loads).
         input_path: Parquet file or folder of customer rows.
-        out_dir: output folder of Parquet parts (rejects under `_rejects/`), replaced when the job commits.
+        out_dir: output folder of Parquet parts, rejects under `_rejects/`, `_manifest.json`.
         master: the Spark master, e.g. local[2] or spark://host:7077.
+        options: uncertainty, level and top-k drivers (default: uncertainty only).
+        observed: the survey's observed scores by id (adds the survey columns).
     Returns:
-        Counts of input, scored and rejected rows (rows with a missing id are rejected).
+        Counts of input, scored and rejected rows.
     """
+    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     started = time.perf_counter()
+    options = options or ScoringOptions()
     files = input_files(input_path)
     bundle = loaded.bundle
     id_column = bundle.id_column
+    job = job_fingerprint(files, 0, loaded, {**options.describe(), "survey_columns": observed is not None,
+                                             "engine": "spark"})
+    finished = _spark_job_check(out_dir, job)
+    if finished is not None:
+        summary = StreamSummary(**{**finished["summary"], "seconds": round(time.perf_counter() - started, 3)})
+        summary.parts_resumed = summary.parts
+        return summary
     spark = spark_session(master)
     mlflow.set_tracking_uri(config.tracking_uri)
     mlflow.set_registry_uri(config.tracking_uri)
     frame = spark.read.parquet(*[str(f) for f in files])
     if id_column not in frame.columns:
         raise DataError(f"{input_path}: column '{id_column}' (the id column) not found")
+    frame = frame.select("*", F.col("_metadata.file_path").alias(FILE_PATH),
+                         F.col("_metadata.row_index").alias("__row_in_file"))
+    spark_paths = [row[0] for row in frame.select(FILE_PATH).distinct().collect()]
+    offsets = file_offsets(spark_paths, files)
+    start_of = F.create_map(*[F.lit(x) for uri, start in offsets.items() for x in (uri, start)])
+    frame = frame.withColumn(INPUT_ROW, start_of[F.col(FILE_PATH)] + F.col("__row_in_file"))
+
     casts = signature_casts(loaded, config.tracking_uri)
-    inputs = [c for c in casts if c in frame.columns] or frame.columns
-    typed = frame.select(*typed_columns(frame, inputs, casts))
+    inputs = [c for c in casts if c in frame.columns] or [c for c in frame.columns if not c.startswith("__")]
+    features = [c for c in inputs if c != id_column]
     id_text = F.trim(F.col(id_column).cast("string"))
-    missing = F.col(id_column).isNull() | (id_text == "")
-    result_type = ", ".join([f"`{id_column}` string", *[f"`{c}` double" for c in bundle.output_columns]])
+    typed = frame.select(*typed_columns(frame, inputs, casts), id_text.alias("__id"), F.col(INPUT_ROW))
+    typed = typed.withColumn(FIRST_ROW, F.min(INPUT_ROW).over(Window.partitionBy("__id")))
+    missing = F.col("__id").isNull() | (F.col("__id") == "")
+    duplicate = ~missing & (F.col(INPUT_ROW) != F.col(FIRST_ROW))
+    no_features = F.lit(True)
+    for column in features:
+        no_features = no_features & F.col(column).isNull()
+    reason = (F.when(missing, F.lit(MISSING_ID)).when(duplicate, F.lit(DUPLICATE_ID))
+              .when(no_features, F.lit(NO_FEATURES)))
+    typed = typed.withColumn("__reason", reason).cache()
+
+    scorer = CustomerScorer(bundle, options)
+    empty = scorer.score_matrix(np.empty(0, dtype=object), np.empty((0, len(bundle.pipeline.feature_names_))),
+                                model_version=loaded.version)
+    if observed is not None:
+        empty = add_survey_columns(empty, id_column, observed, config.score.column)
+    added = ("model_version", "surveyed", f"observed_{config.score.column}")  # added here, not by the model
+    udf_columns = [c for c in empty.columns if c not in added]
     udf = mlflow.pyfunc.spark_udf(
-        spark, f"models:/{loaded.model_name}/{loaded.version}", result_type=result_type, env_manager="local"
+        spark, f"models:/{loaded.model_name}/{loaded.version}", result_type=spark_result_type(empty[udf_columns]),
+        env_manager="local", params=params_from_options(options),
     )
-    scorable = typed.where(~missing).withColumn(id_column, id_text)
+    scorable = typed.where(F.col("__reason").isNull()).withColumn(id_column, F.col("__id"))
     scored = scorable.select(udf(F.struct(*[F.col(c) for c in inputs])).alias("s")).select("s.*")
     scored = scored.withColumn("model_version", F.lit(loaded.version))
+    if observed is not None:
+        survey = spark.createDataFrame(pd.DataFrame({
+            "__survey_id": observed.index.astype(str), "__observed": observed.astype("int64").to_numpy(),
+        }))
+        scored = (scored.join(F.broadcast(survey), scored[id_column] == survey["__survey_id"], "left")
+                  .withColumn("surveyed", F.col("__survey_id").isNotNull())
+                  .withColumn(f"observed_{config.score.column}", F.col("__observed")))
+    scored = scored.select(*[F.col(f"`{c}`") for c in empty.columns])
+
     tmp = out_dir.with_name(f"{out_dir.name}.tmp-spark")  # no leading dot: Spark skips hidden paths
     shutil.rmtree(tmp, ignore_errors=True)
     scored.write.mode("overwrite").parquet(str(tmp))
-    rejects = typed.where(missing).select(F.col(id_column).cast("string").alias(id_column),
-                                          F.lit(MISSING_ID).alias("reason"))
+    rejects = typed.where(F.col("__reason").isNotNull()).select(
+        F.col(INPUT_ROW).cast("long").alias("input_row"), F.col("__id").alias(id_column),
+        F.col("__reason").alias("reason"),
+        F.when(F.col("__reason") == DUPLICATE_ID, F.col(FIRST_ROW)).cast("long").alias("duplicate_of_row"),
+    )
     rejects.write.mode("overwrite").parquet(str(tmp / REJECTS_DIR))
+    by_reason = {row["__reason"]: int(row["count"]) for row in
+                 typed.where(F.col("__reason").isNotNull()).groupBy("__reason").count().collect()}
+    typed.unpersist()
     n_scored, n_rejected = parquet_rows(tmp), parquet_rows(tmp / REJECTS_DIR)
-    n_input = frame.count()
+    n_input = job["input_rows"]
     if n_scored + n_rejected != n_input:
         raise DataError(f"{out_dir}: scored {n_scored} + rejected {n_rejected} != input rows {n_input}")
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.replace(tmp, out_dir)  # the finished folder appears under its name at once
-    return StreamSummary(
-        input_rows=n_input, scored=n_scored, rejected=n_rejected, parts=len(list(out_dir.glob("part-*"))),
+    summary = StreamSummary(
+        input_rows=n_input, scored=n_scored, rejected=n_rejected, parts=len(list(tmp.glob("part-*"))),
         parts_resumed=0, seconds=round(time.perf_counter() - started, 3), out=str(out_dir),
-        model_version=loaded.version, rejects_by_reason={MISSING_ID: n_rejected} if n_rejected else {},
+        model_version=loaded.version, rejects_by_reason=by_reason,
     )
+    manifest = {"job": job, "engine": "spark", "master": master, "complete": True, "summary": asdict(summary)}
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.replace(tmp, out_dir)  # the finished folder appears under its name at once, with its manifest
+    return summary

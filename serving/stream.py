@@ -4,7 +4,9 @@ The input (one Parquet file or a folder of them) is read in record batches of `c
 each batch is scored with every model and written as one part under a temporary name, then
 renamed. A manifest records the finished parts, so a killed job run again skips what is done
 and rewrites at most the part it was writing: exactly one score row per scorable input row.
-Rows that cannot be scored go to rejects parts with the reason.
+Rows that cannot be scored go to rejects parts with the reason. A first pass over the id column
+finds ids repeated anywhere in the input (one 64-bit hash per row, exact ids compared only where
+hashes collide), so each customer id gets one score row however the input is chunked.
 """
 
 from __future__ import annotations
@@ -25,13 +27,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.load import DataError
-from models.bundle import LoadedBundle, ScoringBundle
+from models.bundle import LoadedBundle
+from models.scoring import CustomerScorer, ScoringOptions
+from serving.batch import add_survey_columns
 
 MANIFEST = "_manifest.json"
 SUCCESS = "_SUCCESS"
 REJECTS_DIR = "_rejects"  # underscore: Parquet readers of the folder (pyarrow, Spark) skip it
 DEFAULT_CHUNK_ROWS = 200_000
-MISSING_ID, DUPLICATE_ID, NO_FEATURES = "missing id", "duplicate id in its chunk", "no feature values"
+MISSING_ID, DUPLICATE_ID, NO_FEATURES = "missing id", "duplicate id", "no feature values"
 
 ProgressCallback = Callable[[int], None]
 
@@ -70,19 +74,25 @@ def input_files(path: Path) -> list[Path]:
     raise DataError(f"{path}: input not found")
 
 
-def job_fingerprint(files: list[Path], chunk_rows: int, loaded: LoadedBundle) -> dict[str, Any]:
-    """What makes two runs the same job: the input files (names, sizes, rows), chunking and model."""
+def job_fingerprint(
+    files: list[Path], chunk_rows: int, loaded: LoadedBundle, options: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """What makes two runs the same job: the input files (names, sizes, rows), chunking, model and
+    the output options (explain, level, survey columns), which change the parts' columns."""
     entries = [
         {"file": str(f.resolve()), "bytes": f.stat().st_size, "rows": pq.ParquetFile(f).metadata.num_rows}
         for f in files
     ]
-    key = json.dumps({"files": entries, "chunk_rows": chunk_rows, "model": [loaded.model_name, loaded.version]})
+    options = options or {}
+    key = json.dumps({"files": entries, "chunk_rows": chunk_rows, "model": [loaded.model_name, loaded.version],
+                      "options": options}, sort_keys=True)
     return {
         "id": hashlib.sha256(key.encode()).hexdigest()[:16],
         "files": entries,
         "chunk_rows": chunk_rows,
         "model_name": loaded.model_name,
         "model_version": loaded.version,
+        "options": options,
         "input_rows": sum(e["rows"] for e in entries),
     }
 
@@ -127,17 +137,103 @@ def iter_chunks(files: list[Path], columns: list[str], chunk_rows: int) -> Itera
             offset += batch.num_rows
 
 
-def split_rejects(frame: pd.DataFrame, X: np.ndarray, id_column: str) -> tuple[np.ndarray, np.ndarray]:
-    """A keep mask and a reason per row ('' when kept): missing id, duplicate id, no feature values."""
+def id_text(values: pa.Array | pa.ChunkedArray | pd.Series) -> pd.Series:
+    """Ids as stripped text (missing stays missing): how every engine compares and writes them."""
+    series = values if isinstance(values, pd.Series) else values.to_pandas()
+    return series.astype("string").str.strip()
+
+
+@dataclass
+class DuplicateRows:
+    """Input rows whose id appeared earlier in the input, sorted, with the row of that first occurrence."""
+
+    rows: np.ndarray
+    first: np.ndarray
+
+    def within(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """The duplicates among input rows [start, stop): positions relative to `start`, first rows."""
+        low, high = np.searchsorted(self.rows, [start, stop])
+        return self.rows[low:high] - start, self.first[low:high]
+
+
+def _id_hashes(text: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(positions of rows with an id, 64-bit hashes of those ids)."""
+    present = (text.notna() & text.ne("")).to_numpy(bool)
+    positions = np.flatnonzero(present)
+    return positions, pd.util.hash_array(text.to_numpy(dtype=object)[positions], categorize=False)
+
+
+def iter_id_chunks(files: list[Path], id_column: str, chunk_rows: int) -> Iterator[tuple[int, pd.Series]]:
+    """(first input row, ids as text) over the files that have the id column, reading only that column."""
+    offset = 0
+    for path in files:
+        parquet = pq.ParquetFile(path)
+        if id_column in parquet.schema_arrow.names:
+            start = offset
+            for batch in parquet.iter_batches(batch_size=chunk_rows, columns=[id_column]):
+                yield start, id_text(batch.column(0))
+                start += batch.num_rows
+        offset += parquet.metadata.num_rows
+
+
+def find_duplicate_rows(files: list[Path], id_column: str, chunk_rows: int) -> DuplicateRows:
+    """Every later occurrence of an id anywhere in the input (the first occurrence is the one scored).
+
+    Memory is one 64-bit hash per input row (80 MB for 10 million rows), sorted in place; only
+    rows whose hash occurs twice are read a second time and compared as text, so a hash
+    collision never rejects a customer.
+    """
+    total = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    hashes = np.empty(total, np.uint64)
+    filled = 0
+    for _, text in iter_id_chunks(files, id_column, chunk_rows):
+        _, chunk_hashes = _id_hashes(text)
+        hashes[filled:filled + len(chunk_hashes)] = chunk_hashes
+        filled += len(chunk_hashes)
+    hashes = hashes[:filled]
+    hashes.sort()
+    repeated = np.unique(hashes[1:][hashes[1:] == hashes[:-1]])
+    del hashes
+    empty = np.empty(0, np.int64)
+    if not len(repeated):
+        return DuplicateRows(empty, empty)
+    ids, rows = [], []
+    for offset, text in iter_id_chunks(files, id_column, chunk_rows):
+        positions, chunk_hashes = _id_hashes(text)
+        hit = np.isin(chunk_hashes, repeated)
+        ids.append(text.to_numpy(dtype=object)[positions[hit]])
+        rows.append(offset + positions[hit])
+    candidates = pd.DataFrame({"id": np.concatenate(ids), "row": np.concatenate(rows)})
+    first = candidates.groupby("id", sort=False)["row"].transform("min").to_numpy()
+    later = candidates["row"].to_numpy() != first
+    order = np.argsort(candidates["row"].to_numpy()[later], kind="stable")
+    return DuplicateRows(candidates["row"].to_numpy()[later][order].astype(np.int64), first[later][order])
+
+
+def split_rejects(
+    frame: pd.DataFrame, X: np.ndarray, id_column: str, duplicate_positions: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """A keep mask and a reason per row ('' when kept): missing id, duplicate id, no feature values.
+
+    Args:
+        frame: the chunk's rows.
+        X: their encoded features.
+        id_column: the id column.
+        duplicate_positions: rows of the chunk whose id occurred earlier in the whole input (from
+            `find_duplicate_rows`); None checks repeats within the chunk only.
+    """
     n = len(frame)
     reasons = np.full(n, "", dtype=object)
     if id_column not in frame.columns:
         reasons[:] = MISSING_ID
         return np.zeros(n, bool), reasons
-    ids = frame[id_column]
-    text = ids.astype("string").str.strip()
-    missing = (ids.isna() | text.isna() | text.eq("")).to_numpy(bool)
-    duplicate = (text.duplicated(keep="first") & ~pd.Series(missing, index=frame.index)).to_numpy(bool)
+    text = id_text(frame[id_column])
+    missing = (text.isna() | text.eq("")).to_numpy(bool)
+    if duplicate_positions is None:
+        duplicate = (text.duplicated(keep="first") & ~pd.Series(missing, index=frame.index)).to_numpy(bool)
+    else:
+        duplicate = np.zeros(n, bool)
+        duplicate[duplicate_positions] = True
     empty = np.isnan(X).all(axis=1) if X.shape[1] else np.ones(n, bool)
     reasons[empty] = NO_FEATURES
     reasons[duplicate] = DUPLICATE_ID
@@ -145,30 +241,49 @@ def split_rejects(frame: pd.DataFrame, X: np.ndarray, id_column: str) -> tuple[n
     return reasons == "", reasons
 
 
-def score_chunk(
-    bundle: ScoringBundle, batch: pa.RecordBatch, first_row: int, model_version: str, threads: int | None
-) -> tuple[pa.Table, pa.Table]:
-    """Score one record batch: (scores table, rejects table)."""
-    frame = batch.to_pandas(types_mapper=None)
-    X = bundle.pipeline.transform(frame)
-    keep, reasons = split_rejects(frame, X, bundle.id_column)
-    predictions = bundle.predict_matrix(X[keep], threads) if keep.any() else {
-        c: np.empty(0) for c in bundle.output_columns
-    }
-    ids = frame[bundle.id_column] if bundle.id_column in frame.columns else pd.Series([None] * len(frame))
-    id_text = ids.astype("string").str.strip()
-    columns: dict[str, pa.Array] = {bundle.id_column: pa.array(id_text[keep], pa.string(), from_pandas=True)}
-    for name in bundle.output_columns:
-        columns[name] = pa.array(np.asarray(predictions[name], dtype=np.float64))
-    columns["model_version"] = pa.array([model_version] * int(keep.sum()), pa.string())
-    scores = pa.table(columns)
-    rejected = ~keep
-    rejects = pa.table({
-        "input_row": pa.array(first_row + np.flatnonzero(rejected), pa.int64()),
-        bundle.id_column: pa.array(id_text[rejected], pa.string(), from_pandas=True),
-        "reason": pa.array(reasons[rejected].astype(str), pa.string()),
-    })
-    return scores, rejects
+def arrow_table(frame: pd.DataFrame) -> pa.Table:
+    """A score or rejects frame as Arrow with stable types: every part of a job has one schema."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    for i, field_ in enumerate(table.schema):
+        if pa.types.is_null(field_.type) or pa.types.is_large_string(field_.type):
+            table = table.set_column(i, field_.name, table.column(i).cast(pa.string()))
+    return table.replace_schema_metadata(None)
+
+
+@dataclass
+class ChunkScorer:
+    """Scores record batches: the model's score table plus survey columns; rejects with reasons."""
+
+    scorer: CustomerScorer
+    model_version: str
+    observed: pd.Series | None = None
+    score_column: str = "score"
+    duplicates: DuplicateRows | None = None
+
+    def score(self, batch: pa.RecordBatch, first_row: int) -> tuple[pa.Table, pa.Table]:
+        """(scores table, rejects table) of one record batch starting at input row `first_row`."""
+        bundle = self.scorer.bundle
+        frame = batch.to_pandas()
+        X = bundle.pipeline.transform(frame)
+        positions, first_rows = (None, np.empty(0, np.int64)) if self.duplicates is None else \
+            self.duplicates.within(first_row, first_row + len(frame))
+        keep, reasons = split_rejects(frame, X, bundle.id_column, positions)
+        ids = id_text(frame[bundle.id_column]) if bundle.id_column in frame.columns else \
+            pd.Series([None] * len(frame), dtype="string")
+        scores = self.scorer.score_matrix(ids[keep].to_numpy(dtype=object), X[keep], self.model_version)
+        if self.observed is not None:
+            scores = add_survey_columns(scores, bundle.id_column, self.observed, self.score_column)
+        rejected = np.flatnonzero(~keep)
+        duplicate_of = pd.array([pd.NA] * len(frame), dtype="Int64")
+        if positions is not None and len(positions):
+            duplicate_of[positions] = first_rows
+        rejects = pd.DataFrame({
+            "input_row": (first_row + rejected).astype(np.int64),
+            bundle.id_column: ids.iloc[rejected].reset_index(drop=True),
+            "reason": pd.Series(reasons[rejected].astype(str), dtype="string"),
+            "duplicate_of_row": duplicate_of[rejected],
+        })
+        return arrow_table(scores), arrow_table(rejects)
 
 
 def part_name(index: int) -> str:
@@ -183,6 +298,9 @@ def score_stream(
     threads: int | None = None,
     progress: ProgressCallback | None = None,
     on_part: Callable[[int], None] | None = None,
+    options: ScoringOptions | None = None,
+    observed: pd.Series | None = None,
+    score_column: str = "score",
 ) -> StreamSummary:
     """Score a Parquet file or folder chunk by chunk into `out_dir`, resuming a finished-part manifest.
 
@@ -194,6 +312,9 @@ def score_stream(
         threads: LightGBM threads per predict.
         progress: called with the number of input rows each finished (or skipped) chunk covered.
         on_part: called with the part index after its files and the manifest are written.
+        options: uncertainty, level and top-k drivers of the score table (default: uncertainty only).
+        observed: the survey's observed scores by id: adds `surveyed` and `observed_<score_column>`.
+        score_column: the survey's score column name (for the observed column's name).
     Returns:
         The counts: input rows, scored, rejected (they add up), parts written and resumed.
     """
@@ -201,8 +322,9 @@ def score_stream(
         raise DataError(f"--chunk-rows must be at least 1, got {chunk_rows}")
     started = time.perf_counter()
     bundle = loaded.bundle
+    options = options or ScoringOptions()
     files = input_files(input_path)
-    job = job_fingerprint(files, chunk_rows, loaded)
+    job = job_fingerprint(files, chunk_rows, loaded, {**options.describe(), "survey_columns": observed is not None})
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(out_dir)
     if manifest is not None and manifest["job"]["id"] != job["id"]:
@@ -224,6 +346,8 @@ def score_stream(
     schema = pq.ParquetFile(files[0]).schema_arrow.names
     if bundle.id_column not in schema:
         raise DataError(f"{files[0]}: column '{bundle.id_column}' (the id column) not found")
+    chunks = ChunkScorer(CustomerScorer(bundle, options, threads), loaded.version, observed, score_column,
+                         find_duplicate_rows(files, bundle.id_column, chunk_rows))
     index = -1
     for index, (first_row, batch) in enumerate(iter_chunks(files, columns, chunk_rows)):
         key = f"{index:05d}"
@@ -231,7 +355,7 @@ def score_stream(
             if progress:
                 progress(batch.num_rows)
             continue
-        scores, rejects = score_chunk(bundle, batch, first_row, loaded.version, threads)
+        scores, rejects = chunks.score(batch, first_row)
         write_table_atomic(scores, out_dir / part_name(index))
         write_table_atomic(rejects, out_dir / REJECTS_DIR / part_name(index))
         reasons = rejects.column("reason").to_pandas().value_counts().to_dict()

@@ -49,6 +49,7 @@ from models.estimators import (
     multiclass_probabilities,
     predict_raw,
 )
+from models.scoring import pyfunc_param_schema
 from training import evaluate
 from training.conformal import calibrate_conformal, respondent_oof_frame
 from training.project import detach_project_run, link_project_run
@@ -541,7 +542,8 @@ def model_signature(bundle: ScoringBundle, sample: pd.DataFrame) -> ModelSignatu
             values = pd.to_numeric(sample[column], errors="coerce").dropna()
             keep = keep and not (values == np.round(values)).all()  # whole numbers: an integer column
         specs.append(ColSpec(dtype if keep else AnyType(), column, required=column == bundle.id_column))
-    return ModelSignature(inputs=Schema(specs), outputs=infer_signature(sample, bundle.predict(sample)).outputs)
+    return ModelSignature(inputs=Schema(specs), outputs=infer_signature(sample, bundle.predict(sample)).outputs,
+                          params=pyfunc_param_schema())
 
 
 def log_bundle(config: CxConfig, bundle: ScoringBundle, sample: pd.DataFrame, register: bool) -> str | None:

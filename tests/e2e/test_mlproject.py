@@ -1,4 +1,4 @@
-"""generate → train → score → backtest through `mlflow run` (MLproject) with the current environment.
+"""generate → train → score (in memory and streamed) → backtest through `mlflow run` (MLproject).
 
 `mlflow run` keeps its own run in its own store (here MLFLOW_TRACKING_URI = project.db); the
 training and backtest runs land in the dataset config's store and both sides are linked by tags.
@@ -54,6 +54,9 @@ def test_mlflow_run_generate_train_score_backtest(tmp_path: Path) -> None:
     mlflow_run("train", {"config": "company/cxpredict.yaml", "tune_trials": "2"}, tmp_path, project_store)
     scores_path = tmp_path / "out" / "scores.parquet"
     mlflow_run("score", {"config": "company/cxpredict.yaml", "out": str(scores_path)}, tmp_path, project_store)
+    stream_path = tmp_path / "out" / "stream"
+    mlflow_run("score_stream", {"config": "company/cxpredict.yaml", "input": "company/customers.parquet",
+                                "out": str(stream_path), "chunk_rows": "300", "explain": "2"}, tmp_path, project_store)
     report_path = tmp_path / "out" / "backtest.json"
     mlflow_run("backtest", {"config": "company/cxpredict.yaml", "survey_rate": "0.4", "repeats": "1",
                             "selection": "random", "tune_trials": "2", "out": str(report_path)},
@@ -63,7 +66,7 @@ def test_mlflow_run_generate_train_score_backtest(tmp_path: Path) -> None:
     project_runs = {
         r.data.tags["mlflow.project.entryPoint"]: r for r in launcher.search_runs(["0"])
     }
-    assert set(project_runs) == {"generate", "train", "score", "backtest"}
+    assert set(project_runs) == {"generate", "train", "score", "score_stream", "backtest"}
     assert all(r.info.status == "FINISHED" for r in project_runs.values())
     assert project_runs["train"].data.params == {"config": "company/cxpredict.yaml", "tune_trials": "2"}
 
@@ -79,6 +82,11 @@ def test_mlflow_run_generate_train_score_backtest(tmp_path: Path) -> None:
 
     scores = pd.read_parquet(scores_path)
     assert len(scores) == 1000 and set(scores["model_version"]) == {str(champion.version)}
+
+    streamed = pd.read_parquet(stream_path)
+    assert len(streamed) == 1000 and len(list(stream_path.glob("part-*.parquet"))) == 4
+    assert "driver2_churn_contribution" in streamed.columns
+    assert json.loads((stream_path / "_manifest.json").read_text())["complete"]
 
     report = json.loads(report_path.read_text())
     assert report["selection"] == "random" and report["repeats"] == 1

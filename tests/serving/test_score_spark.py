@@ -17,27 +17,42 @@ pytestmark = [pytest.mark.spark, pytest.mark.e2e, pytest.mark.slow]
 
 def test_score_spark_equals_local_engine(scale_company: ScaleCompany, tmp_path: Path) -> None:
     customers = pd.read_parquet(scale_company.customers)
-    customers.loc[3, "customer_id"] = None  # rejected by both engines
+    customers.loc[3, "customer_id"] = None  # rejected by both engines: missing id
+    customers.loc[2600, "customer_id"] = customers.loc[20, "customer_id"]  # repeated in the other file
     folder = tmp_path / "input"
     folder.mkdir()
     customers.iloc[:1500].to_parquet(folder / "a.parquet", index=False)  # pandas writes nanosecond timestamps
     customers.iloc[1500:].to_parquet(folder / "b.parquet", index=False)
-    base = ["score", "--config", str(scale_company.config), "--input", str(folder)]
+    base = ["score", "--config", str(scale_company.config), "--input", str(folder), "--explain", "2"]
 
     local = run_cli(*base, "--out", str(tmp_path / "local"), "--chunk-rows", "1000", cwd=tmp_path)
     assert local.returncode == 0, local.stderr
-    spark = run_cli(*base, "--out", str(tmp_path / "spark"), "--engine", "spark", "--master", "local[2]",
-                    cwd=tmp_path, timeout=600)
+    spark_args = [*base, "--out", str(tmp_path / "spark"), "--engine", "spark", "--master", "local[2]"]
+    spark = run_cli(*spark_args, cwd=tmp_path, timeout=600)
     assert spark.returncode == 0, spark.stderr
-    assert "input 3000 rows = scored 2999 + rejected 1" in spark.stdout
+    assert "input 3000 rows = scored 2998 + rejected 2" in spark.stdout
 
     by_local = pd.read_parquet(tmp_path / "local").set_index("customer_id").sort_index()
     by_spark = pd.read_parquet(tmp_path / "spark").set_index("customer_id").sort_index()
     assert not list((tmp_path).glob("spark.tmp-*"))
     assert by_spark.index.is_unique and by_spark.index.equals(by_local.index)
     assert list(by_spark.columns) == list(by_local.columns)
+    assert {"surveyed", "observed_nps", "prediction_set", "driver2_churn_value"} <= set(by_spark.columns)
     numeric = by_local.select_dtypes("number").columns
-    np.testing.assert_allclose(by_spark[numeric].to_numpy(), by_local[numeric].to_numpy(), rtol=0, atol=1e-9)
-    assert (by_spark["model_version"] == by_local["model_version"]).all()
-    rejects = pd.read_parquet(tmp_path / "spark" / REJECTS_DIR)
-    assert len(rejects) == 1 and rejects["reason"].iloc[0] == "missing id"
+    np.testing.assert_allclose(by_spark[numeric].to_numpy(float), by_local[numeric].to_numpy(float),
+                               rtol=0, atol=1e-9)
+    for column in by_local.columns.difference(numeric):
+        assert by_spark[column].astype(str).tolist() == by_local[column].astype(str).tolist(), column
+    columns = ["input_row", "customer_id", "reason", "duplicate_of_row"]
+    rejects = {name: pd.read_parquet(tmp_path / name / REJECTS_DIR)[columns].sort_values("input_row")
+               .reset_index(drop=True).astype(str) for name in ("local", "spark")}
+    pd.testing.assert_frame_equal(rejects["spark"], rejects["local"])
+    assert rejects["spark"]["reason"].tolist() == ["missing id", "duplicate id"]
+    assert float(rejects["spark"]["duplicate_of_row"].iloc[1]) == 20
+
+    # A finished job run again does nothing; another job's folder is refused.
+    again = run_cli(*spark_args, cwd=tmp_path, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert "resumed" in again.stdout and "scored 2998" in again.stdout
+    other = run_cli(*[a if a != "2" else "1" for a in spark_args], cwd=tmp_path, timeout=600)
+    assert other.returncode == 2 and "different job" in other.stderr

@@ -15,8 +15,10 @@ import pandas as pd
 import pytest
 
 from features.config import load_config
+from models.bundle import predict_uncertainty
+from models.explain import explain_top_k
 from serving.batch import load_champion
-from serving.stream import MANIFEST, REJECTS_DIR, SUCCESS, split_rejects
+from serving.stream import MANIFEST, REJECTS_DIR, SUCCESS, find_duplicate_rows, input_files, split_rejects
 from tests.conftest import REPO_ROOT, run_cli
 from tests.serving.conftest import ScaleCompany
 
@@ -24,10 +26,12 @@ pytestmark = pytest.mark.e2e
 
 
 def _with_bad_rows(customers: pd.DataFrame) -> pd.DataFrame:
-    """Three unscorable rows: a missing id, a repeated id, a row with no feature values."""
+    """Four unscorable rows: a missing id, an id repeated in its chunk, an id repeated in another
+    file (so another chunk), a row with no feature values."""
     frame = customers.copy()
     frame.loc[5, "customer_id"] = None
     frame.loc[7, "customer_id"] = frame.loc[6, "customer_id"]
+    frame.loc[2500, "customer_id"] = " " + frame.loc[10, "customer_id"]  # ids compare stripped
     for column in frame.columns.drop("customer_id"):
         if pd.api.types.is_bool_dtype(frame[column]):
             frame[column] = frame[column].astype("boolean")
@@ -53,29 +57,59 @@ def test_score_stream_folder_matches_in_memory_with_rejects(scale_company: Scale
     out = tmp_path / "scores"
 
     done = run_cli("score", "--config", str(scale_company.config), "--input", str(folder), "--out", str(out),
-                   "--chunk-rows", "500", cwd=tmp_path)
+                   "--chunk-rows", "500", "--explain", "2", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert _summary_counts(done.stdout) == (3000, 2997, 3)
+    assert _summary_counts(done.stdout) == (3000, 2996, 4)
     assert "scoring" not in done.stderr  # no progress bar when stderr is not a terminal
 
     scores = pd.read_parquet(out)  # the rejects folder starts with '_': readers of the folder skip it
-    rejects = pd.read_parquet(out / REJECTS_DIR)
+    rejects = pd.read_parquet(out / REJECTS_DIR).sort_values("input_row")
     assert len(scores) + len(rejects) == len(bad)
     assert scores["customer_id"].is_unique
-    assert sorted(rejects["input_row"]) == [5, 7, 11]
-    assert dict(zip(rejects["input_row"], rejects["reason"], strict=True)) == {
-        5: "missing id", 7: "duplicate id in its chunk", 11: "no feature values"}
+    assert rejects["input_row"].tolist() == [5, 7, 11, 2500]
+    assert rejects["reason"].tolist() == ["missing id", "duplicate id", "no feature values", "duplicate id"]
+    assert rejects["duplicate_of_row"].fillna(-1).astype(int).tolist() == [-1, 6, -1, 10]
     manifest = json.loads((out / MANIFEST).read_text())
     assert manifest["complete"] and (out / SUCCESS).is_file()
     assert len(manifest["parts"]) == 7  # chunks never span files: 1800 rows -> 4 parts, 1200 rows -> 3
     assert manifest["summary"]["scored"] + manifest["summary"]["rejected"] == 3000
 
+    # The same numbers as scoring in memory: predictions, uncertainty, drivers, survey columns.
     loaded = load_champion(load_config(scale_company.config))
-    expected = loaded.bundle.predict(customers.drop(index=[5, 7, 11]), threads=1).reset_index(drop=True)
-    got = scores.sort_values("customer_id", kind="stable").reset_index(drop=True)
-    expected = expected.sort_values("customer_id", kind="stable").reset_index(drop=True)
-    pd.testing.assert_frame_equal(got.drop(columns="model_version"), expected, check_exact=False, atol=1e-12)
+    bundle = loaded.bundle
+    kept = customers.drop(index=[5, 7, 11, 2500])
+    expected = bundle.predict(kept, threads=1)
+    expected = pd.concat([expected, predict_uncertainty(bundle, kept, expected),
+                          explain_top_k(bundle, kept, 2)], axis=1)
+    got = scores.set_index("customer_id").loc[expected["customer_id"]].reset_index()
+    expected = expected.reset_index(drop=True)
+    numeric = [c for c in expected.columns if pd.api.types.is_float_dtype(expected[c])]
+    np.testing.assert_allclose(got[numeric].to_numpy(float), expected[numeric].to_numpy(float), rtol=0, atol=1e-12)
+    for column in expected.columns.difference(numeric):
+        assert got[column].astype(str).tolist() == expected[column].astype(str).tolist(), column
+    assert "driver2_churn_contribution" in got.columns and "prediction_set" in got.columns
     assert set(got["model_version"]) == {loaded.version}
+    survey = pd.read_csv(scale_company.folder / "survey.csv", dtype={"customer_id": str}).set_index("customer_id")
+    assert got["surveyed"].tolist() == got["customer_id"].isin(survey.index).tolist()
+    answered = got[got["surveyed"]]
+    assert len(answered) > 500
+    assert answered["observed_nps"].tolist() == survey.loc[answered["customer_id"], "nps"].tolist()
+    assert got.loc[~got["surveyed"], "observed_nps"].isna().all()
+
+
+@pytest.mark.unit
+def test_find_duplicate_rows_across_files_and_chunks(tmp_path: Path) -> None:
+    ids = ["a", "b", "c", None, "a", "d", " b", "", "a", "e"]
+    pd.DataFrame({"customer_id": ids[:4]}).to_parquet(tmp_path / "1.parquet")
+    pd.DataFrame({"other": range(3)}).to_parquet(tmp_path / "2.parquet")  # no id column: rows 4-6
+    pd.DataFrame({"customer_id": ids[4:]}).to_parquet(tmp_path / "3.parquet")
+    files = input_files(tmp_path)
+    duplicates = find_duplicate_rows(files, "customer_id", chunk_rows=2)
+    # rows: 0 a, 1 b, 2 c, 3 None, [4-6 no id], 7 a, 8 d, 9 " b", 10 "", 11 a, 12 e
+    assert duplicates.rows.tolist() == [7, 9, 11] and duplicates.first.tolist() == [0, 1, 0]
+    positions, first = duplicates.within(8, 12)
+    assert positions.tolist() == [1, 3] and first.tolist() == [1, 0]
+    assert find_duplicate_rows(files[:1], "customer_id", chunk_rows=2).rows.size == 0
 
 
 def test_score_stream_killed_then_rerun_has_one_row_per_customer(
@@ -131,4 +165,6 @@ def test_split_rejects_reasons() -> None:
     X = frame[["x"]].to_numpy()
     keep, reasons = split_rejects(frame, X, "id")
     assert keep.tolist() == [True, False, False, False, False]
-    assert reasons.tolist() == ["", "missing id", "missing id", "duplicate id in its chunk", "no feature values"]
+    assert reasons.tolist() == ["", "missing id", "missing id", "duplicate id", "no feature values"]
+    keep, reasons = split_rejects(frame, X, "id", duplicate_positions=np.array([4]))  # repeated in another chunk
+    assert reasons.tolist() == ["", "missing id", "missing id", "", "duplicate id"]

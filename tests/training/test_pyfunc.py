@@ -122,3 +122,28 @@ def test_loading_the_champion_ignores_mlflow_global_stores(
     assert loaded.version == "1" and loaded.run_id == small_training.result.run_id
     customers = load_dataset(small_training.config).customers.head(20)
     assert_same_scores(loaded.bundle.predict(customers), small_training.bundle.predict(customers))
+
+
+def test_champion_params_give_the_full_score_table(
+    small_training: TrainedCompany, champion: mlflow.pyfunc.PyFuncModel
+) -> None:
+    """With params the pyfunc returns what `cxpredict score` writes: sets, intervals and drivers."""
+    from models.bundle import predict_uncertainty
+    from models.explain import explain_top_k
+
+    customers = load_dataset(small_training.config).customers.head(200)
+    bundle = small_training.bundle
+    table = champion.predict(customers, params={"uncertainty": True, "level": 0.8, "explain": 2,
+                                                "explain_targets": "churn, expected_score"})
+    plain = bundle.predict(customers)
+    uncertainty = predict_uncertainty(bundle, customers, plain, level=0.8)
+    drivers = explain_top_k(bundle, customers, 2, ["churn", "expected_score"])
+    assert list(table.columns) == [*plain.columns, *uncertainty.columns, *drivers.columns]
+    assert table["prediction_set"].tolist() == uncertainty["prediction_set"].tolist()
+    np.testing.assert_allclose(table["expected_score_low"], uncertainty["expected_score_low"], rtol=0, atol=1e-12)
+    assert table["driver1_churn_feature"].tolist() == drivers["driver1_churn_feature"].tolist()
+    np.testing.assert_allclose(table["driver2_expected_score_contribution"],
+                               drivers["driver2_expected_score_contribution"], rtol=0, atol=1e-12)
+    wider = champion.predict(customers, params={"uncertainty": True, "level": 0.95})
+    assert (wider["set_size"] >= table["set_size"]).all() and (wider["set_size"] > table["set_size"]).any()
+    assert_same_scores(champion.predict(customers, params={}), plain)  # no params: the plain predictions
