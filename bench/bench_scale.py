@@ -4,7 +4,7 @@ Not a test: run by hand, once, and copy the printed figures into bench/README.md
 
     python bench/bench_scale.py prepare --work /tmp/cxbench            # demo model + 1M-row input
     python bench/bench_scale.py floor   --work /tmp/cxbench            # Booster.predict, every model
-    python bench/bench_scale.py stream  --work /tmp/cxbench [--copies 10]  # CLI end to end, peak RSS
+    python bench/bench_scale.py stream  --work /tmp/cxbench [--copies 10] [--explain 3]  # CLI end to end, RSS
     python bench/bench_scale.py spark   --work /tmp/cxbench            # --engine spark local[2]
     python bench/bench_scale.py train   --work /tmp/cxbench --respondents 10000 100000
 """
@@ -77,8 +77,9 @@ def floor(work: Path, threads: int) -> None:
     """Raw `Booster.predict` of every model on the encoded 1M rows (encoding not timed): the floor."""
     bundle = _bundle(work)
     X = bundle.pipeline.transform(pd.read_parquet(work / "input_1m.parquet"))
+    # The propensity model is part of every score row (response propensity, prediction sets).
     boosters = [bundle.score_booster, bundle.expected_score_booster, *bundle.cause_boosters.values(),
-                *bundle.driver_boosters.values()]
+                *bundle.driver_boosters.values(), *([bundle.propensity_booster] if bundle.propensity_booster else [])]
     total = 0.0
     for booster in boosters:
         started = time.perf_counter()
@@ -94,7 +95,7 @@ def floor(work: Path, threads: int) -> None:
                       "rows_per_s": round(len(X) / total)}))
 
 
-def stream(work: Path, threads: int, copies: int, chunk_rows: int) -> None:
+def stream(work: Path, threads: int, copies: int, chunk_rows: int, explain: int = 0) -> None:
     """`cxpredict score --input` end to end (process start to exit) and the child's peak RSS."""
     source = work / "input_1m.parquet"
     if copies == 1:
@@ -107,14 +108,16 @@ def stream(work: Path, threads: int, copies: int, chunk_rows: int) -> None:
             if not target.exists():
                 os.link(source, target)
     rows = sum(pq.ParquetFile(f).metadata.num_rows for f in ([source] if copies == 1 else input_path.glob("*")))
-    out = work / f"scores_{copies}x"
+    out = work / f"scores_{copies}x_explain{explain}"
     shutil.rmtree(out, ignore_errors=True)
     seconds, stdout = _cli("score", "--config", str(work / "company" / "cxpredict.yaml"), "--input", str(input_path),
-                           "--out", str(out), "--chunk-rows", str(chunk_rows), "--threads", str(threads))
+                           "--out", str(out), "--chunk-rows", str(chunk_rows), "--threads", str(threads),
+                           "--explain", str(explain))
     peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(stdout.strip())
-    print(json.dumps({"step": "stream", "rows": rows, "chunk_rows": chunk_rows, "wall_s": round(seconds, 1),
-                      "rows_per_s": round(rows / seconds), "peak_rss_mib": round(peak_mib)}))
+    print(json.dumps({"step": "stream", "rows": rows, "chunk_rows": chunk_rows, "explain": explain,
+                      "wall_s": round(seconds, 1), "rows_per_s": round(rows / seconds),
+                      "peak_rss_mib": round(peak_mib)}), flush=True)
 
 
 def spark(work: Path, master: str) -> None:
@@ -157,6 +160,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=2)
     parser.add_argument("--copies", type=int, default=1)
     parser.add_argument("--chunk-rows", type=int, default=200_000)
+    parser.add_argument("--explain", type=int, default=0, help="stream: top-k drivers per target (0: none)")
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--respondents", type=int, nargs="*", default=[10_000, 100_000])
     args = parser.parse_args()
@@ -166,7 +170,7 @@ def main() -> None:
     elif args.step == "floor":
         floor(args.work, args.threads)
     elif args.step == "stream":
-        stream(args.work, args.threads, args.copies, args.chunk_rows)
+        stream(args.work, args.threads, args.copies, args.chunk_rows, args.explain)
     elif args.step == "spark":
         spark(args.work, args.master)
     else:

@@ -157,6 +157,13 @@ def test_score_stream_refuses_another_jobs_folder(scale_company: ScaleCompany, t
     done = run_cli(*base, "--chunk-rows", "700", cwd=tmp_path)
     assert done.returncode == 2
     assert "different job" in done.stderr and "Traceback" not in done.stderr
+    # Output options change the parts' columns: they are part of the job too.
+    done = run_cli(*base, "--chunk-rows", "1000", "--no-survey-columns", cwd=tmp_path)
+    assert done.returncode == 2 and "different job" in done.stderr
+    plain = tmp_path / "plain"
+    done = run_cli(*base[:-1], str(plain), "--no-survey-columns", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "surveyed" not in pd.read_parquet(plain).columns and "surveyed" in pd.read_parquet(out).columns
 
 
 @pytest.mark.unit
