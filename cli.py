@@ -156,14 +156,7 @@ def score(
         loaded = load_champion(cfg, model_version)
         scores = score_customers(cfg, loaded, dataset, level, explain=explain, explain_targets=explain_target)
         write_parquet_atomic(scores, out)
-        drift, warnings = check_drift(cfg, loaded, dataset.customers)
-        if len(drift):
-            drift_path = out.with_name(f"{out.stem}.drift.csv")
-            drift.to_csv(drift_path, index=False)
-            typer.echo(f"drift: max PSI {drift['psi'].max():.3f}, max unseen share "
-                       f"{drift['unseen_share'].max():.1%} -> {drift_path}")
-        for message in warnings:
-            typer.echo(f"warning: drift: {message}", err=True)
+        _report_drift(*check_drift(cfg, loaded, dataset.customers), out.with_name(f"{out.stem}.drift.csv"))
         typer.echo(f"scored {len(scores)} customers with {loaded.model_name} v{loaded.version} -> {out}")
         return
     if level is not None and not 0 < level < 1:
@@ -183,12 +176,15 @@ def score(
 
         summary = score_spark(cfg, loaded, input_path, out, master=master, options=options, observed=observed)
     else:
-        from serving.stream import count_input_rows, score_stream, terminal_progress
+        from serving.stream import count_input_rows, score_stream, stream_drift_counts, terminal_progress
 
         with terminal_progress(count_input_rows(input_path)) as progress:
             summary = score_stream(loaded, input_path, out, chunk_rows=chunk_rows, threads=threads,
                                    progress=progress, options=options, observed=observed,
                                    score_column=cfg.score.column)
+        counts = stream_drift_counts(out)
+        if counts is not None:
+            _report_drift(*check_drift(cfg, loaded, counts=counts), out / "_drift.csv")
     reasons = ", ".join(f"{n} {r}" for r, n in sorted(summary.rejects_by_reason.items())) or "none"
     typer.echo(
         f"input {summary.input_rows} rows = scored {summary.scored} + rejected {summary.rejected} "
@@ -580,6 +576,16 @@ def serve(
             os.environ[f"CXPREDICT_{key.upper()}"] = str(value)
     uvicorn.run("serving.main:create_app", factory=True, host=host, port=port, workers=workers,
                 log_level=log_level)
+
+
+def _report_drift(drift: Any, warnings: list[str], drift_path: Path) -> None:
+    """Write the drift table beside the scores, print its headline and any warnings (on stderr)."""
+    if len(drift):
+        drift.to_csv(drift_path, index=False)
+        typer.echo(f"drift: max PSI {drift['psi'].max():.3f}, max unseen share "
+                   f"{drift['unseen_share'].max():.1%} -> {drift_path}")
+    for message in warnings:
+        typer.echo(f"warning: drift: {message}", err=True)
 
 
 def _print_metrics(title: str, metrics: dict[str, float]) -> None:

@@ -88,6 +88,73 @@ class DriftReference:
         return ref
 
 
+@dataclass
+class DriftCounts:
+    """Bin counts of scored rows per feature: they add up over chunks, so a streamed job of any
+    size gets the same drift report as scoring all its rows at once.
+
+    Attributes:
+        bins: per feature, counts over its reference bins plus the missing/unseen bin.
+        unseen: per feature, rows with a categorical value never seen in training.
+        rows: rows counted.
+    """
+
+    bins: list[np.ndarray]
+    unseen: np.ndarray
+    rows: int
+
+    def __add__(self, other: DriftCounts) -> DriftCounts:
+        return DriftCounts([a + b for a, b in zip(self.bins, other.bins, strict=True)],
+                           self.unseen + other.unseen, self.rows + other.rows)
+
+    def to_json(self) -> dict[str, list[int] | list[list[int]] | int]:
+        return {"bins": [b.tolist() for b in self.bins], "unseen": self.unseen.tolist(), "rows": self.rows}
+
+    @classmethod
+    def from_json(cls, data: dict) -> DriftCounts:
+        return cls([np.asarray(b, np.int64) for b in data["bins"]], np.asarray(data["unseen"], np.int64),
+                   int(data["rows"]))
+
+
+def drift_counts(
+    reference: DriftReference, pipeline: FeaturePipeline, customers: pd.DataFrame, X: np.ndarray | None = None
+) -> DriftCounts:
+    """Count scored rows into the reference's bins.
+
+    Args:
+        reference: the bundle's training-time reference.
+        pipeline: the bundle's feature pipeline.
+        customers: the customers being scored (raw rows, for unseen categories).
+        X: `pipeline.transform(customers)` when already computed.
+    Returns:
+        The counts.
+    """
+    X = pipeline.transform(customers) if X is None else X
+    bins, unseen = [], np.zeros(len(pipeline.specs_), np.int64)
+    for j, spec in enumerate(pipeline.specs_):
+        n_bins = reference.n_bins[j]
+        bins.append(np.bincount(_bin_index(X[:, j], reference.edges[j], n_bins), minlength=n_bins + 1)[: n_bins + 1])
+        if spec.kind == CATEGORICAL and spec.name in customers.columns and len(customers):
+            raw = customers[spec.name]
+            unseen[j] = int((raw.notna().to_numpy() & ~raw.astype(str).isin(spec.categories).to_numpy()).sum())
+    return DriftCounts(bins, unseen, len(X))
+
+
+def drift_report_from_counts(reference: DriftReference, pipeline: FeaturePipeline, counts: DriftCounts) -> pd.DataFrame:
+    """PSI per feature and, for categorical features, the share of values never seen in training.
+
+    Returns:
+        One row per feature: `feature`, `kind`, `psi`, `unseen_share`, sorted by PSI descending.
+    """
+    rows = []
+    for j, spec in enumerate(pipeline.specs_):
+        current = counts.bins[j].astype(float) / max(float(counts.bins[j].sum()), 1.0)
+        psi = population_stability_index(reference.shares[j], current)
+        unseen = float(counts.unseen[j] / counts.rows) if counts.rows else 0.0
+        rows.append({"feature": spec.name, "kind": spec.kind, "psi": psi, "unseen_share": unseen})
+    return pd.DataFrame(rows).sort_values("psi", ascending=False, ignore_index=True)
+
+
 def drift_report(reference: DriftReference, pipeline: FeaturePipeline, customers: pd.DataFrame) -> pd.DataFrame:
     """PSI per feature and, for categorical features, the share of values never seen in training.
 
@@ -98,21 +165,7 @@ def drift_report(reference: DriftReference, pipeline: FeaturePipeline, customers
     Returns:
         One row per feature: `feature`, `kind`, `psi`, `unseen_share`, sorted by PSI descending.
     """
-    X = pipeline.transform(customers)
-    rows = []
-    for j, spec in enumerate(pipeline.specs_):
-        column = X[:, j]
-        edges, n_bins = reference.edges[j], reference.n_bins[j]
-        index = _bin_index(column, edges, n_bins)
-        psi = population_stability_index(reference.shares[j], _shares(index, n_bins))
-        unseen = 0.0
-        if spec.kind == CATEGORICAL and spec.name in customers.columns and len(customers):
-            raw = customers[spec.name]
-            present = raw.notna().to_numpy()
-            known = raw.astype(str).isin(spec.categories).to_numpy()
-            unseen = float((present & ~known).mean())
-        rows.append({"feature": spec.name, "kind": spec.kind, "psi": psi, "unseen_share": unseen})
-    return pd.DataFrame(rows).sort_values("psi", ascending=False, ignore_index=True)
+    return drift_report_from_counts(reference, pipeline, drift_counts(reference, pipeline, customers))
 
 
 def drift_warnings(report: pd.DataFrame, psi_warn: float, unseen_warn: float) -> list[str]:

@@ -12,7 +12,7 @@ import pandas as pd
 from features.config import CxConfig
 from features.load import Dataset, check_ids, check_score, read_table, source_label
 from models.bundle import LoadedBundle, load_registered_bundle
-from models.drift import drift_report, drift_warnings
+from models.drift import DriftCounts, drift_counts, drift_report_from_counts, drift_warnings
 from models.scoring import CustomerScorer, ScoringOptions
 
 logger = logging.getLogger(__name__)
@@ -72,8 +72,8 @@ def write_parquet_atomic(frame: pd.DataFrame, out: Path) -> Path:
     return out
 
 
-def check_drift(config: CxConfig, loaded: LoadedBundle, customers: pd.DataFrame,
-                log_to_mlflow: bool = True) -> tuple[pd.DataFrame, list[str]]:
+def check_drift(config: CxConfig, loaded: LoadedBundle, customers: pd.DataFrame | None = None,
+                log_to_mlflow: bool = True, counts: DriftCounts | None = None) -> tuple[pd.DataFrame, list[str]]:
     """Compare scored customers with the training data: PSI per feature and unseen-category shares.
 
     Logged as an MLflow run (`drift-<name>`: `drift_psi_max`, `drift_unseen_share_max`, the table)
@@ -82,15 +82,19 @@ def check_drift(config: CxConfig, loaded: LoadedBundle, customers: pd.DataFrame,
     Args:
         config: the dataset config (thresholds under `trust`).
         loaded: the bundle used to score.
-        customers: the scored customers.
+        customers: the scored customers (or `counts`).
         log_to_mlflow: log the run.
+        counts: their bin counts instead, summed over a streamed job's chunks.
     Returns:
         The drift table (empty for bundles trained before drift references existed) and the warnings.
     """
     bundle = loaded.bundle
     if bundle.drift_reference is None:
         return pd.DataFrame(columns=["feature", "kind", "psi", "unseen_share"]), []
-    report = drift_report(bundle.drift_reference, bundle.pipeline, customers)
+    if counts is None:
+        assert customers is not None, "check_drift needs the customers or their counts"
+        counts = drift_counts(bundle.drift_reference, bundle.pipeline, customers)
+    report = drift_report_from_counts(bundle.drift_reference, bundle.pipeline, counts)
     warnings = drift_warnings(report, config.trust.drift_psi_warn, config.trust.drift_unseen_warn)
     for message in warnings:
         logger.warning("drift: %s", message)
@@ -102,7 +106,7 @@ def check_drift(config: CxConfig, loaded: LoadedBundle, customers: pd.DataFrame,
             mlflow.log_metrics({
                 "drift_psi_max": float(report["psi"].max()),
                 "drift_unseen_share_max": float(report["unseen_share"].max()),
-                "drift_n_scored": float(len(customers)),
+                "drift_n_scored": float(counts.rows),
                 **{f"drift_psi_{f}": float(v) for f, v in zip(report["feature"], report["psi"], strict=True)},
             })
             mlflow.log_dict({"features": report.to_dict("records"), "warnings": warnings}, "drift.json")

@@ -11,8 +11,10 @@ hashes collide), so each customer id gets one score row however the input is chu
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import operator
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +30,7 @@ import pyarrow.parquet as pq
 
 from features.load import DataError
 from models.bundle import LoadedBundle
+from models.drift import DriftCounts, drift_counts
 from models.scoring import CustomerScorer, ScoringOptions
 from serving.batch import add_survey_columns
 
@@ -260,8 +263,8 @@ class ChunkScorer:
     score_column: str = "score"
     duplicates: DuplicateRows | None = None
 
-    def score(self, batch: pa.RecordBatch, first_row: int) -> tuple[pa.Table, pa.Table]:
-        """(scores table, rejects table) of one record batch starting at input row `first_row`."""
+    def score(self, batch: pa.RecordBatch, first_row: int) -> tuple[pa.Table, pa.Table, DriftCounts | None]:
+        """(scores, rejects, drift counts of the scored rows) of one record batch starting at input row `first_row`."""
         bundle = self.scorer.bundle
         frame = batch.to_pandas()
         X = bundle.pipeline.transform(frame)
@@ -283,7 +286,10 @@ class ChunkScorer:
             "reason": pd.Series(reasons[rejected].astype(str), dtype="string"),
             "duplicate_of_row": duplicate_of[rejected],
         })
-        return arrow_table(scores), arrow_table(rejects)
+        drift = None
+        if bundle.drift_reference is not None:
+            drift = drift_counts(bundle.drift_reference, bundle.pipeline, frame[keep], X[keep])
+        return arrow_table(scores), arrow_table(rejects), drift
 
 
 def part_name(index: int) -> str:
@@ -355,13 +361,14 @@ def score_stream(
             if progress:
                 progress(batch.num_rows)
             continue
-        scores, rejects = chunks.score(batch, first_row)
+        scores, rejects, drift = chunks.score(batch, first_row)
         write_table_atomic(scores, out_dir / part_name(index))
         write_table_atomic(rejects, out_dir / REJECTS_DIR / part_name(index))
         reasons = rejects.column("reason").to_pandas().value_counts().to_dict()
         done[key] = {
             "rows": batch.num_rows, "scored": scores.num_rows, "rejected": rejects.num_rows,
             "first_row": first_row, "rejects_by_reason": {str(k): int(v) for k, v in reasons.items()},
+            **({"drift": drift.to_json()} if drift is not None else {}),
         }
         _write_atomic_bytes(json.dumps(manifest, indent=1).encode(), out_dir / MANIFEST)
         if progress:
@@ -398,6 +405,15 @@ def _summarise(manifest: dict[str, Any], n_parts: int, resumed: int, seconds: fl
             f"{out_dir}: scored {summary.scored} + rejected {summary.rejected} != input rows {summary.input_rows}"
         )
     return summary
+
+
+def stream_drift_counts(out_dir: Path) -> DriftCounts | None:
+    """The drift counts of every finished part of a streamed job, summed (None without them)."""
+    manifest = read_manifest(out_dir)
+    parts = [] if manifest is None else [p["drift"] for p in manifest.get("parts", {}).values() if "drift" in p]
+    if not parts:
+        return None
+    return functools.reduce(operator.add, (DriftCounts.from_json(p) for p in parts))
 
 
 def count_input_rows(input_path: Path) -> int:

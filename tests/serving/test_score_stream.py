@@ -16,6 +16,7 @@ import pytest
 
 from features.config import load_config
 from models.bundle import predict_uncertainty
+from models.drift import drift_report
 from models.explain import explain_top_k
 from serving.batch import load_champion
 from serving.stream import MANIFEST, REJECTS_DIR, SUCCESS, find_duplicate_rows, input_files, split_rejects
@@ -95,6 +96,13 @@ def test_score_stream_folder_matches_in_memory_with_rejects(scale_company: Scale
     assert len(answered) > 500
     assert answered["observed_nps"].tolist() == survey.loc[answered["customer_id"], "nps"].tolist()
     assert got.loc[~got["surveyed"], "observed_nps"].isna().all()
+
+    # Drift counted chunk by chunk equals the drift of all scored rows at once.
+    streamed_drift = pd.read_csv(out / "_drift.csv").set_index("feature").sort_index()
+    in_memory = drift_report(bundle.drift_reference, bundle.pipeline, kept).set_index("feature").sort_index()
+    np.testing.assert_allclose(streamed_drift[["psi", "unseen_share"]], in_memory[["psi", "unseen_share"]],
+                               rtol=1e-12, atol=1e-15)
+    assert "drift: max PSI" in done.stdout
 
 
 @pytest.mark.unit
