@@ -165,6 +165,7 @@ def score(
         raise ConfigError(f"--out {out}: with --input the output is a folder of parts; give a folder name")
     from models.scoring import ScoringOptions
     from serving.batch import observed_scores
+    from serving.stream import stream_drift_counts
 
     loaded = load_champion(cfg, model_version)
     threads = threads or cfg.training.threads
@@ -176,15 +177,15 @@ def score(
 
         summary = score_spark(cfg, loaded, input_path, out, master=master, options=options, observed=observed)
     else:
-        from serving.stream import count_input_rows, score_stream, stream_drift_counts, terminal_progress
+        from serving.stream import count_input_rows, score_stream, terminal_progress
 
         with terminal_progress(count_input_rows(input_path)) as progress:
             summary = score_stream(loaded, input_path, out, chunk_rows=chunk_rows, threads=threads,
                                    progress=progress, options=options, observed=observed,
                                    score_column=cfg.score.column)
-        counts = stream_drift_counts(out)
-        if counts is not None:
-            _report_drift(*check_drift(cfg, loaded, counts=counts), out / "_drift.csv")
+    counts = stream_drift_counts(out)
+    if counts is not None:
+        _report_drift(*check_drift(cfg, loaded, counts=counts), out / "_drift.csv")
     reasons = ", ".join(f"{n} {r}" for r, n in sorted(summary.rejects_by_reason.items())) or "none"
     typer.echo(
         f"input {summary.input_rows} rows = scored {summary.scored} + rejected {summary.rejected} "

@@ -6,11 +6,14 @@ one machine to a cluster changes `--master`, not the code. pyspark is the option
 
 from __future__ import annotations
 
+import functools
 import json
+import operator
 import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -24,7 +27,8 @@ import pyarrow.parquet as pq
 from features.build import DATE
 from features.config import CxConfig
 from features.load import DataError
-from models.bundle import LoadedBundle
+from models.bundle import LoadedBundle, ScoringBundle
+from models.drift import DriftCounts, drift_counts
 from models.scoring import CustomerScorer, ScoringOptions, params_from_options
 from serving.batch import add_survey_columns
 from serving.stream import (
@@ -127,6 +131,24 @@ def file_offsets(spark_paths: list[str], files: list[Path]) -> dict[str, int]:
             raise DataError(f"{uri}: Spark read a file that is not among the input's Parquet files")
         found[uri] = starts[local]
     return found
+
+
+def spark_drift_counts(frame: Any, bundle: ScoringBundle) -> DriftCounts | None:
+    """Drift bin counts of the scored rows, counted where they are (one row of counts per task)."""
+    if bundle.drift_reference is None:
+        return None
+    reference, pipeline = bundle.drift_reference, bundle.pipeline
+
+    def count(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        total: DriftCounts | None = None
+        for batch in batches:
+            counts = drift_counts(reference, pipeline, batch)
+            total = counts if total is None else total + counts
+        if total is not None:
+            yield pd.DataFrame({"counts": [json.dumps(total.to_json())]})
+
+    parts = [DriftCounts.from_json(json.loads(row[0])) for row in frame.mapInPandas(count, "counts string").collect()]
+    return functools.reduce(operator.add, parts) if parts else None
 
 
 def _spark_job_check(out_dir: Path, job: dict[str, Any]) -> dict[str, Any] | None:
@@ -240,6 +262,7 @@ def score_spark(
         F.when(F.col("__reason") == DUPLICATE_ID, F.col(FIRST_ROW)).cast("long").alias("duplicate_of_row"),
     )
     rejects.write.mode("overwrite").parquet(str(tmp / REJECTS_DIR))
+    drift = spark_drift_counts(scorable.select(*inputs), bundle)
     by_reason = {row["__reason"]: int(row["count"]) for row in
                  typed.where(F.col("__reason").isNotNull()).groupBy("__reason").count().collect()}
     typed.unpersist()
@@ -252,7 +275,8 @@ def score_spark(
         parts_resumed=0, seconds=round(time.perf_counter() - started, 3), out=str(out_dir),
         model_version=loaded.version, rejects_by_reason=by_reason,
     )
-    manifest = {"job": job, "engine": "spark", "master": master, "complete": True, "summary": asdict(summary)}
+    manifest = {"job": job, "engine": "spark", "master": master, "complete": True, "summary": asdict(summary),
+                **({"drift": drift.to_json()} if drift is not None else {})}
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
     shutil.rmtree(out_dir, ignore_errors=True)
     os.replace(tmp, out_dir)  # the finished folder appears under its name at once, with its manifest

@@ -408,8 +408,10 @@ def _summarise(manifest: dict[str, Any], n_parts: int, resumed: int, seconds: fl
 
 
 def stream_drift_counts(out_dir: Path) -> DriftCounts | None:
-    """The drift counts of every finished part of a streamed job, summed (None without them)."""
+    """The drift counts of a scoring job's output: its parts' counts summed, or the Spark job's."""
     manifest = read_manifest(out_dir)
+    if manifest is not None and "drift" in manifest:
+        return DriftCounts.from_json(manifest["drift"])
     parts = [] if manifest is None else [p["drift"] for p in manifest.get("parts", {}).values() if "drift" in p]
     if not parts:
         return None

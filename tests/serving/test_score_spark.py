@@ -50,6 +50,12 @@ def test_score_spark_equals_local_engine(scale_company: ScaleCompany, tmp_path: 
     assert rejects["spark"]["reason"].tolist() == ["missing id", "duplicate id"]
     assert float(rejects["spark"]["duplicate_of_row"].iloc[1]) == 20
 
+    # Drift counted in Spark's tasks equals the streaming engine's.
+    drift = {name: pd.read_csv(tmp_path / name / "_drift.csv").set_index("feature").sort_index()
+             for name in ("local", "spark")}
+    np.testing.assert_allclose(drift["spark"][["psi", "unseen_share"]], drift["local"][["psi", "unseen_share"]],
+                               rtol=1e-12, atol=1e-15)
+
     # A finished job run again does nothing; another job's folder is refused.
     again = run_cli(*spark_args, cwd=tmp_path, timeout=600)
     assert again.returncode == 0, again.stderr
