@@ -89,12 +89,13 @@ class ScoringBundle:
         return np.column_stack([X, expected_score, p_bottom])
 
     def predict_matrix(
-        self, X: np.ndarray, threads: int | None = None, *, causes: bool = True, drivers: bool = True
+        self, X: np.ndarray, threads: int | None = None, *, causes: bool = True, drivers: bool = True,
+        churn: bool = True,
     ) -> dict[str, np.ndarray]:
         """All predictions for an encoded feature matrix, as named arrays.
 
-        `causes=False` / `drivers=False` skip those models (strategy simulation needs only the
-        score and churn models).
+        `causes=False` / `drivers=False` / `churn=False` skip those models (strategy simulation
+        needs only the score and churn models, training's population figures only the score ones).
         """
         band_probs = multiclass_probabilities(predict_raw(self.score_booster, X, threads), self.score_temperature)
         expected = np.clip(predict_raw(self.expected_score_booster, X, threads), self.levels[0], self.levels[-1])
@@ -104,7 +105,7 @@ class ScoringBundle:
             out[cause_column(code)] = binary_probability(predict_raw(booster, X, threads))
         for driver, booster in (self.driver_boosters if drivers else {}).items():
             out[driver_column(driver)] = predict_raw(booster, X, threads)
-        if self.churn_booster is not None:
+        if churn and self.churn_booster is not None:
             p_bottom = out[band_column(self.bottom_band)]
             churn_X = self.churn_matrix(X, expected, p_bottom)
             out["churn_probability"] = binary_probability(predict_raw(self.churn_booster, churn_X, threads))

@@ -271,6 +271,7 @@ class Trainer:
         self.propensity_booster: lgb.Booster | None = None
         self.respondent_propensity: np.ndarray | None = None
         self.respondent_weight: np.ndarray | None = None
+        self._experience: dict[str, np.ndarray] | None = None
 
     @contextmanager
     def timed(self, stage: str) -> Iterator[None]:
@@ -401,10 +402,19 @@ class Trainer:
             boosters[driver] = fitted.booster
         return boosters
 
+    def experience_predictions(self, bundle: ScoringBundle) -> dict[str, np.ndarray]:
+        """Band probabilities and expected score of every customer, from the score models only,
+        computed once (churn's inputs and the population figures both need them)."""
+        if self._experience is None:
+            self._experience = bundle.predict_matrix(
+                self.X, self.config.training.threads, causes=False, drivers=False, churn=False
+            )
+        return self._experience
+
     def experience_features(self, bundle: ScoringBundle) -> tuple[np.ndarray, np.ndarray]:
         """Expected score and P(bottom band) per customer, out-of-fold for respondents (no leakage)."""
         c, tg = self.config, self.targets
-        predicted = bundle.predict_matrix(self.X, c.training.threads)
+        predicted = self.experience_predictions(bundle)
         expected = predicted["expected_score"].copy()
         p_bottom = predicted[band_column(c.score.bottom_band)].copy()
         expected[tg.positions] = self.respondent_oof_expected
@@ -443,7 +453,7 @@ class Trainer:
         top, bottom = names.index(c.score.top_band), names.index(c.score.bottom_band)
         observed = (tg.band_index == top).astype(float) - (tg.band_index == bottom).astype(float)
         self.metrics["population_index_respondents"] = float(100 * observed.mean())
-        predicted = bundle.predict_matrix(self.X, c.training.threads)
+        predicted = self.experience_predictions(bundle)
         net = predicted[band_column(c.score.top_band)] - predicted[band_column(c.score.bottom_band)]
         oof_bands = self.respondent_oof_bands
         net[tg.positions] = oof_bands[:, top] - oof_bands[:, bottom]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from training import evaluate
 from training.evaluate import doubly_robust_contributions
 
 pytestmark = pytest.mark.unit
@@ -37,3 +38,17 @@ def test_wrong_outcome_model_is_corrected_by_right_propensity() -> None:
     naive = y[answered].mean()
     assert abs(estimate - y.mean()) <= 0.02
     assert abs(naive - y.mean()) > 0.1  # the respondents alone are clearly biased
+
+
+def test_population_interval_on_large_bases_is_the_normal_limit_of_the_bootstrap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = np.random.default_rng(5)
+    contributions = rng.choice([-1.0, 0.0, 1.0], size=250_000, p=[0.3, 0.4, 0.3]) + rng.normal(0, 0.5, 250_000)
+    low, high = evaluate.bootstrap_mean_interval(contributions, seed=0)
+    se = contributions.std(ddof=1) / np.sqrt(len(contributions))
+    assert low == pytest.approx(contributions.mean() - 1.959964 * se, abs=1e-9)
+    assert high == pytest.approx(contributions.mean() + 1.959964 * se, abs=1e-9)
+    monkeypatch.setattr(evaluate, "BOOTSTRAP_MAX_ROWS", len(contributions))  # force the resampling
+    boot_low, boot_high = evaluate.bootstrap_mean_interval(contributions, seed=0)
+    assert abs(boot_low - low) < 0.15 * se and abs(boot_high - high) < 0.15 * se
