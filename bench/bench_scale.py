@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,10 +104,13 @@ def stream(work: Path, threads: int, copies: int, chunk_rows: int, explain: int 
     else:
         input_path = work / f"input_{copies}x"
         input_path.mkdir(exist_ok=True)
-        for copy in range(copies):  # hard links: the same file under new names, no disk used
+        for copy in range(copies):  # new ids per copy: ids repeated across files would be rejected
             target = input_path / f"part-{copy:03d}.parquet"
             if not target.exists():
-                os.link(source, target)
+                table = pq.read_table(source)
+                ids = pc.binary_join_element_wise(f"X{copy:03d}-", table.column("customer_id"), "")
+                table = table.set_column(table.schema.get_field_index("customer_id"), "customer_id", ids)
+                pq.write_table(table, target, row_group_size=200_000)
     rows = sum(pq.ParquetFile(f).metadata.num_rows for f in ([source] if copies == 1 else input_path.glob("*")))
     out = work / f"scores_{copies}x_explain{explain}"
     shutil.rmtree(out, ignore_errors=True)

@@ -16,6 +16,7 @@ import hashlib
 import json
 import operator
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -38,6 +39,8 @@ MANIFEST = "_manifest.json"
 SUCCESS = "_SUCCESS"
 REJECTS_DIR = "_rejects"  # underscore: Parquet readers of the folder (pyarrow, Spark) skip it
 DEFAULT_CHUNK_ROWS = 200_000
+HASHES_IN_MEMORY_ROWS = 25_000_000  # 200 MB of id hashes; larger inputs spill them to disk by bucket
+SPILL_DIR = "_dedup"
 MISSING_ID, DUPLICATE_ID, NO_FEATURES = "missing id", "duplicate id", "no feature values"
 
 ProgressCallback = Callable[[int], None]
@@ -179,24 +182,51 @@ def iter_id_chunks(files: list[Path], id_column: str, chunk_rows: int) -> Iterat
         offset += parquet.metadata.num_rows
 
 
-def find_duplicate_rows(files: list[Path], id_column: str, chunk_rows: int) -> DuplicateRows:
+def repeated_hashes(hashes: np.ndarray) -> np.ndarray:
+    """The hash values that occur more than once (sorts `hashes` in place)."""
+    hashes.sort()
+    return np.unique(hashes[1:][hashes[1:] == hashes[:-1]])
+
+
+def find_duplicate_rows(
+    files: list[Path], id_column: str, chunk_rows: int, spill_dir: Path | None = None,
+    max_memory_rows: int = HASHES_IN_MEMORY_ROWS,
+) -> DuplicateRows:
     """Every later occurrence of an id anywhere in the input (the first occurrence is the one scored).
 
-    Memory is one 64-bit hash per input row (80 MB for 10 million rows), sorted in place; only
-    rows whose hash occurs twice are read a second time and compared as text, so a hash
-    collision never rejects a customer.
+    One 64-bit hash per row with an id; only rows whose hash occurs twice are read a second time
+    and compared as text, so a hash collision never rejects a customer. Up to `max_memory_rows`
+    rows the hashes are sorted in memory (80 MB for 10 million rows); beyond, they are spilled
+    to files under `spill_dir` by their top bits and each file is sorted on its own, so memory
+    stays bounded whatever the input size (disk: 8 bytes per row, removed afterwards).
     """
     total = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
-    hashes = np.empty(total, np.uint64)
-    filled = 0
-    for _, text in iter_id_chunks(files, id_column, chunk_rows):
-        _, chunk_hashes = _id_hashes(text)
-        hashes[filled:filled + len(chunk_hashes)] = chunk_hashes
-        filled += len(chunk_hashes)
-    hashes = hashes[:filled]
-    hashes.sort()
-    repeated = np.unique(hashes[1:][hashes[1:] == hashes[:-1]])
-    del hashes
+    n_spills = 1 if total <= max_memory_rows or spill_dir is None else -(-total // max_memory_rows)
+    if n_spills == 1:
+        hashes = np.empty(total, np.uint64)
+        filled = 0
+        for _, text in iter_id_chunks(files, id_column, chunk_rows):
+            _, chunk_hashes = _id_hashes(text)
+            hashes[filled:filled + len(chunk_hashes)] = chunk_hashes
+            filled += len(chunk_hashes)
+        repeated = repeated_hashes(hashes[:filled])
+        del hashes
+    else:
+        assert spill_dir is not None
+        spill_dir.mkdir(parents=True, exist_ok=True)
+        paths = [spill_dir / f"hashes-{k:04d}.u64" for k in range(n_spills)]
+        handles = [open(path, "wb") for path in paths]  # noqa: SIM115 - closed below, all together
+        try:
+            for _, text in iter_id_chunks(files, id_column, chunk_rows):
+                _, chunk_hashes = _id_hashes(text)
+                bucket = (chunk_hashes % np.uint64(n_spills)).astype(np.int64)
+                for k in np.unique(bucket):
+                    handles[k].write(chunk_hashes[bucket == k].tobytes())
+        finally:
+            for handle in handles:
+                handle.close()
+        repeated = np.concatenate([repeated_hashes(np.fromfile(path, dtype=np.uint64)) for path in paths])
+        shutil.rmtree(spill_dir, ignore_errors=True)
     empty = np.empty(0, np.int64)
     if not len(repeated):
         return DuplicateRows(empty, empty)
@@ -353,7 +383,7 @@ def score_stream(
     if bundle.id_column not in schema:
         raise DataError(f"{files[0]}: column '{bundle.id_column}' (the id column) not found")
     chunks = ChunkScorer(CustomerScorer(bundle, options, threads), loaded.version, observed, score_column,
-                         find_duplicate_rows(files, bundle.id_column, chunk_rows))
+                         find_duplicate_rows(files, bundle.id_column, chunk_rows, out_dir / SPILL_DIR))
     index = -1
     for index, (first_row, batch) in enumerate(iter_chunks(files, columns, chunk_rows)):
         key = f"{index:05d}"

@@ -118,6 +118,11 @@ def test_find_duplicate_rows_across_files_and_chunks(tmp_path: Path) -> None:
     positions, first = duplicates.within(8, 12)
     assert positions.tolist() == [1, 3] and first.tolist() == [1, 0]
     assert find_duplicate_rows(files[:1], "customer_id", chunk_rows=2).rows.size == 0
+    # Past the in-memory limit the hashes spill to disk in buckets: the same answer, no files left.
+    spilled = find_duplicate_rows(files, "customer_id", chunk_rows=2, spill_dir=tmp_path / "_dedup",
+                                  max_memory_rows=3)
+    assert spilled.rows.tolist() == [7, 9, 11] and spilled.first.tolist() == [0, 1, 0]
+    assert not (tmp_path / "_dedup").exists()
 
 
 def test_score_stream_killed_then_rerun_has_one_row_per_customer(
