@@ -169,8 +169,7 @@ def score(
 
     loaded = load_champion(cfg, model_version)
     threads = threads or cfg.training.threads
-    options = ScoringOptions(level=level, explain=explain or (3 if explain_target else 0),
-                             explain_targets=tuple(explain_target or ()))
+    options = ScoringOptions.requested(level, explain, explain_target)
     observed = observed_scores(cfg) if survey_columns else None
     if engine == "spark":
         from serving.spark import score_spark

@@ -35,6 +35,12 @@ class ScoringOptions:
     explain: int = 0
     explain_targets: tuple[str, ...] = ()
 
+    @classmethod
+    def requested(cls, level: float | None, explain: int, explain_targets: list[str] | None) -> ScoringOptions:
+        """Options as the command line and batch scoring ask for them: naming targets alone explains 3."""
+        return cls(level=level, explain=explain or (3 if explain_targets else 0),
+                   explain_targets=tuple(explain_targets or ()))
+
     def describe(self) -> dict[str, object]:
         """The options as plain values (part of a streamed job's identity)."""
         return {"uncertainty": self.uncertainty, "level": self.level, "explain": self.explain,

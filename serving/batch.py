@@ -55,8 +55,7 @@ def score_customers(
     Returns:
         The scores, in the customers table's order.
     """
-    options = ScoringOptions(level=level, explain=explain or (3 if explain_targets else 0),
-                             explain_targets=tuple(explain_targets or ()))
+    options = ScoringOptions.requested(level, explain, explain_targets)
     scorer = CustomerScorer(loaded.bundle, options, threads=config.training.threads)
     scores = scorer.score(dataset.customers, model_version=loaded.version)
     observed = dataset.survey.set_index(config.id_column)[config.score.column]

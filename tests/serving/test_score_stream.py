@@ -173,6 +173,9 @@ def test_score_stream_refuses_another_jobs_folder(scale_company: ScaleCompany, t
     # Output options change the parts' columns: they are part of the job too.
     done = run_cli(*base, "--chunk-rows", "1000", "--no-survey-columns", cwd=tmp_path)
     assert done.returncode == 2 and "different job" in done.stderr
+    done = run_cli(*base[:-1], str(tmp_path / "typo"), "--explain-target", "churm", cwd=tmp_path)
+    assert done.returncode == 2 and "churm" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "typo" / "part-00000.parquet").exists()
     plain = tmp_path / "plain"
     done = run_cli(*base[:-1], str(plain), "--no-survey-columns", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
