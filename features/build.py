@@ -41,6 +41,9 @@ def _looks_boolean(values: pd.Series) -> bool:
     return bool(distinct) and len(distinct) <= 2 and distinct <= (_TRUE | _FALSE) and not distinct <= {"0", "1"}
 
 
+UNREADABLE = {NUMERIC: "a finite number", BOOLEAN: "a yes/no value", DATE: "an ISO 8601 date"}
+
+
 def infer_kind(values: pd.Series, forced_categorical: bool = False) -> str:
     """The kind of one column: numeric, categorical, boolean or date."""
     if forced_categorical:
@@ -164,6 +167,33 @@ class FeaturePipeline:
     @property
     def categorical_indices_(self) -> list[int]:
         return [i for i, s in enumerate(self.specs_) if s.kind == CATEGORICAL]
+
+    def unreadable_values(self, customers: pd.DataFrame, X: np.ndarray | None = None) -> np.ndarray:
+        """Per row, the first value a numeric, boolean or date feature cannot read ('' when none).
+
+        `transform` turns such values into missing ones, which would lose data silently; callers
+        reject the row or stop with this text, e.g. `tenure_months: 'abc' is not a number`.
+        Blank text counts as missing; an unseen category is not an error (it is drift).
+
+        Args:
+            customers: raw rows.
+            X: `transform(customers)` when already computed.
+        Returns:
+            An object array of problem texts, one per row.
+        """
+        X = self.transform(customers) if X is None else X
+        problems = np.full(len(customers), "", dtype=object)
+        for j, spec in enumerate(self.specs_):
+            if spec.kind == CATEGORICAL or spec.name not in customers.columns:
+                continue
+            values = customers[spec.name]
+            present = values.notna().to_numpy(bool, copy=True)
+            if not pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_datetime64_any_dtype(values):
+                present &= values.astype("string").str.strip().ne("").fillna(False).to_numpy(bool)
+            bad = present & np.isnan(X[:, j]) & (problems == "")
+            for row in np.flatnonzero(bad):
+                problems[row] = f"{spec.name}: {values.iloc[row]!r} is not {UNREADABLE[spec.kind]}"
+        return problems
 
     def missing_columns(self, customers: pd.DataFrame) -> list[str]:
         return [s.name for s in self.specs_ if s.name not in customers.columns]

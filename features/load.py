@@ -106,6 +106,14 @@ def check_ids(frame: pd.DataFrame, id_column: str, label: str, unique: bool = Tr
     return frame
 
 
+def check_readable(problems: np.ndarray, label: str) -> None:
+    """Stop on values a model cannot read (`FeaturePipeline.unreadable_values`), naming the rows,
+    instead of scoring them as missing."""
+    bad = problems != ""
+    if bad.any():
+        raise DataError(f"{label}: {problems[np.flatnonzero(bad)[0]]} in {_rows(bad)}")
+
+
 def load_customers(config: CxConfig) -> pd.DataFrame:
     """Read the customers table, joining a list of files on the id (or a file's own `on` key)."""
     sources = config.data.customers if isinstance(config.data.customers, list) else [config.data.customers]

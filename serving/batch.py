@@ -10,7 +10,14 @@ import mlflow
 import pandas as pd
 
 from features.config import CxConfig
-from features.load import Dataset, check_ids, check_score, read_table, source_label
+from features.load import (
+    Dataset,
+    check_ids,
+    check_readable,
+    check_score,
+    read_table,
+    source_label,
+)
 from models.bundle import LoadedBundle, load_registered_bundle
 from models.drift import DriftCounts, drift_counts, drift_report_from_counts, drift_warnings
 from models.scoring import CustomerScorer, ScoringOptions
@@ -55,6 +62,8 @@ def score_customers(
     Returns:
         The scores, in the customers table's order.
     """
+    problems = loaded.bundle.pipeline.unreadable_values(dataset.customers)
+    check_readable(problems, dataset.sources.get("customers", "customers"))
     options = ScoringOptions.requested(level, explain, explain_targets)
     scorer = CustomerScorer(loaded.bundle, options, threads=config.training.threads)
     scores = scorer.score(dataset.customers, model_version=loaded.version)

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from features.build import DATE
+from features.build import DATE, FeaturePipeline
 from features.config import CxConfig
 from features.load import DataError
 from models.bundle import LoadedBundle, ScoringBundle
@@ -37,6 +37,7 @@ from serving.stream import (
     MISSING_ID,
     NO_FEATURES,
     REJECTS_DIR,
+    UNREADABLE,
     StreamSummary,
     input_files,
     job_fingerprint,
@@ -92,8 +93,13 @@ def parquet_rows(folder: Path) -> int:
     return sum(pq.ParquetFile(f).metadata.num_rows for f in folder.glob("part-*.parquet"))
 
 
-def typed_columns(frame: Any, inputs: list[str], casts: dict[str, str | None]) -> list[Any]:
-    """Columns cast to the signature's types (Parquet may hold int32 where it says long, or nanos)."""
+def typed_columns(frame: Any, inputs: list[str], casts: dict[str, str | None], cast_values: bool = True) -> list[Any]:
+    """Columns cast to the signature's types (Parquet may hold int32 where it says long, or nanos).
+
+    Casts use `try_cast`: a value that does not convert becomes null instead of failing the job
+    (Spark's ANSI mode), and the row is rejected by `unreadable_values` on the uncast columns
+    (`cast_values=False`: nanosecond dates converted, everything else as read).
+    """
     from pyspark.sql import functions as F
 
     dtypes = dict(frame.dtypes)
@@ -102,11 +108,23 @@ def typed_columns(frame: Any, inputs: list[str], casts: dict[str, str | None]) -
         target = casts.get(name)
         if target == "timestamp" and dtypes[name] == "bigint":  # nanoseconds read as longs
             columns.append(F.timestamp_micros(F.floor(F.col(name) / 1000)).alias(name))
-        elif target is not None:
-            columns.append(F.col(name).cast(target).alias(name))
+        elif target is not None and cast_values:
+            columns.append(F.col(name).try_cast(target).alias(name))
         else:
             columns.append(F.col(name))
     return columns
+
+
+def unreadable_values_udf(pipeline: FeaturePipeline) -> Any:
+    """A pandas UDF: per row, the first value the model cannot read, as the streaming engine says it."""
+    from pyspark.sql.functions import pandas_udf
+
+    @pandas_udf("string")  # type: ignore[call-overload]
+    def unreadable(rows: pd.DataFrame) -> pd.Series:
+        problems = pipeline.unreadable_values(rows)
+        return pd.Series(np.where(problems == "", None, problems), dtype=object)
+
+    return unreadable
 
 
 SPARK_RESULT_TYPES = {"float64": "double", "int64": "long", "bool": "boolean"}
@@ -219,7 +237,9 @@ def score_spark(
     inputs = [c for c in casts if c in frame.columns] or [c for c in frame.columns if not c.startswith("__")]
     features = [c for c in inputs if c != id_column]
     id_text = F.trim(F.col(id_column).cast("string"))
-    typed = frame.select(*typed_columns(frame, inputs, casts), id_text.alias("__id"), F.col(INPUT_ROW))
+    as_read = F.struct(*typed_columns(frame, inputs, casts, cast_values=False))
+    typed = frame.select(*typed_columns(frame, inputs, casts), id_text.alias("__id"), F.col(INPUT_ROW),
+                         unreadable_values_udf(bundle.pipeline)(as_read).alias("__problem"))
     typed = typed.withColumn(FIRST_ROW, F.min(INPUT_ROW).over(Window.partitionBy("__id")))
     missing = F.col("__id").isNull() | (F.col("__id") == "")
     duplicate = ~missing & (F.col(INPUT_ROW) != F.col(FIRST_ROW))
@@ -227,7 +247,7 @@ def score_spark(
     for column in features:
         no_features = no_features & F.col(column).isNull()
     reason = (F.when(missing, F.lit(MISSING_ID)).when(duplicate, F.lit(DUPLICATE_ID))
-              .when(no_features, F.lit(NO_FEATURES)))
+              .when(F.col("__problem").isNotNull(), F.lit(UNREADABLE)).when(no_features, F.lit(NO_FEATURES)))
     typed = typed.withColumn("__reason", reason).cache()
 
     scorer = CustomerScorer(bundle, options)
@@ -260,6 +280,7 @@ def score_spark(
         F.col(INPUT_ROW).cast("long").alias("input_row"), F.col("__id").alias(id_column),
         F.col("__reason").alias("reason"),
         F.when(F.col("__reason") == DUPLICATE_ID, F.col(FIRST_ROW)).cast("long").alias("duplicate_of_row"),
+        F.when(F.col("__reason") == UNREADABLE, F.col("__problem")).alias("detail"),
     )
     rejects.write.mode("overwrite").parquet(str(tmp / REJECTS_DIR))
     drift = spark_drift_counts(scorable.select(*inputs), bundle)

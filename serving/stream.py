@@ -42,6 +42,7 @@ DEFAULT_CHUNK_ROWS = 200_000
 HASHES_IN_MEMORY_ROWS = 25_000_000  # 200 MB of id hashes; larger inputs spill them to disk by bucket
 SPILL_DIR = "_dedup"
 MISSING_ID, DUPLICATE_ID, NO_FEATURES = "missing id", "duplicate id", "no feature values"
+UNREADABLE = "unreadable value"  # a number, yes/no or date the model cannot read (named in `detail`)
 
 ProgressCallback = Callable[[int], None]
 
@@ -244,9 +245,12 @@ def find_duplicate_rows(
 
 
 def split_rejects(
-    frame: pd.DataFrame, X: np.ndarray, id_column: str, duplicate_positions: np.ndarray | None = None
+    frame: pd.DataFrame, X: np.ndarray, id_column: str, duplicate_positions: np.ndarray | None = None,
+    problems: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A keep mask and a reason per row ('' when kept): missing id, duplicate id, no feature values.
+    """A keep mask and a reason per row ('' when kept).
+
+    Reasons, first match wins: missing id, duplicate id, unreadable value, no feature values.
 
     Args:
         frame: the chunk's rows.
@@ -254,6 +258,7 @@ def split_rejects(
         id_column: the id column.
         duplicate_positions: rows of the chunk whose id occurred earlier in the whole input (from
             `find_duplicate_rows`); None checks repeats within the chunk only.
+        problems: per row, a value the model cannot read (`FeaturePipeline.unreadable_values`).
     """
     n = len(frame)
     reasons = np.full(n, "", dtype=object)
@@ -269,6 +274,8 @@ def split_rejects(
         duplicate[duplicate_positions] = True
     empty = np.isnan(X).all(axis=1) if X.shape[1] else np.ones(n, bool)
     reasons[empty] = NO_FEATURES
+    if problems is not None:
+        reasons[problems != ""] = UNREADABLE
     reasons[duplicate] = DUPLICATE_ID
     reasons[missing] = MISSING_ID
     return reasons == "", reasons
@@ -300,7 +307,8 @@ class ChunkScorer:
         X = bundle.pipeline.transform(frame)
         positions, first_rows = (None, np.empty(0, np.int64)) if self.duplicates is None else \
             self.duplicates.within(first_row, first_row + len(frame))
-        keep, reasons = split_rejects(frame, X, bundle.id_column, positions)
+        problems = bundle.pipeline.unreadable_values(frame, X)
+        keep, reasons = split_rejects(frame, X, bundle.id_column, positions, problems)
         ids = id_text(frame[bundle.id_column]) if bundle.id_column in frame.columns else \
             pd.Series([None] * len(frame), dtype="string")
         scores = self.scorer.score_matrix(ids[keep].to_numpy(dtype=object), X[keep], self.model_version)
@@ -315,6 +323,7 @@ class ChunkScorer:
             bundle.id_column: ids.iloc[rejected].reset_index(drop=True),
             "reason": pd.Series(reasons[rejected].astype(str), dtype="string"),
             "duplicate_of_row": duplicate_of[rejected],
+            "detail": pd.Series(np.where(reasons[rejected] == UNREADABLE, problems[rejected], None), dtype="string"),
         })
         drift = None
         if bundle.drift_reference is not None:

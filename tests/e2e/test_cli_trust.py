@@ -113,3 +113,27 @@ def test_survey_plan_writes_importable_csv(trained: Path, tmp_path: Path) -> Non
     assert plan["reason"].notna().all() and plan["priority"].is_monotonic_decreasing
     too_many = run_cli("survey-plan", "--config", str(trained), "--budget", "999999", cwd=tmp_path)
     assert too_many.returncode == 2 and "silent customers" in too_many.stderr
+
+
+def test_score_stops_on_a_value_the_model_cannot_read(trained: Path, tmp_path: Path) -> None:
+    """A number the model cannot read is named with its file, column and row, not scored as missing."""
+    import shutil
+
+    import yaml
+
+    data = tmp_path / "company"
+    shutil.copytree(trained.parent, data, ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts"))
+    customers = pd.read_parquet(data / "customers.parquet")
+    customers["monthly_charge"] = customers["monthly_charge"].astype("string")
+    customers.loc[41, "monthly_charge"] = "12,50"
+    customers.to_parquet(data / "customers.parquet", index=False)
+    raw = yaml.safe_load((data / "cxpredict.yaml").read_text())
+    raw["mlflow"] = {"tracking_uri": f"sqlite:///{trained.parent / 'mlflow.db'}"}  # the trained champion
+    (data / "cxpredict.yaml").write_text(yaml.safe_dump(raw))
+    done = run_cli("score", "--config", str(data / "cxpredict.yaml"), "--out", str(tmp_path / "s.parquet"),
+                   cwd=tmp_path)
+    assert done.returncode == 2, done.stdout
+    assert done.stderr.strip() == (
+        f"error: {data / 'customers.parquet'}: monthly_charge: '12,50' is not a finite number in rows 42"
+    )
+    assert not (tmp_path / "s.parquet").exists()

@@ -19,6 +19,8 @@ def test_score_spark_equals_local_engine(scale_company: ScaleCompany, tmp_path: 
     customers = pd.read_parquet(scale_company.customers)
     customers.loc[3, "customer_id"] = None  # rejected by both engines: missing id
     customers.loc[2600, "customer_id"] = customers.loc[20, "customer_id"]  # repeated in the other file
+    customers["monthly_charge"] = customers["monthly_charge"].astype("string")
+    customers.loc[40, "monthly_charge"] = "n/a"  # a number the model cannot read
     folder = tmp_path / "input"
     folder.mkdir()
     customers.iloc[:1500].to_parquet(folder / "a.parquet", index=False)  # pandas writes nanosecond timestamps
@@ -30,7 +32,7 @@ def test_score_spark_equals_local_engine(scale_company: ScaleCompany, tmp_path: 
     spark_args = [*base, "--out", str(tmp_path / "spark"), "--engine", "spark", "--master", "local[2]"]
     spark = run_cli(*spark_args, cwd=tmp_path, timeout=600)
     assert spark.returncode == 0, spark.stderr
-    assert "input 3000 rows = scored 2998 + rejected 2" in spark.stdout
+    assert "input 3000 rows = scored 2997 + rejected 3" in spark.stdout
 
     by_local = pd.read_parquet(tmp_path / "local").set_index("customer_id").sort_index()
     by_spark = pd.read_parquet(tmp_path / "spark").set_index("customer_id").sort_index()
@@ -43,12 +45,13 @@ def test_score_spark_equals_local_engine(scale_company: ScaleCompany, tmp_path: 
                                rtol=0, atol=1e-9)
     for column in by_local.columns.difference(numeric):
         assert by_spark[column].astype(str).tolist() == by_local[column].astype(str).tolist(), column
-    columns = ["input_row", "customer_id", "reason", "duplicate_of_row"]
+    columns = ["input_row", "customer_id", "reason", "duplicate_of_row", "detail"]
     rejects = {name: pd.read_parquet(tmp_path / name / REJECTS_DIR)[columns].sort_values("input_row")
                .reset_index(drop=True).astype(str) for name in ("local", "spark")}
     pd.testing.assert_frame_equal(rejects["spark"], rejects["local"])
-    assert rejects["spark"]["reason"].tolist() == ["missing id", "duplicate id"]
-    assert float(rejects["spark"]["duplicate_of_row"].iloc[1]) == 20
+    assert rejects["spark"]["reason"].tolist() == ["missing id", "unreadable value", "duplicate id"]
+    assert rejects["spark"]["detail"].iloc[1] == "monthly_charge: 'n/a' is not a finite number"
+    assert float(rejects["spark"]["duplicate_of_row"].iloc[2]) == 20
 
     # Drift counted in Spark's tasks equals the streaming engine's.
     drift = {name: pd.read_csv(tmp_path / name / "_drift.csv").set_index("feature").sort_index()
@@ -59,6 +62,6 @@ def test_score_spark_equals_local_engine(scale_company: ScaleCompany, tmp_path: 
     # A finished job run again does nothing; another job's folder is refused.
     again = run_cli(*spark_args, cwd=tmp_path, timeout=600)
     assert again.returncode == 0, again.stderr
-    assert "resumed" in again.stdout and "scored 2998" in again.stdout
+    assert "resumed" in again.stdout and "scored 2997" in again.stdout
     other = run_cli(*[a if a != "2" else "1" for a in spark_args], cwd=tmp_path, timeout=600)
     assert other.returncode == 2 and "different job" in other.stderr

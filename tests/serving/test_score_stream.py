@@ -27,9 +27,11 @@ pytestmark = pytest.mark.e2e
 
 
 def _with_bad_rows(customers: pd.DataFrame) -> pd.DataFrame:
-    """Four unscorable rows: a missing id, an id repeated in its chunk, an id repeated in another
-    file (so another chunk), a row with no feature values."""
+    """Five unscorable rows: a missing id, an id repeated in its chunk, an id repeated in another
+    file (so another chunk), a row with no feature values, a number that is not one."""
     frame = customers.copy()
+    frame["tenure_months"] = frame["tenure_months"].astype("string")  # as a CSV export may give it
+    frame.loc[1200, "tenure_months"] = "abc"
     frame.loc[5, "customer_id"] = None
     frame.loc[7, "customer_id"] = frame.loc[6, "customer_id"]
     frame.loc[2500, "customer_id"] = " " + frame.loc[10, "customer_id"]  # ids compare stripped
@@ -60,16 +62,18 @@ def test_score_stream_folder_matches_in_memory_with_rejects(scale_company: Scale
     done = run_cli("score", "--config", str(scale_company.config), "--input", str(folder), "--out", str(out),
                    "--chunk-rows", "500", "--explain", "2", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert _summary_counts(done.stdout) == (3000, 2996, 4)
+    assert _summary_counts(done.stdout) == (3000, 2995, 5)
     assert "scoring" not in done.stderr  # no progress bar when stderr is not a terminal
 
     scores = pd.read_parquet(out)  # the rejects folder starts with '_': readers of the folder skip it
     rejects = pd.read_parquet(out / REJECTS_DIR).sort_values("input_row")
     assert len(scores) + len(rejects) == len(bad)
     assert scores["customer_id"].is_unique
-    assert rejects["input_row"].tolist() == [5, 7, 11, 2500]
-    assert rejects["reason"].tolist() == ["missing id", "duplicate id", "no feature values", "duplicate id"]
-    assert rejects["duplicate_of_row"].fillna(-1).astype(int).tolist() == [-1, 6, -1, 10]
+    assert rejects["input_row"].tolist() == [5, 7, 11, 1200, 2500]
+    assert rejects["reason"].tolist() == [
+        "missing id", "duplicate id", "no feature values", "unreadable value", "duplicate id"]
+    assert rejects["duplicate_of_row"].fillna(-1).astype(int).tolist() == [-1, 6, -1, -1, 10]
+    assert rejects["detail"].fillna("").tolist() == ["", "", "", "tenure_months: 'abc' is not a finite number", ""]
     manifest = json.loads((out / MANIFEST).read_text())
     assert manifest["complete"] and (out / SUCCESS).is_file()
     assert len(manifest["parts"]) == 7  # chunks never span files: 1800 rows -> 4 parts, 1200 rows -> 3
@@ -78,7 +82,7 @@ def test_score_stream_folder_matches_in_memory_with_rejects(scale_company: Scale
     # The same numbers as scoring in memory: predictions, uncertainty, drivers, survey columns.
     loaded = load_champion(load_config(scale_company.config))
     bundle = loaded.bundle
-    kept = customers.drop(index=[5, 7, 11, 2500])
+    kept = customers.drop(index=[5, 7, 11, 1200, 2500])
     expected = bundle.predict(kept, threads=1)
     expected = pd.concat([expected, predict_uncertainty(bundle, kept, expected),
                           explain_top_k(bundle, kept, 2)], axis=1)
@@ -191,3 +195,7 @@ def test_split_rejects_reasons() -> None:
     assert reasons.tolist() == ["", "missing id", "missing id", "duplicate id", "no feature values"]
     keep, reasons = split_rejects(frame, X, "id", duplicate_positions=np.array([4]))  # repeated in another chunk
     assert reasons.tolist() == ["", "missing id", "missing id", "", "duplicate id"]
+    problems = np.array(["x: 'abc' is not a finite number", "", "", "", ""], dtype=object)
+    keep, reasons = split_rejects(frame, X, "id", problems=problems)
+    assert reasons.tolist() == ["unreadable value", "missing id", "missing id", "duplicate id", "no feature values"]
+    assert not keep.any()
