@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
@@ -108,7 +109,7 @@ def stream(work: Path, threads: int, copies: int, chunk_rows: int, explain: int 
             target = input_path / f"part-{copy:03d}.parquet"
             if not target.exists():
                 table = pq.read_table(source)
-                ids = pc.binary_join_element_wise(f"X{copy:03d}-", table.column("customer_id"), "")
+                ids = pc.binary_join_element_wise(f"X{copy:03d}-", table.column("customer_id").cast(pa.string()), "")
                 table = table.set_column(table.schema.get_field_index("customer_id"), "customer_id", ids)
                 pq.write_table(table, target, row_group_size=200_000)
     rows = sum(pq.ParquetFile(f).metadata.num_rows for f in ([source] if copies == 1 else input_path.glob("*")))
