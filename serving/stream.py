@@ -69,16 +69,22 @@ class StreamSummary:
 def input_files(path: Path) -> list[Path]:
     """The Parquet files of an input: the file itself, or a folder's files in name order."""
     if path.is_file():
-        return [path]
-    if path.is_dir():
+        files = [path]
+    elif path.is_dir():
         files = sorted(
             p for p in path.rglob("*.parquet")
             if not any(part.startswith((".", "_")) for part in p.relative_to(path).parts)
         )
-        if files:
-            return files
-        raise DataError(f"{path}: no Parquet files in this folder")
-    raise DataError(f"{path}: input not found")
+        if not files:
+            raise DataError(f"{path}: no Parquet files in this folder")
+    else:
+        raise DataError(f"{path}: input not found")
+    for file in files:  # footers only: a file that is not Parquet fails here, before any part
+        try:
+            pq.ParquetFile(file)
+        except (pa.ArrowException, OSError) as err:
+            raise DataError(f"{file}: not a readable Parquet file ({err})") from None
+    return files
 
 
 def job_fingerprint(
@@ -139,7 +145,14 @@ def iter_chunks(files: list[Path], columns: list[str], chunk_rows: int) -> Itera
     for path in files:
         parquet = pq.ParquetFile(path)
         present = [c for c in columns if c in parquet.schema_arrow.names]
-        for batch in parquet.iter_batches(batch_size=chunk_rows, columns=present, use_threads=True):
+        batches = parquet.iter_batches(batch_size=chunk_rows, columns=present, use_threads=True)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                break
+            except (pa.ArrowException, OSError) as err:  # a damaged row group: name the file and row
+                raise DataError(f"{path}: cannot read the rows after input row {offset} ({err})") from None
             yield offset, batch
             offset += batch.num_rows
 

@@ -199,3 +199,16 @@ def test_split_rejects_reasons() -> None:
     keep, reasons = split_rejects(frame, X, "id", problems=problems)
     assert reasons.tolist() == ["unreadable value", "missing id", "missing id", "duplicate id", "no feature values"]
     assert not keep.any()
+
+
+def test_score_stream_names_a_file_that_is_not_parquet(scale_company: ScaleCompany, tmp_path: Path) -> None:
+    folder = tmp_path / "input"
+    folder.mkdir()
+    pd.read_parquet(scale_company.customers).head(50).to_parquet(folder / "a.parquet", index=False)
+    (folder / "b.parquet").write_text("customer_id,tenure\nC1,3\n")  # a CSV under a Parquet name
+    done = run_cli("score", "--config", str(scale_company.config), "--input", str(folder),
+                   "--out", str(tmp_path / "scores"), cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.startswith(f"error: {folder / 'b.parquet'}: not a readable Parquet file")
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "scores" / "part-00000.parquet").exists()
