@@ -147,13 +147,11 @@ def score(
     if input_path is None:
         if engine != "local":
             raise ConfigError("--engine spark needs --input (a Parquet file or folder)")
-        from features.load import load_dataset
-        from serving.batch import score_customers, write_parquet_atomic
+        from serving.batch import load_scoring_inputs, score_customers, write_parquet_atomic
 
         if level is not None and not 0 < level < 1:
             raise ConfigError(f"--level must be between 0 and 1, got {level}")
-        dataset = load_dataset(cfg)
-        loaded = load_champion(cfg, model_version)
+        dataset, loaded = load_scoring_inputs(cfg, model_version)
         scores = score_customers(cfg, loaded, dataset, level, explain=explain, explain_targets=explain_target)
         write_parquet_atomic(scores, out)
         _report_drift(*check_drift(cfg, loaded, dataset.customers), out.with_name(f"{out.stem}.drift.csv"))
@@ -254,13 +252,11 @@ def explain(
     model_version: Annotated[str | None, typer.Option(help="Registered version (default: champion)")] = None,
 ) -> None:
     """SHAP key drivers: global and per-segment tables and plots, logged to an `explain-` MLflow run."""
-    from features.load import load_dataset
-    from serving.batch import load_champion
+    from serving.batch import load_scoring_inputs
     from training.drivers import explain_drivers
 
     cfg = _load(config)
-    dataset = load_dataset(cfg)
-    loaded = load_champion(cfg, model_version)
+    dataset, loaded = load_scoring_inputs(cfg, model_version)
     result = explain_drivers(cfg, loaded, dataset, out, segment=segment, targets=target, sample_size=sample,
                              min_segment_size=min_segment_size, seed=seed)
     table = Table(title=f"top drivers ({result.sample.describe()})")
@@ -288,13 +284,11 @@ def report(
     model_version: Annotated[str | None, typer.Option(help="Registered version (default: champion)")] = None,
 ) -> None:
     """One self-contained HTML page for analysts: score, band mix, drivers, segments, backtest."""
-    from features.load import load_dataset
-    from serving.batch import load_champion
+    from serving.batch import load_scoring_inputs
     from training.report import build_report
 
     cfg = _load(config)
-    dataset = load_dataset(cfg)
-    loaded = load_champion(cfg, model_version)
+    dataset, loaded = load_scoring_inputs(cfg, model_version)
     path = build_report(cfg, loaded, dataset, out, segment=segment, targets=target, sample_size=sample,
                         min_segment_size=min_segment_size)
     typer.echo(f"report -> {path}")
@@ -310,17 +304,16 @@ def segments(
     model_version: Annotated[str | None, typer.Option(help="Registered version (default: champion)")] = None,
 ) -> None:
     """Per segment: predicted score mix and doubly robust population score with an interval."""
-    from features.load import DataError, load_dataset
-    from serving.batch import load_champion
+    from features.load import DataError
+    from serving.batch import load_scoring_inputs
     from training.segments import segment_figures
 
     if not 0 < level < 1:
         raise ConfigError(f"--level must be between 0 and 1, got {level}")
     cfg = _load(config)
-    dataset = load_dataset(cfg)
+    dataset, loaded = load_scoring_inputs(cfg, model_version)
     if by not in dataset.customers.columns:
         raise DataError(f"{dataset.sources.get('customers', 'customers')}: no column '{by}' to segment by")
-    loaded = load_champion(cfg, model_version)
     table = segment_figures(cfg, loaded.bundle, dataset, by, level)
     band_columns = [c for c in table.columns if c.startswith("p_")]
     view = Table(title=f"segments by {by}: doubly robust score, {level:.0%} interval (model v{loaded.version})")
@@ -351,13 +344,12 @@ def feedback(
     model_version: Annotated[str | None, typer.Option(help="Registered version (default: champion)")] = None,
 ) -> None:
     """Measure the current model on a new survey wave, append the history and advise on retraining."""
-    from features.load import load_dataset
-    from serving.batch import load_champion
+    from serving.batch import load_scoring_inputs
     from training.feedback import record_feedback
 
     cfg = _load(config)
-    dataset = load_dataset(cfg)
-    result = record_feedback(cfg, load_champion(cfg, model_version), dataset, survey, by, history)
+    dataset, loaded = load_scoring_inputs(cfg, model_version)
+    result = record_feedback(cfg, loaded, dataset, survey, by, history)
     view = Table(title="feedback history (one row per wave)")
     columns = ["wave", "model_version", "n_answers", "log_loss", "macro_f1", "conformal_coverage", "retrain_advised"]
     shown = [c for c in columns if c in result.history.columns]
@@ -381,13 +373,12 @@ def survey_plan(
     model_version: Annotated[str | None, typer.Option(help="Registered version (default: champion)")] = None,
 ) -> None:
     """Propose N silent customers to survey next, with the reason for each, as a CSV."""
-    from features.load import load_dataset
-    from serving.batch import load_champion
+    from serving.batch import load_scoring_inputs
     from training.survey_plan import plan_survey
 
     cfg = _load(config)
-    dataset = load_dataset(cfg)
-    plan = plan_survey(cfg, load_champion(cfg, model_version).bundle, dataset, budget, by, seed)
+    dataset, loaded = load_scoring_inputs(cfg, model_version)
+    plan = plan_survey(cfg, loaded.bundle, dataset, budget, by, seed)
     out.parent.mkdir(parents=True, exist_ok=True)
     plan.to_csv(out, index=False)
     reasons = ", ".join(f"{n} {r}" for r, n in plan["reason"].value_counts().items())
@@ -414,17 +405,16 @@ def simulate(
     model_version: Annotated[str | None, typer.Option(help="Registered version (default: champion)")] = None,
 ) -> None:
     """Rank retention strategies per customer and per segment; optionally plan a budget."""
-    from features.load import load_dataset
-    from serving.batch import load_champion
+    from serving.batch import load_scoring_inputs
     from serving.batch_simulate import prepare_simulation, run_simulation, write_simulation
 
     cfg = _load(config)
-    dataset = load_dataset(cfg)
+    dataset, loaded = load_scoring_inputs(cfg, model_version)
     request = prepare_simulation(
         cfg, dataset, ids_file=customers, filters=segment_filter or [], objective=objective,
         budget=budget, segment_by=segment_by, use_learned=not simulated_only,
     )
-    report = run_simulation(cfg, load_champion(cfg, model_version), request)
+    report = run_simulation(cfg, loaded, request)
     paths = write_simulation(report, out)
     _print_segments(report.segments)
     summary = report.summary

@@ -15,6 +15,7 @@ from features.load import (
     check_ids,
     check_readable,
     check_score,
+    load_dataset,
     read_table,
     source_label,
 )
@@ -28,6 +29,20 @@ logger = logging.getLogger(__name__)
 def load_champion(config: CxConfig, version: str | None = None) -> LoadedBundle:
     """The bundle the `champion` alias (or an explicit version) of the dataset's model points to."""
     return load_registered_bundle(config.tracking_uri, config.registered_model_name, version=version)
+
+
+def load_scoring_inputs(config: CxConfig, version: str | None = None) -> tuple[Dataset, LoadedBundle]:
+    """The config's tables and the model to run on them (champion, or `version`).
+
+    A feature value the model cannot read (a number, yes/no value or date; see
+    `FeaturePipeline.unreadable_values`) stops here with file, column and rows, instead of being
+    scored, explained or simulated as if it were missing.
+    """
+    dataset = load_dataset(config)
+    loaded = load_champion(config, version)
+    problems = loaded.bundle.pipeline.unreadable_values(dataset.customers)
+    check_readable(problems, dataset.sources.get("customers", "customers"))
+    return dataset, loaded
 
 
 def observed_scores(config: CxConfig) -> pd.Series:
@@ -62,8 +77,6 @@ def score_customers(
     Returns:
         The scores, in the customers table's order.
     """
-    problems = loaded.bundle.pipeline.unreadable_values(dataset.customers)
-    check_readable(problems, dataset.sources.get("customers", "customers"))
     options = ScoringOptions.requested(level, explain, explain_targets)
     scorer = CustomerScorer(loaded.bundle, options, threads=config.training.threads)
     scores = scorer.score(dataset.customers, model_version=loaded.version)
