@@ -130,10 +130,14 @@ def test_score_stops_on_a_value_the_model_cannot_read(trained: Path, tmp_path: P
     raw = yaml.safe_load((data / "cxpredict.yaml").read_text())
     raw["mlflow"] = {"tracking_uri": f"sqlite:///{trained.parent / 'mlflow.db'}"}  # the trained champion
     (data / "cxpredict.yaml").write_text(yaml.safe_dump(raw))
-    done = run_cli("score", "--config", str(data / "cxpredict.yaml"), "--out", str(tmp_path / "s.parquet"),
-                   cwd=tmp_path)
+    expected = f"error: {data / 'customers.parquet'}: monthly_charge: '12,50' is not a finite number in rows 42"
+    config = str(data / "cxpredict.yaml")
+    done = run_cli("score", "--config", config, "--out", str(tmp_path / "s.parquet"), cwd=tmp_path)
     assert done.returncode == 2, done.stdout
-    assert done.stderr.strip() == (
-        f"error: {data / 'customers.parquet'}: monthly_charge: '12,50' is not a finite number in rows 42"
-    )
+    assert done.stderr.strip() == expected
     assert not (tmp_path / "s.parquet").exists()
+    # The same stop wherever the config's customers are scored.
+    for command in (["segments", "--by", "segment"], ["survey-plan", "--budget", "10"],
+                    ["simulate", "--out", str(tmp_path / "sim")]):
+        done = run_cli(*command, "--config", config, cwd=tmp_path)
+        assert (done.returncode, done.stderr.strip()) == (2, expected), command
