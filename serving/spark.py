@@ -182,6 +182,52 @@ def _spark_job_check(out_dir: Path, job: dict[str, Any]) -> dict[str, Any] | Non
     return manifest if manifest is not None and manifest.get("complete") else None
 
 
+def with_input_rows(frame: Any, files: list[Path]) -> Any:
+    """Add each row's input row number as the streaming engine counts it (files in name order)."""
+    from pyspark.sql import functions as F
+
+    frame = frame.select("*", F.col("_metadata.file_path").alias(FILE_PATH),
+                         F.col("_metadata.row_index").alias("__row_in_file"))
+    spark_paths = [row[0] for row in frame.select(FILE_PATH).distinct().collect()]
+    offsets = file_offsets(spark_paths, files)
+    start_of = F.create_map(*[F.lit(x) for uri, start in offsets.items() for x in (uri, start)])
+    return frame.withColumn(INPUT_ROW, start_of[F.col(FILE_PATH)] + F.col("__row_in_file"))
+
+
+def with_reject_reasons(frame: Any, inputs: list[str], casts: dict[str, str | None], bundle: ScoringBundle) -> Any:
+    """The typed model inputs plus `__id`, the input row, the first row of the id, `__problem`
+    and `__reason` (null when the row is scored), by the streaming engine's rules and order."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    id_text = F.trim(F.col(bundle.id_column).cast("string"))
+    as_read = F.struct(*typed_columns(frame, inputs, casts, cast_values=False))
+    typed = frame.select(*typed_columns(frame, inputs, casts), id_text.alias("__id"), F.col(INPUT_ROW),
+                         unreadable_values_udf(bundle.pipeline)(as_read).alias("__problem"))
+    typed = typed.withColumn(FIRST_ROW, F.min(INPUT_ROW).over(Window.partitionBy("__id")))
+    missing = F.col("__id").isNull() | (F.col("__id") == "")
+    duplicate = ~missing & (F.col(INPUT_ROW) != F.col(FIRST_ROW))
+    no_features = F.lit(True)
+    for column in inputs:
+        if column != bundle.id_column:
+            no_features = no_features & F.col(column).isNull()
+    reason = (F.when(missing, F.lit(MISSING_ID)).when(duplicate, F.lit(DUPLICATE_ID))
+              .when(F.col("__problem").isNotNull(), F.lit(UNREADABLE)).when(no_features, F.lit(NO_FEATURES)))
+    return typed.withColumn("__reason", reason)
+
+
+def reject_rows(typed: Any, id_column: str) -> Any:
+    """The rejects table: input row, id, reason, first row of a duplicate id, unreadable value."""
+    from pyspark.sql import functions as F
+
+    return typed.where(F.col("__reason").isNotNull()).select(
+        F.col(INPUT_ROW).cast("long").alias("input_row"), F.col("__id").alias(id_column),
+        F.col("__reason").alias("reason"),
+        F.when(F.col("__reason") == DUPLICATE_ID, F.col(FIRST_ROW)).cast("long").alias("duplicate_of_row"),
+        F.when(F.col("__reason") == UNREADABLE, F.col("__problem")).alias("detail"),
+    )
+
+
 def score_spark(
     config: CxConfig, loaded: LoadedBundle, input_path: Path, out_dir: Path, master: str = "local[2]",
     options: ScoringOptions | None = None, observed: pd.Series | None = None,
@@ -189,10 +235,11 @@ def score_spark(
     """Score a Parquet file or folder on Spark through the registered model's pyfunc UDF.
 
     The same rows are rejected as by the in-process engine (missing id, an id seen earlier in the
-    input, no feature values), with the same global input row numbers, and the scores carry the
-    same columns. The job writes to a temporary folder that is renamed into place with its
-    manifest when complete: a killed run leaves no partial output, and running the same command
-    again recomputes it (Spark retries failed tasks itself) or, once complete, does nothing.
+    input, an unreadable value, no feature values), with the same global input row numbers, and
+    the scores carry the same columns. The job writes to a temporary folder that is renamed into
+    place with its manifest when complete: a killed run leaves no partial output, and running the
+    same command again recomputes it (Spark retries failed tasks itself) or, once complete, does
+    nothing.
 
     Args:
         config: the dataset config (tracking store, score column).
@@ -205,7 +252,6 @@ def score_spark(
     Returns:
         Counts of input, scored and rejected rows.
     """
-    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     started = time.perf_counter()
@@ -226,39 +272,21 @@ def score_spark(
     frame = spark.read.parquet(*[str(f) for f in files])
     if id_column not in frame.columns:
         raise DataError(f"{input_path}: column '{id_column}' (the id column) not found")
-    frame = frame.select("*", F.col("_metadata.file_path").alias(FILE_PATH),
-                         F.col("_metadata.row_index").alias("__row_in_file"))
-    spark_paths = [row[0] for row in frame.select(FILE_PATH).distinct().collect()]
-    offsets = file_offsets(spark_paths, files)
-    start_of = F.create_map(*[F.lit(x) for uri, start in offsets.items() for x in (uri, start)])
-    frame = frame.withColumn(INPUT_ROW, start_of[F.col(FILE_PATH)] + F.col("__row_in_file"))
-
+    frame = with_input_rows(frame, files)
     casts = signature_casts(loaded, config.tracking_uri)
     inputs = [c for c in casts if c in frame.columns] or [c for c in frame.columns if not c.startswith("__")]
-    features = [c for c in inputs if c != id_column]
-    id_text = F.trim(F.col(id_column).cast("string"))
-    as_read = F.struct(*typed_columns(frame, inputs, casts, cast_values=False))
-    typed = frame.select(*typed_columns(frame, inputs, casts), id_text.alias("__id"), F.col(INPUT_ROW),
-                         unreadable_values_udf(bundle.pipeline)(as_read).alias("__problem"))
-    typed = typed.withColumn(FIRST_ROW, F.min(INPUT_ROW).over(Window.partitionBy("__id")))
-    missing = F.col("__id").isNull() | (F.col("__id") == "")
-    duplicate = ~missing & (F.col(INPUT_ROW) != F.col(FIRST_ROW))
-    no_features = F.lit(True)
-    for column in features:
-        no_features = no_features & F.col(column).isNull()
-    reason = (F.when(missing, F.lit(MISSING_ID)).when(duplicate, F.lit(DUPLICATE_ID))
-              .when(F.col("__problem").isNotNull(), F.lit(UNREADABLE)).when(no_features, F.lit(NO_FEATURES)))
-    typed = typed.withColumn("__reason", reason).cache()
+    typed = with_reject_reasons(frame, inputs, casts, bundle).cache()
 
-    scorer = CustomerScorer(bundle, options)
-    empty = scorer.score_matrix(np.empty(0, dtype=object), np.empty((0, len(bundle.pipeline.feature_names_))),
-                                model_version=loaded.version)
+    # The table's columns and types, from the same scorer on no rows; the UDF returns all but
+    # the columns added here.
+    empty = CustomerScorer(bundle, options).score_matrix(
+        np.empty(0, dtype=object), np.empty((0, len(bundle.pipeline.feature_names_))), model_version=loaded.version)
     if observed is not None:
         empty = add_survey_columns(empty, id_column, observed, config.score.column)
-    added = ("model_version", "surveyed", f"observed_{config.score.column}")  # added here, not by the model
-    udf_columns = [c for c in empty.columns if c not in added]
+    added = ("model_version", "surveyed", f"observed_{config.score.column}")
     udf = mlflow.pyfunc.spark_udf(
-        spark, f"models:/{loaded.model_name}/{loaded.version}", result_type=spark_result_type(empty[udf_columns]),
+        spark, f"models:/{loaded.model_name}/{loaded.version}",
+        result_type=spark_result_type(empty[[c for c in empty.columns if c not in added]]),
         env_manager="local", params=params_from_options(options),
     )
     scorable = typed.where(F.col("__reason").isNull()).withColumn(id_column, F.col("__id"))
@@ -271,18 +299,11 @@ def score_spark(
         scored = (scored.join(F.broadcast(survey), scored[id_column] == survey["__survey_id"], "left")
                   .withColumn("surveyed", F.col("__survey_id").isNotNull())
                   .withColumn(f"observed_{config.score.column}", F.col("__observed")))
-    scored = scored.select(*[F.col(f"`{c}`") for c in empty.columns])
 
     tmp = out_dir.with_name(f"{out_dir.name}.tmp-spark")  # no leading dot: Spark skips hidden paths
     shutil.rmtree(tmp, ignore_errors=True)
-    scored.write.mode("overwrite").parquet(str(tmp))
-    rejects = typed.where(F.col("__reason").isNotNull()).select(
-        F.col(INPUT_ROW).cast("long").alias("input_row"), F.col("__id").alias(id_column),
-        F.col("__reason").alias("reason"),
-        F.when(F.col("__reason") == DUPLICATE_ID, F.col(FIRST_ROW)).cast("long").alias("duplicate_of_row"),
-        F.when(F.col("__reason") == UNREADABLE, F.col("__problem")).alias("detail"),
-    )
-    rejects.write.mode("overwrite").parquet(str(tmp / REJECTS_DIR))
+    scored.select(*[F.col(f"`{c}`") for c in empty.columns]).write.mode("overwrite").parquet(str(tmp))
+    reject_rows(typed, id_column).write.mode("overwrite").parquet(str(tmp / REJECTS_DIR))
     drift = spark_drift_counts(scorable.select(*inputs), bundle)
     by_reason = {row["__reason"]: int(row["count"]) for row in
                  typed.where(F.col("__reason").isNotNull()).groupBy("__reason").count().collect()}
