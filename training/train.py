@@ -53,13 +53,14 @@ from models.scoring import pyfunc_param_schema
 from training import evaluate
 from training.conformal import calibrate_conformal, respondent_oof_frame
 from training.project import detach_project_run, link_project_run
-from training.tune import TuneResult, study_name_for, tune_model
+from training.tune import TuneResult, settle_rounds, study_name_for, tune_model
 from training.uplift import fit_campaign_uplift
 
 logger = logging.getLogger(__name__)
 OOF_FOLDS = 3
 INNER_VALID_FRACTION = 0.2
 CV_TUNING_MAX_ROWS = 20_000  # below this, tune by 3-fold cross-validation instead of one split
+TUNE_SAMPLE_ROWS = 200_000  # above this, tuning trials run on a sample of this many rows
 PROPENSITY_MAX_TRIALS = 5
 MULTITHREAD_MIN_ROWS = 20_000  # smaller fits run faster on one thread (OpenMP start-up dominates)
 MIN_CAUSE_POSITIVES = 5
@@ -163,11 +164,23 @@ def fit_target(
     w = None if weight is None else weight[train_rows]
     storage = study_storage or t.study_storage
     study_name = study_name_for(config.name, name, y[train_rows], X.shape[1]) if storage else None
+    # Trials on a large target run on a fixed sample of its rows: settings found on 200,000 rows
+    # carry over, while the trials' cost stops growing with the data. The rounds are then
+    # re-decided on all rows (more rows support more rounds).
+    sample = np.arange(len(train_rows))
+    if len(train_rows) > TUNE_SAMPLE_ROWS:
+        share = TUNE_SAMPLE_ROWS / len(train_rows)
+        sample = np.flatnonzero(split_holdout(len(train_rows), share, t.seed + 2, stratify))
+    sampled = len(sample) < len(train_rows)
+    X_fit, y_fit = X[train_rows], y[train_rows]
     tuned = tune_model(
-        name, base, X[train_rows], y[train_rows], w, folds, categorical,
-        n_trials=tune_trials or t.tune_trials, timeout_s=t.tune_timeout_s, seed=t.seed, log_trials=log_trials,
-        storage=storage, study_name=study_name,
+        name, base, X_fit[sample], y_fit[sample], None if w is None else w[sample],
+        tuning_folds(len(sample), None if stratify is None else stratify[sample], t.seed + 1) if sampled else folds,
+        categorical, n_trials=tune_trials or t.tune_trials, timeout_s=t.tune_timeout_s, seed=t.seed,
+        log_trials=log_trials, storage=storage, study_name=study_name,
     )
+    if sampled:
+        tuned = settle_rounds(tuned, X_fit, y_fit, w, folds[0], categorical)
     test_raw = np.empty((0,) if task != MULTICLASS else (0, num_class))
     if holdout.any():
         twin = fit_booster(X[train_rows], y[train_rows], tuned.params, categorical, tuned.num_boost_round, weight=w)

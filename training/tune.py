@@ -7,7 +7,7 @@ import logging
 import os
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -179,6 +179,26 @@ def tune_model(
         valid_raw=valid_raw,
         valid_rows=valid_rows,
     )
+
+
+def settle_rounds(
+    tuned: TuneResult, X: np.ndarray, y: np.ndarray, weight: np.ndarray | None, fold: Fold, categorical: list[int],
+) -> TuneResult:
+    """Re-decide the boosting rounds of tuned parameters by early stopping on all rows' validation fold.
+
+    Parameters tuned on a sample carry the sample's rounds; more rows support more rounds, so the
+    rounds (and the validation margins calibration uses) come from one fit on the whole fold.
+    """
+    fit_rows, valid = fold
+    booster = fit_booster(
+        X[fit_rows], y[fit_rows], tuned.params, categorical, MAX_BOOST_ROUNDS,
+        weight=None if weight is None else weight[fit_rows],
+        valid=(X[valid], y[valid], None if weight is None else weight[valid]),
+        early_stopping_rounds=EARLY_STOPPING_ROUNDS,
+    )
+    rounds = max(int(booster.best_iteration or booster.current_iteration()), 1)
+    return replace(tuned, num_boost_round=rounds, valid_rows=valid,
+                   valid_raw=booster.predict(X[valid], raw_score=True, num_iteration=rounds))
 
 
 def fold_margins(
