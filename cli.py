@@ -527,14 +527,23 @@ def store_load(
     = None,
     table: Annotated[str | None, typer.Option(help="Customers table name (default: customers)")] = None,
 ) -> None:
-    """Load the customers table (and who answered the survey) into the store the API reads."""
-    from features.load import load_dataset
+    """Load the customers table (and who answered the survey) into the store the API reads.
+
+    When a champion is registered, values it cannot read stop the load (file, column, rows).
+    """
+    from features.load import check_readable, load_dataset
+    from serving.batch import champion_if_registered
     from serving.settings import store_url as resolve_store_url
     from serving.store import load_store
 
     cfg = _load(config)
     settings = _serving_settings(config=config, store_url=store_url, store_table=table)
-    report = load_store(cfg, load_dataset(cfg), resolve_store_url(settings, cfg), settings.store_table)
+    dataset = load_dataset(cfg)
+    champion = champion_if_registered(cfg)
+    if champion is not None:  # the API will score these rows with it: stop on what it cannot read
+        check_readable(champion.bundle.pipeline.unreadable_values(dataset.customers),
+                       dataset.sources.get("customers", "customers"))
+    report = load_store(cfg, dataset, resolve_store_url(settings, cfg), settings.store_table)
     typer.echo(f"stored {report.customers} customers ({report.respondents} surveyed) in table "
                f"'{report.table}' of {report.url}")
 

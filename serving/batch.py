@@ -8,6 +8,7 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
+from mlflow.exceptions import MlflowException
 
 from features.config import CxConfig
 from features.load import (
@@ -29,6 +30,14 @@ logger = logging.getLogger(__name__)
 def load_champion(config: CxConfig, version: str | None = None) -> LoadedBundle:
     """The bundle the `champion` alias (or an explicit version) of the dataset's model points to."""
     return load_registered_bundle(config.tracking_uri, config.registered_model_name, version=version)
+
+
+def champion_if_registered(config: CxConfig) -> LoadedBundle | None:
+    """The champion, or None when no model has been trained into the config's store yet."""
+    try:
+        return load_champion(config)
+    except MlflowException:
+        return None
 
 
 def load_scoring_inputs(config: CxConfig, version: str | None = None) -> tuple[Dataset, LoadedBundle]:
