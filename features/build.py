@@ -172,7 +172,7 @@ class FeaturePipeline:
         """Per row, the first value a numeric, boolean or date feature cannot read ('' when none).
 
         `transform` turns such values into missing ones, which would lose data silently; callers
-        reject the row or stop with this text, e.g. `tenure_months: 'abc' is not a number`.
+        reject the row or stop with this text, e.g. `tenure_months: 'abc' is not a finite number`.
         Blank text counts as missing; an unseen category is not an error (it is drift).
 
         Args:
