@@ -65,3 +65,39 @@ def test_score_spark_equals_local_engine(scale_company: ScaleCompany, tmp_path: 
     assert "resumed" in again.stdout and "scored 2997" in again.stdout
     other = run_cli(*[a if a != "2" else "1" for a in spark_args], cwd=tmp_path, timeout=600)
     assert other.returncode == 2 and "different job" in other.stderr
+
+
+def test_score_spark_killed_mid_job_then_rerun_has_one_row_per_customer(
+    scale_company: ScaleCompany, tmp_path: Path
+) -> None:
+    """Kill the whole process group (driver and JVM) once Spark has started writing; run again."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO_ROOT
+
+    out = tmp_path / "scores"
+    args = ["score", "--config", str(scale_company.config), "--input", str(scale_company.customers),
+            "--out", str(out), "--engine", "spark", "--master", "local[2]"]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(REPO_ROOT)}
+    process = subprocess.Popen([sys.executable, "-m", "cli", *args], cwd=tmp_path, env=env, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    staging = tmp_path / "scores.tmp-spark"
+    deadline = time.monotonic() + 300
+    while not staging.exists():
+        assert process.poll() is None, "the Spark job ended before it started writing"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not out.exists()  # nothing under the final name
+
+    done = run_cli(*args, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "input 3000 rows = scored 3000 + rejected 0" in done.stdout
+    scores = pd.read_parquet(out)
+    assert len(scores) == 3000 and scores["customer_id"].is_unique
+    assert not staging.exists()
