@@ -161,6 +161,7 @@ def score(
         raise ConfigError(f"--level must be between 0 and 1, got {level}")
     if out.suffix == ".parquet":
         raise ConfigError(f"--out {out}: with --input the output is a folder of parts; give a folder name")
+    from features.load import DataError
     from models.scoring import ScoringOptions
     from serving.batch import observed_scores
     from serving.stream import stream_drift_counts
@@ -168,7 +169,10 @@ def score(
     loaded = load_champion(cfg, model_version)
     threads = threads or cfg.training.threads
     options = ScoringOptions.requested(level, explain, explain_target)
-    observed = observed_scores(cfg) if survey_columns else None
+    try:
+        observed = observed_scores(cfg) if survey_columns else None
+    except DataError as err:  # a scoring job may run where the survey is not: say how to go on
+        raise DataError(f"{err} (the survey columns need it; --no-survey-columns scores without them)") from None
     if engine == "spark":
         from serving.spark import score_spark
 

@@ -181,7 +181,14 @@ def test_score_stream_refuses_another_jobs_folder(scale_company: ScaleCompany, t
     assert done.returncode == 2 and "churm" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "typo" / "part-00000.parquet").exists()
     plain = tmp_path / "plain"
-    done = run_cli(*base[:-1], str(plain), "--no-survey-columns", cwd=tmp_path)
+    survey = scale_company.folder / "survey.csv"
+    survey.rename(survey.with_suffix(".away"))  # a scoring machine without the survey
+    try:
+        done = run_cli(*base[:-1], str(plain), cwd=tmp_path)
+        assert done.returncode == 2 and "--no-survey-columns scores without them" in done.stderr
+        done = run_cli(*base[:-1], str(plain), "--no-survey-columns", cwd=tmp_path)
+    finally:
+        survey.with_suffix(".away").rename(survey)
     assert done.returncode == 0, done.stderr
     assert "surveyed" not in pd.read_parquet(plain).columns and "surveyed" in pd.read_parquet(out).columns
 
