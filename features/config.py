@@ -137,6 +137,8 @@ class TrainingConfig(_Strict):
     threads: int = 2
     # Optuna storage URL (e.g. postgresql://...) shared by processes tuning the same data together.
     study_storage: str | None = None
+    # Customers explained for the key-driver tables logged with every training run (0: none).
+    driver_sample: int = Field(5000, ge=0)
 
     @field_validator("tune_trials")
     @classmethod

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -372,12 +373,13 @@ def compute_drivers(
     )
 
 
-def write_drivers(result: DriversResult, out_dir: Path) -> dict[str, Path]:
+def write_drivers(result: DriversResult, out_dir: Path, plots: bool = True) -> dict[str, Path]:
     """Write the tables, the sample description, the summary and every plot into `out_dir`.
 
     Args:
         result: from `compute_drivers`.
         out_dir: the folder (created).
+        plots: draw the plots too (most of the time this takes).
     Returns:
         Name → path of every file written (plots under `plots/`).
     """
@@ -395,9 +397,34 @@ def write_drivers(result: DriversResult, out_dir: Path) -> dict[str, Path]:
     result.sample.strata_table.to_csv(files["sample"], index=False)
     files["summary"] = out_dir / "summary.json"
     files["summary"].write_text(json.dumps(result.summary(), indent=2, default=float))
-    files.update(driver_plots.plot_drivers(result, out_dir / "plots"))
+    if plots:
+        files.update(driver_plots.plot_drivers(result, out_dir / "plots"))
     result.files = files
     return files
+
+
+def driver_metrics(result: DriversResult) -> dict[str, float]:
+    """Mean |SHAP| per target and feature, and each target's additivity error, as MLflow metrics."""
+    metrics = {
+        f"shap_mean_abs_{row.target}_{row.feature}": float(row.mean_abs_shap)
+        for row in result.global_table.itertuples()
+    }
+    metrics.update({f"shap_additivity_error_{k}": e.additivity_error for k, e in result.explanations.items()})
+    return metrics
+
+
+def log_training_drivers(config: CxConfig, loaded: LoadedBundle, dataset: Dataset) -> None:
+    """The new model's key-driver tables, in its training run (the active run).
+
+    Data scientists comparing runs see which drivers each model leans on beside its accuracy;
+    `cxpredict explain` remains the analysts' tool (plots, segments, bigger samples, a run of
+    its own). Plots are left to it: they would cost more than the explanations themselves.
+    """
+    result = compute_drivers(config, loaded, dataset, sample_size=config.training.driver_sample)
+    with tempfile.TemporaryDirectory() as tmp:
+        write_drivers(result, Path(tmp), plots=False)
+        mlflow.log_artifacts(tmp, artifact_path="drivers")
+    mlflow.log_metrics(driver_metrics(result))
 
 
 def log_drivers(config: CxConfig, result: DriversResult, out_dir: Path) -> str:
@@ -418,12 +445,7 @@ def log_drivers(config: CxConfig, result: DriversResult, out_dir: Path) -> str:
             "sample_size": len(result.sample.positions), "population": result.sample.population,
             "seed": result.sample.seed, "targets": ",".join(t.name for t in result.targets),
         })
-        metrics = {
-            f"shap_mean_abs_{row.target}_{row.feature}": float(row.mean_abs_shap)
-            for row in result.global_table.itertuples()
-        }
-        metrics.update({f"shap_additivity_error_{k}": e.additivity_error for k, e in result.explanations.items()})
-        mlflow.log_metrics(metrics)
+        mlflow.log_metrics(driver_metrics(result))
         mlflow.log_artifacts(str(out_dir), artifact_path="drivers")
         result.run_id = run.info.run_id
     return run.info.run_id

@@ -33,6 +33,7 @@ from models.bundle import (
     BUNDLE_FILE,
     CHAMPION,
     CxPyfuncModel,
+    LoadedBundle,
     ScoringBundle,
     band_column,
     save_bundle,
@@ -629,7 +630,14 @@ def train(
         sample = dataset.customers.head(500)
         with trainer.timed("log_model"):
             version = log_bundle(config, bundle, sample, register)
-        mlflow.log_metric("train_seconds_log_model", trainer.metrics["train_seconds_log_model"])
+        if config.training.driver_sample:
+            from training.drivers import log_training_drivers  # drivers imports this module
+
+            with trainer.timed("drivers_explained"):
+                loaded = LoadedBundle(bundle, config.registered_model_name, version or "", run.info.run_id)
+                log_training_drivers(config, loaded, dataset)
+        mlflow.log_metrics({k: v for k, v in trainer.metrics.items()
+                            if k in ("train_seconds_log_model", "train_seconds_drivers_explained")})
         link_project_run(run.info.run_id, config.tracking_uri)
     return TrainResult(run.info.run_id, config.registered_model_name, version, trainer.metrics, bundle, trainer.notes)
 

@@ -92,6 +92,22 @@ def test_training_reports_the_same_kind_of_metrics(small_training: TrainedCompan
     assert metrics["test_churn_roc_auc"] > 0.7 and metrics["test_cause_auc_mean"] > 0.55
 
 
+def test_training_run_carries_the_models_key_drivers(small_training: TrainedCompany) -> None:
+    """Runs can be compared by the drivers their models lean on: tables and mean |SHAP| per feature."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=small_training.config.tracking_uri)
+    run = client.get_run(small_training.result.run_id)
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "drivers")}
+    assert {"drivers/drivers_global.csv", "drivers/summary.json", "drivers/sample.csv"} <= artifacts
+    churn = {k: v for k, v in run.data.metrics.items() if k.startswith("shap_mean_abs_churn_")}
+    assert len(churn) >= 5 and all(v >= 0 for v in churn.values())
+    # Synthetic churn is driven by the contract more than by the signup date's day of week.
+    assert max(churn, key=churn.get) in {"shap_mean_abs_churn_contract", "shap_mean_abs_churn_predicted_expected_score",
+                                         "shap_mean_abs_churn_tenure_months"}
+    assert run.data.metrics["shap_additivity_error_churn"] < 1e-6
+
+
 # --- directional ----------------------------------------------------------------------------
 
 
