@@ -21,6 +21,8 @@ from features.config import ConfigError, CxConfig, load_config
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_show_locals=False)
 console = Console(stderr=True)
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Path to cxpredict.yaml")]
+ModelVersionOption = Annotated[str | None, typer.Option(help="Registered version (default: champion)")]
+SegmentByOption = Annotated[str | None, typer.Option("--by", help="Segment column (default: 'segment' if present)")]
 # 0 means "the config's value": MLproject parameters cannot be left out, so `mlflow run` passes 0.
 TuneTrialsOption = Annotated[
     int | None, typer.Option(min=0, help="Override training.tune_trials (0: the config's value)")
@@ -115,7 +117,7 @@ def train(
 def score(
     config: ConfigOption,
     out: Annotated[Path, typer.Option(help="Parquet file to write; with --input, a folder of parts")],
-    model_version: Annotated[str | None, typer.Option(help="Registered version (default: champion)")] = None,
+    model_version: ModelVersionOption = None,
     level: Annotated[float | None, typer.Option(help="Coverage of prediction sets (default: trust.level)")] = None,
     explain: Annotated[int, typer.Option(help="Add the top-K SHAP drivers per customer and target")] = 0,
     explain_target: Annotated[list[str] | None, typer.Option(
@@ -253,7 +255,7 @@ def explain(
     sample: SampleOption = 20_000,
     min_segment_size: MinSegmentOption = 30,
     seed: Annotated[int | None, typer.Option(help="Sampling seed (default: training.seed)")] = None,
-    model_version: Annotated[str | None, typer.Option(help="Registered version (default: champion)")] = None,
+    model_version: ModelVersionOption = None,
 ) -> None:
     """SHAP key drivers: global and per-segment tables and plots, logged to an `explain-` MLflow run."""
     from serving.batch import load_scoring_inputs
@@ -285,7 +287,7 @@ def report(
     target: TargetOption = None,
     sample: SampleOption = 5_000,
     min_segment_size: MinSegmentOption = 30,
-    model_version: Annotated[str | None, typer.Option(help="Registered version (default: champion)")] = None,
+    model_version: ModelVersionOption = None,
 ) -> None:
     """One self-contained HTML page for analysts: score, band mix, drivers, segments, backtest."""
     from serving.batch import load_scoring_inputs
@@ -305,7 +307,7 @@ def segments(
     by: Annotated[str, typer.Option("--by", help="Customers' column to segment by")],
     out: Annotated[Path | None, typer.Option(help="Write the table as CSV here")] = None,
     level: Annotated[float, typer.Option(help="Confidence level of the intervals")] = 0.95,
-    model_version: Annotated[str | None, typer.Option(help="Registered version (default: champion)")] = None,
+    model_version: ModelVersionOption = None,
 ) -> None:
     """Per segment: predicted score mix and doubly robust population score with an interval."""
     from features.load import DataError
@@ -343,9 +345,9 @@ def segments(
 def feedback(
     config: ConfigOption,
     survey: Annotated[Path, typer.Option("--survey", help="The new wave's answers (id and score columns)")],
-    by: Annotated[str | None, typer.Option("--by", help="Segment column (default: 'segment' if present)")] = None,
+    by: SegmentByOption = None,
     history: Annotated[Path | None, typer.Option(help="History CSV (default: beside the config)")] = None,
-    model_version: Annotated[str | None, typer.Option(help="Registered version (default: champion)")] = None,
+    model_version: ModelVersionOption = None,
 ) -> None:
     """Measure the current model on a new survey wave, append the history and advise on retraining."""
     from serving.batch import load_scoring_inputs
@@ -372,9 +374,9 @@ def survey_plan(
     config: ConfigOption,
     budget: Annotated[int, typer.Option(help="Number of silent customers to propose")],
     out: Annotated[Path, typer.Option(help="CSV for the survey tool")] = Path("survey_plan.csv"),
-    by: Annotated[str | None, typer.Option("--by", help="Segment column (default: 'segment' if present)")] = None,
+    by: SegmentByOption = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the draw (default: training.seed)")] = None,
-    model_version: Annotated[str | None, typer.Option(help="Registered version (default: champion)")] = None,
+    model_version: ModelVersionOption = None,
 ) -> None:
     """Propose N silent customers to survey next, with the reason for each, as a CSV."""
     from serving.batch import load_scoring_inputs
@@ -406,7 +408,7 @@ def simulate(
     simulated_only: Annotated[
         bool, typer.Option("--simulated-only", help="Ignore effects learned from campaigns")
     ] = False,
-    model_version: Annotated[str | None, typer.Option(help="Registered version (default: champion)")] = None,
+    model_version: ModelVersionOption = None,
 ) -> None:
     """Rank retention strategies per customer and per segment; optionally plan a budget."""
     from serving.batch import load_scoring_inputs
