@@ -259,7 +259,7 @@ def find_duplicate_rows(
 
 def split_rejects(
     frame: pd.DataFrame, X: np.ndarray, id_column: str, duplicate_positions: np.ndarray | None = None,
-    problems: np.ndarray | None = None,
+    problems: np.ndarray | None = None, ids: pd.Series | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A keep mask and a reason per row ('' when kept).
 
@@ -272,13 +272,14 @@ def split_rejects(
         duplicate_positions: rows of the chunk whose id occurred earlier in the whole input (from
             `find_duplicate_rows`); None checks repeats within the chunk only.
         problems: per row, a value the model cannot read (`FeaturePipeline.unreadable_values`).
+        ids: `id_text` of the id column when the caller has it already.
     """
     n = len(frame)
     reasons = np.full(n, "", dtype=object)
     if id_column not in frame.columns:
         reasons[:] = MISSING_ID
         return np.zeros(n, bool), reasons
-    text = id_text(frame[id_column])
+    text = id_text(frame[id_column]) if ids is None else ids
     missing = (text.isna() | text.eq("")).to_numpy(bool)
     if duplicate_positions is None:
         duplicate = (text.duplicated(keep="first") & ~pd.Series(missing, index=frame.index)).to_numpy(bool)
@@ -321,26 +322,29 @@ class ChunkScorer:
         positions, first_rows = (None, np.empty(0, np.int64)) if self.duplicates is None else \
             self.duplicates.within(first_row, first_row + len(frame))
         problems = bundle.pipeline.unreadable_values(frame, X)
-        keep, reasons = split_rejects(frame, X, bundle.id_column, positions, problems)
         ids = id_text(frame[bundle.id_column]) if bundle.id_column in frame.columns else \
             pd.Series([None] * len(frame), dtype="string")
-        scores = self.scorer.score_matrix(ids[keep].to_numpy(dtype=object), X[keep], self.model_version)
+        keep, reasons = split_rejects(frame, X, bundle.id_column, positions, problems, ids)
+        everyone = bool(keep.all())  # the usual chunk: no copies of its rows
+        kept_X, kept_frame = (X, frame) if everyone else (X[keep], frame[keep])
+        scores = self.scorer.score_matrix(ids[keep].to_numpy(dtype=object), kept_X, self.model_version)
         if self.observed is not None:
             scores = add_survey_columns(scores, bundle.id_column, self.observed, self.score_column)
         rejected = np.flatnonzero(~keep)
-        duplicate_of = pd.array([pd.NA] * len(frame), dtype="Int64")
-        if positions is not None and len(positions):
+        duplicate_of = np.full(len(frame), -1, np.int64)
+        if positions is not None:
             duplicate_of[positions] = first_rows
         rejects = pd.DataFrame({
             "input_row": (first_row + rejected).astype(np.int64),
             bundle.id_column: ids.iloc[rejected].reset_index(drop=True),
             "reason": pd.Series(reasons[rejected].astype(str), dtype="string"),
-            "duplicate_of_row": duplicate_of[rejected],
+            "duplicate_of_row": pd.array(np.where(duplicate_of[rejected] >= 0, duplicate_of[rejected], None),
+                                         dtype="Int64"),
             "detail": pd.Series(np.where(reasons[rejected] == UNREADABLE, problems[rejected], None), dtype="string"),
         })
         drift = None
         if bundle.drift_reference is not None:
-            drift = drift_counts(bundle.drift_reference, bundle.pipeline, frame[keep], X[keep])
+            drift = drift_counts(bundle.drift_reference, bundle.pipeline, kept_frame, kept_X)
         return arrow_table(scores), arrow_table(rejects), drift
 
 
