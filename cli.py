@@ -143,6 +143,8 @@ def score(
 
     if explain < 0:
         raise ConfigError(f"--explain must be 0 (off) or a number of drivers, got {explain}")
+    if level is not None and not 0 < level < 1:
+        raise ConfigError(f"--level must be between 0 and 1, got {level}")
     cfg = _load(config)
     if engine not in ("local", "spark"):
         raise ConfigError(f"--engine must be 'local' or 'spark', got '{engine}'")
@@ -151,16 +153,12 @@ def score(
             raise ConfigError("--engine spark needs --input (a Parquet file or folder)")
         from serving.batch import load_scoring_inputs, score_customers, write_parquet_atomic
 
-        if level is not None and not 0 < level < 1:
-            raise ConfigError(f"--level must be between 0 and 1, got {level}")
         dataset, loaded = load_scoring_inputs(cfg, model_version)
         scores = score_customers(cfg, loaded, dataset, level, explain=explain, explain_targets=explain_target)
         write_parquet_atomic(scores, out)
         _report_drift(*check_drift(cfg, loaded, dataset.customers), out.with_name(f"{out.stem}.drift.csv"))
         typer.echo(f"scored {len(scores)} customers with {loaded.model_name} v{loaded.version} -> {out}")
         return
-    if level is not None and not 0 < level < 1:
-        raise ConfigError(f"--level must be between 0 and 1, got {level}")
     if out.suffix == ".parquet":
         raise ConfigError(f"--out {out}: with --input the output is a folder of parts; give a folder name")
     from features.load import DataError
