@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from features.config import ConfigError, CxConfig, load_config
+from cxpredict.features.config import ConfigError, CxConfig, load_config
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_show_locals=False)
 console = Console(stderr=True)
@@ -30,7 +30,7 @@ TuneTrialsOption = Annotated[
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
-    from features.load import DataError
+    from cxpredict.features.load import DataError
 
     return (ConfigError, DataError)
 
@@ -58,7 +58,7 @@ def _setup_logging(verbose: bool) -> None:
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress")] = False) -> None:
     """cxpredict: experience scores, causes and churn for every silent customer."""
-    from training.project import detach_project_run
+    from cxpredict.training.project import detach_project_run
 
     _setup_logging(verbose)
     # Under `mlflow run` every command logs its own runs in the config's store (drift runs of
@@ -78,7 +78,7 @@ def generate(
     name: Annotated[str, typer.Option(help="Dataset name in the config")] = "synthetic",
 ) -> None:
     """Write a synthetic company with known ground truth (truth.parquet) in the contract's format."""
-    from features.synthetic import generate_company, write_company
+    from cxpredict.features.synthetic import generate_company, write_company
 
     if customers < 100 or not 0 < survey_rate < 1:
         raise ConfigError("--customers must be at least 100 and --survey-rate between 0 and 1")
@@ -101,7 +101,7 @@ def train(
     ] = None,
 ) -> None:
     """Train every model, log one MLflow run and register the bundle as `champion`."""
-    from training.train import train as run_training
+    from cxpredict.training.train import train as run_training
 
     cfg = _load(config)
     result = run_training(cfg, tune_trials=tune_trials or None, study_storage=study_storage)
@@ -139,7 +139,8 @@ def score(
     resuming a killed run; `--engine spark` runs the same models through a Spark UDF. Both give
     the same columns: predictions, prediction set and interval, survey columns, top-k drivers.
     """
-    from serving.batch import check_drift, load_champion
+    from cxpredict.models.registry import load_champion
+    from cxpredict.serving.batch.files import check_drift
 
     if explain < 0:
         raise ConfigError(f"--explain must be 0 (off) or a number of drivers, got {explain}")
@@ -151,7 +152,9 @@ def score(
     if input_path is None:
         if engine != "local":
             raise ConfigError("--engine spark needs --input (a Parquet file or folder)")
-        from serving.batch import load_scoring_inputs, score_customers, write_parquet_atomic
+        from cxpredict.features.io import write_parquet_atomic
+        from cxpredict.models.registry import load_scoring_inputs
+        from cxpredict.serving.batch.files import score_customers
 
         dataset, loaded = load_scoring_inputs(cfg, model_version)
         scores = score_customers(cfg, loaded, dataset, level, explain=explain, explain_targets=explain_target)
@@ -161,10 +164,10 @@ def score(
         return
     if out.suffix == ".parquet":
         raise ConfigError(f"--out {out}: with --input the output is a folder of parts; give a folder name")
-    from features.load import DataError
-    from models.scoring import ScoringOptions
-    from serving.batch import observed_scores
-    from serving.stream import stream_drift_counts
+    from cxpredict.features.load import DataError
+    from cxpredict.models.scoring import ScoringOptions
+    from cxpredict.serving.batch.files import observed_scores
+    from cxpredict.serving.batch.stream import stream_drift_counts
 
     loaded = load_champion(cfg, model_version)
     threads = threads or cfg.training.threads
@@ -174,11 +177,11 @@ def score(
     except DataError as err:  # a scoring job may run where the survey is not: say how to go on
         raise DataError(f"{err} (the survey columns need it; --no-survey-columns scores without them)") from None
     if engine == "spark":
-        from serving.spark import score_spark
+        from cxpredict.serving.batch.spark import score_spark
 
         summary = score_spark(cfg, loaded, input_path, out, master=master, options=options, observed=observed)
     else:
-        from serving.stream import count_input_rows, score_stream, terminal_progress
+        from cxpredict.serving.batch.stream import count_input_rows, score_stream, terminal_progress
 
         with terminal_progress(count_input_rows(input_path)) as progress:
             summary = score_stream(loaded, input_path, out, chunk_rows=chunk_rows, threads=threads,
@@ -207,9 +210,9 @@ def backtest(
     out: Annotated[Path | None, typer.Option(help="Write the report as JSON here")] = None,
 ) -> None:
     """Hide most respondents, train on the rest, and report accuracy on the hidden ones."""
-    from features.load import load_dataset
-    from training.backtest import backtest as run_backtest
-    from training.project import link_project_run
+    from cxpredict.features.load import load_dataset
+    from cxpredict.training.backtest import backtest as run_backtest
+    from cxpredict.training.project import link_project_run
 
     if selection not in ("random", "biased"):
         raise ConfigError(f"--selection must be 'random' or 'biased', got '{selection}'")
@@ -256,8 +259,8 @@ def explain(
     model_version: ModelVersionOption = None,
 ) -> None:
     """SHAP key drivers: global and per-segment tables and plots, logged to an `explain-` MLflow run."""
-    from serving.batch import load_scoring_inputs
-    from training.drivers import explain_drivers
+    from cxpredict.models.registry import load_scoring_inputs
+    from cxpredict.training.drivers import explain_drivers
 
     cfg = _load(config)
     dataset, loaded = load_scoring_inputs(cfg, model_version)
@@ -288,8 +291,8 @@ def report(
     model_version: ModelVersionOption = None,
 ) -> None:
     """One self-contained HTML page for analysts: score, band mix, drivers, segments, backtest."""
-    from serving.batch import load_scoring_inputs
-    from training.report import build_report
+    from cxpredict.models.registry import load_scoring_inputs
+    from cxpredict.training.report import build_report
 
     cfg = _load(config)
     dataset, loaded = load_scoring_inputs(cfg, model_version)
@@ -308,9 +311,9 @@ def segments(
     model_version: ModelVersionOption = None,
 ) -> None:
     """Per segment: predicted score mix and doubly robust population score with an interval."""
-    from features.load import DataError
-    from serving.batch import load_scoring_inputs
-    from training.segments import segment_figures
+    from cxpredict.features.load import DataError
+    from cxpredict.models.registry import load_scoring_inputs
+    from cxpredict.training.segments import segment_figures
 
     if not 0 < level < 1:
         raise ConfigError(f"--level must be between 0 and 1, got {level}")
@@ -348,8 +351,8 @@ def feedback(
     model_version: ModelVersionOption = None,
 ) -> None:
     """Measure the current model on a new survey wave, append the history and advise on retraining."""
-    from serving.batch import load_scoring_inputs
-    from training.feedback import record_feedback
+    from cxpredict.models.registry import load_scoring_inputs
+    from cxpredict.training.feedback import record_feedback
 
     cfg = _load(config)
     dataset, loaded = load_scoring_inputs(cfg, model_version)
@@ -377,8 +380,8 @@ def survey_plan(
     model_version: ModelVersionOption = None,
 ) -> None:
     """Propose N silent customers to survey next, with the reason for each, as a CSV."""
-    from serving.batch import load_scoring_inputs
-    from training.survey_plan import plan_survey
+    from cxpredict.models.registry import load_scoring_inputs
+    from cxpredict.training.survey_plan import plan_survey
 
     cfg = _load(config)
     dataset, loaded = load_scoring_inputs(cfg, model_version)
@@ -409,8 +412,8 @@ def simulate(
     model_version: ModelVersionOption = None,
 ) -> None:
     """Rank retention strategies per customer and per segment; optionally plan a budget."""
-    from serving.batch import load_scoring_inputs
-    from serving.batch_simulate import prepare_simulation, run_simulation, write_simulation
+    from cxpredict.models.registry import load_scoring_inputs
+    from cxpredict.serving.batch.simulation import prepare_simulation, run_simulation, write_simulation
 
     cfg = _load(config)
     dataset, loaded = load_scoring_inputs(cfg, model_version)
@@ -463,10 +466,12 @@ def demo(
     """Generate a synthetic company, train every model, score every customer, print a summary."""
     import pandas as pd
 
-    from features.load import load_dataset
-    from features.synthetic import generate_company, write_company
-    from serving.batch import load_champion, score_customers, write_parquet_atomic
-    from training.train import train as run_training
+    from cxpredict.features.io import write_parquet_atomic
+    from cxpredict.features.load import load_dataset
+    from cxpredict.features.synthetic import generate_company, write_company
+    from cxpredict.models.registry import load_champion
+    from cxpredict.serving.batch.files import score_customers
+    from cxpredict.training.train import train as run_training
 
     started = time.perf_counter()
     company = generate_company(customers, survey_rate, seed)
@@ -514,7 +519,7 @@ def _serving_settings(**values: Any) -> Any:
     """Server settings from the environment (CXPREDICT_*) overridden by the given options."""
     from pydantic import ValidationError
 
-    from serving.settings import ServingSettings
+    from cxpredict.serving.api.settings import ServingSettings
 
     try:
         return ServingSettings(**{k: v for k, v in values.items() if v is not None})
@@ -535,10 +540,10 @@ def store_load(
 
     When a champion is registered, values it cannot read stop the load (file, column, rows).
     """
-    from features.load import check_readable, load_dataset
-    from serving.batch import champion_if_registered
-    from serving.settings import store_url as resolve_store_url
-    from serving.store import load_store
+    from cxpredict.features.load import check_readable, load_dataset
+    from cxpredict.models.registry import champion_if_registered
+    from cxpredict.serving.api.settings import store_url as resolve_store_url
+    from cxpredict.serving.api.store import load_store
 
     cfg = _load(config)
     settings = _serving_settings(config=config, store_url=store_url, store_table=table)
@@ -577,7 +582,7 @@ def serve(
     for key, value in overrides.items():
         if value is not None:
             os.environ[f"CXPREDICT_{key.upper()}"] = str(value)
-    uvicorn.run("serving.main:create_app", factory=True, host=host, port=port, workers=workers,
+    uvicorn.run("cxpredict.serving.api.app:create_app", factory=True, host=host, port=port, workers=workers,
                 log_level=log_level)
 
 

@@ -32,12 +32,11 @@ import httpx
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from cxpredict.features.config import load_config
+from cxpredict.features.load import load_dataset
+from cxpredict.models.registry import load_registered_bundle
 
-from features.config import load_config  # noqa: E402
-from features.load import load_dataset  # noqa: E402
-from models.bundle import load_registered_bundle  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 HOST = "127.0.0.1"
 
@@ -49,14 +48,14 @@ def free_port() -> int:
 
 
 def run(cmd: list[str], **kwargs: Any) -> None:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     subprocess.run(cmd, check=True, env=env, **kwargs)
 
 
 def start(cmd: list[str], log: Path, ready_url: str, env: dict[str, str], timeout: float = 600) -> subprocess.Popen:
     handle = log.open("w")
     process = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT,
-                               env={**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(ROOT), **env})
+                               env={**os.environ, "PYTHONWARNINGS": "ignore", **env})
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -166,12 +165,12 @@ def prepare(args: argparse.Namespace, work: Path) -> Path:
         config_path = Path(args.config).resolve()
     else:
         data = work / "company"
-        run([sys.executable, "-m", "cli", "generate", "--customers", str(args.customers), "--survey-rate",
+        run([sys.executable, "-m", "cxpredict.cli", "generate", "--customers", str(args.customers), "--survey-rate",
              str(args.survey_rate), "--seed", "42", "--out", str(data)], cwd=work)
         config_path = data / "cxpredict.yaml"
-        run([sys.executable, "-m", "cli", "train", "--config", str(config_path), "--tune-trials",
+        run([sys.executable, "-m", "cxpredict.cli", "train", "--config", str(config_path), "--tune-trials",
              str(args.tune_trials)], cwd=work)
-    run([sys.executable, "-m", "cli", "store", "load", "--config", str(config_path)], cwd=work)
+    run([sys.executable, "-m", "cxpredict.cli", "store", "load", "--config", str(config_path)], cwd=work)
     return config_path
 
 
@@ -229,7 +228,7 @@ def main() -> None:
                                             "customers_per_s": 1000 / float(np.median(times))}
 
         port = free_port()
-        ours = start([sys.executable, "-m", "cli", "serve", "--config", str(config_path), "--host", HOST,
+        ours = start([sys.executable, "-m", "cxpredict.cli", "serve", "--config", str(config_path), "--host", HOST,
                       "--port", str(port), "--workers", str(args.workers), "--log-level", "warning"],
                      work / "ours.log", f"http://{HOST}:{port}/readyz", {})
         base = f"http://{HOST}:{port}"

@@ -29,16 +29,16 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 MODEL_CUSTOMERS = 20_000  # the demo model: 20,000 customers, 3 % surveyed would be too few; 15 %
 INPUT_ROWS = 1_000_000
 
 
 def _cli(*args: str) -> tuple[float, str]:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "cli", *args], cwd=ROOT, env=env, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "cxpredict.cli", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True)
     if done.returncode:
         raise SystemExit(done.stderr[-3000:])
     return time.perf_counter() - started, done.stdout
@@ -51,7 +51,7 @@ def _set_threads(config: Path, threads: int) -> None:
 
 def prepare(work: Path, threads: int, trials: int) -> None:
     """Train the demo model and write the 1M-row input (the demo company's customers, repeated, new ids)."""
-    from features.synthetic import generate_company, write_company
+    from cxpredict.features.synthetic import generate_company, write_company
 
     company = work / "company"
     config = write_company(generate_company(MODEL_CUSTOMERS, 0.15, seed=42), company, name="bench")
@@ -69,8 +69,8 @@ def prepare(work: Path, threads: int, trials: int) -> None:
 
 
 def _bundle(work: Path):
-    from features.config import load_config
-    from serving.batch import load_champion
+    from cxpredict.features.config import load_config
+    from cxpredict.models.registry import load_champion
 
     return load_champion(load_config(work / "company" / "cxpredict.yaml")).bundle
 
@@ -142,7 +142,7 @@ def _children_cpu_seconds() -> float:
 
 def train(work: Path, respondents: list[int], trials: int, threads: int) -> None:
     """Training wall time for companies with the given numbers of respondents (survey rate 50 %)."""
-    from features.synthetic import generate_company, write_company
+    from cxpredict.features.synthetic import generate_company, write_company
 
     for n in respondents:
         folder = work / f"train_{n}"

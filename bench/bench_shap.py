@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,14 +27,12 @@ from pathlib import Path
 import joblib
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from features.config import load_config  # noqa: E402
-from features.load import load_dataset  # noqa: E402
-from features.synthetic import generate_company, write_company  # noqa: E402
-from models.bundle import ScoringBundle, band_column  # noqa: E402
-from models.treeshap import TreeShap  # noqa: E402
-from training.train import Trainer  # noqa: E402
+from cxpredict.features.config import load_config
+from cxpredict.features.load import load_dataset
+from cxpredict.features.synthetic import generate_company, write_company
+from cxpredict.models.bundle import ScoringBundle, band_column
+from cxpredict.models.treeshap import TreeShap
+from cxpredict.training.train import Trainer
 
 
 def train_bundle(train_customers: int, survey_rate: float, tune_trials: int, seed: int,

@@ -12,21 +12,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from features.config import load_config  # noqa: E402
-from features.load import load_dataset  # noqa: E402
-from features.synthetic import generate_company, strategy_catalogue, write_company  # noqa: E402
-from models.simulate import assign_with_budget, best_strategy, segment_table, simulate_effects  # noqa: E402
-from training.train import Trainer  # noqa: E402
-from training.uplift import fit_campaign_uplift  # noqa: E402
+from cxpredict.features.config import load_config
+from cxpredict.features.load import load_dataset
+from cxpredict.features.synthetic import generate_company, strategy_catalogue, write_company
+from cxpredict.models.simulate import assign_with_budget, best_strategy, segment_table, simulate_effects
+from cxpredict.training.train import Trainer
+from cxpredict.training.uplift import fit_campaign_uplift
 
 
 def ten_strategies() -> list[dict]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from features.config import CxConfig, FileTable, SqlTable, TableSource
+from cxpredict.features.config import CxConfig, FileTable, SqlTable, TableSource
 
 MAX_ROWS_SHOWN = 5
 

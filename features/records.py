@@ -18,8 +18,18 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from features.build import _FALSE, _TRUE, BOOLEAN, CATEGORICAL, DATE, NUMERIC, FeaturePipeline, to_days, to_numeric
-from features.build import _text as category_label
+from cxpredict.features.build import (
+    _FALSE,
+    _TRUE,
+    BOOLEAN,
+    CATEGORICAL,
+    DATE,
+    NUMERIC,
+    FeaturePipeline,
+    to_days,
+    to_numeric,
+)
+from cxpredict.features.build import _text as category_label
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NS_PER_DAY = 86_400 * 10**9

@@ -18,8 +18,8 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from features.build import BOOLEAN, CATEGORICAL, DATE, NUMERIC, infer_kind, to_boolean
-from features.config import ConfigError, CxConfig
+from cxpredict.features.build import BOOLEAN, CATEGORICAL, DATE, NUMERIC, infer_kind, to_boolean
+from cxpredict.features.config import ConfigError, CxConfig
 
 COMPARE_OPS: tuple[str, ...] = ("==", "!=", "<", "<=", ">", ">=", "in", "not_in")
 APPLY_OPS: tuple[str, ...] = ("set", "multiply", "add")

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from features.strategies import apply_strategy, eligible_mask
+from cxpredict.features.strategies import apply_strategy, eligible_mask
 
 ID_COLUMN = "customer_id"
 REFERENCE_DATE = np.datetime64("2026-10-31", "D")

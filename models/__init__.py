@@ -1,1 +1,1 @@
-"""Model code shared by training and serving: targets, estimators, the MLflow bundle, explanations, strategies."""
+"""Model code shared by training and serving: estimators, the bundle, the registry's read side, explanations."""

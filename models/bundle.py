@@ -6,26 +6,20 @@ feature pipeline plus every booster, so the same code turns customer rows into s
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import joblib
 import lightgbm as lgb
-import mlflow
 import numpy as np
 import pandas as pd
 
-from features.build import FeaturePipeline
-from models.conformal import ConformalCalibration
-from models.drift import DriftReference
-from models.estimators import binary_probability, multiclass_probabilities, predict_raw
-from models.uplift import UpliftResult
-
-BUNDLE_ARTIFACT = "bundle"
-BUNDLE_FILE = "bundle.joblib"
-CHAMPION = "champion"
+from cxpredict.features.build import FeaturePipeline
+from cxpredict.models.conformal import ConformalCalibration
+from cxpredict.models.drift import DriftReference
+from cxpredict.models.estimators import binary_probability, multiclass_probabilities, predict_raw
+from cxpredict.models.uplift import UpliftResult
 
 
 def band_column(band: str) -> str:
@@ -201,67 +195,3 @@ def save_bundle(bundle: ScoringBundle, path: Path) -> Path:
 
 def load_bundle(path: Path) -> ScoringBundle:
     return joblib.load(path)
-
-
-class CxPyfuncModel(mlflow.pyfunc.PythonModel):
-    """MLflow pyfunc around a ScoringBundle (used by `mlflow models serve` and Spark UDFs)."""
-
-    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
-        self.bundle = load_bundle(Path(context.artifacts[BUNDLE_ARTIFACT]))
-        self.scorers: dict[Any, Any] = {}  # one CustomerScorer per options: explainer tables built once
-
-    def predict(
-        self, context: mlflow.pyfunc.PythonModelContext, model_input: pd.DataFrame, params: dict | None = None
-    ) -> pd.DataFrame:
-        """The predictions; with params `uncertainty`/`level`/`explain`/`explain_targets`, the full
-        score table of `models.scoring` (what `cxpredict score` writes, less the survey columns)."""
-        from models.scoring import CustomerScorer, options_from_params
-
-        options = options_from_params(params)
-        if options is None:
-            return self.bundle.predict(model_input)
-        if options not in self.scorers:
-            self.scorers[options] = CustomerScorer(self.bundle, options)
-        return self.scorers[options].score(model_input)
-
-
-@dataclass
-class LoadedBundle:
-    """A bundle with where it came from in the registry."""
-
-    bundle: ScoringBundle
-    model_name: str
-    version: str
-    run_id: str
-    alias: str | None = CHAMPION
-
-
-def load_registered_bundle(
-    tracking_uri: str, model_name: str, alias: str = CHAMPION, version: str | None = None
-) -> LoadedBundle:
-    """Load the bundle a registered model version (by alias, or an explicit version) points to.
-
-    Args:
-        tracking_uri: the MLflow tracking store (registry lives there too).
-        model_name: registered model name.
-        alias: alias to resolve when `version` is not given.
-        version: an explicit version number.
-    Returns:
-        The loaded bundle with its version and run id.
-    """
-    client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    if version is None:
-        model_version = client.get_model_version_by_alias(model_name, alias)
-    else:
-        model_version = client.get_model_version(model_name, version)
-        alias = None
-    # The version's own artifact location, resolved by this client: a `models:/` URI would be
-    # resolved through MLflow's global registry (and the MLFLOW_*_URI variables that
-    # mlflow.set_*_uri export to child processes), which may point at another store.
-    model_uri = client.get_model_version_download_uri(model_name, model_version.version)
-    with tempfile.TemporaryDirectory() as tmp:
-        local = mlflow.artifacts.download_artifacts(
-            artifact_uri=f"{model_uri.rstrip('/')}/artifacts/{BUNDLE_FILE}", dst_path=tmp, tracking_uri=tracking_uri
-        )
-        bundle = load_bundle(Path(local))
-    return LoadedBundle(bundle, model_name, str(model_version.version), model_version.run_id or "", alias)

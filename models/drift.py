@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from features.build import CATEGORICAL, FeaturePipeline
+from cxpredict.features.build import CATEGORICAL, FeaturePipeline
 
 PSI_BINS = 10
 PSI_FLOOR = 1e-4  # empty bins would make the log ratio infinite

@@ -35,10 +35,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from features.build import BOOLEAN, CATEGORICAL, DATE
-from features.load import DataError
-from models.bundle import ScoringBundle, band_column, cause_column, driver_column
-from models.treeshap import TreeShap
+from cxpredict.features.build import BOOLEAN, CATEGORICAL, DATE
+from cxpredict.features.load import DataError
+from cxpredict.models.bundle import ScoringBundle, band_column, cause_column, driver_column
+from cxpredict.models.treeshap import TreeShap
 
 EXPECTED_SCORE = "expected_score"
 CHURN = "churn"

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 from mlflow.types.schema import ParamSchema, ParamSpec
 
-from models.bundle import ScoringBundle, band_column, uncertainty_arrays, uncertainty_columns
-from models.explain import DriverExplainer, ExplainError, default_targets, resolve_targets, top_drivers
+from cxpredict.models.bundle import ScoringBundle, band_column, uncertainty_arrays, uncertainty_columns
+from cxpredict.models.explain import DriverExplainer, ExplainError, default_targets, resolve_targets, top_drivers
 
 EXPLAIN_CHUNK_ROWS = 50_000  # explanations hold rows × features × targets floats: explain in slices
 

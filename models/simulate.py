@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.config import ConfigError
-from features.strategies import Strategy, apply_interventions, as_strategy, eligible_mask, validate_strategies
-from models.bundle import ScoringBundle, band_column
+from cxpredict.features.config import ConfigError
+from cxpredict.features.strategies import Strategy, apply_interventions, as_strategy, eligible_mask, validate_strategies
+from cxpredict.models.bundle import ScoringBundle, band_column
 
 OBJECTIVES: tuple[str, ...] = ("value", "churn", "score")
 SIMULATED, LEARNED = "simulated", "learned"

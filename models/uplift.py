@@ -28,7 +28,7 @@ import pandas as pd
 from scipy.stats import norm
 from sklearn.model_selection import StratifiedKFold
 
-from models.estimators import BINARY, REGRESSION, base_params, binary_probability, fit_booster, predict_raw
+from cxpredict.models.estimators import BINARY, REGRESSION, base_params, binary_probability, fit_booster, predict_raw
 
 LEARNERS: tuple[str, ...] = ("t", "x")
 CV_FOLDS = 3

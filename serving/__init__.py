@@ -1,1 +1,1 @@
-"""FastAPI app: settings, schemas, routes, customer store, model loading."""
+"""Serving: api/ is the HTTP API (FastAPI), batch/ the offline engines (file, stream, Spark, simulation)."""

@@ -16,12 +16,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.config import CxConfig, load_config
-from features.synthetic import generate_company, write_company
+from cxpredict.features.config import CxConfig, load_config
+from cxpredict.features.synthetic import generate_company, write_company
 
 if TYPE_CHECKING:
-    from models.bundle import ScoringBundle
-    from training.train import TrainResult
+    from cxpredict.models.bundle import ScoringBundle
+    from cxpredict.training.train import TrainResult
 
 SMALL_CUSTOMERS = 4000
 # 1,000 respondents: ~200 held out, so test metrics (cause AUCs above all) are not too noisy.
@@ -74,7 +74,7 @@ class TrainedCompany:
 @pytest.fixture(scope="session")
 def small_training(small_company_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> TrainedCompany:
     """The small company, minus hidden rows, trained once per session into its own MLflow store."""
-    from training.train import train
+    from cxpredict.training.train import train
 
     folder = tmp_path_factory.mktemp("trained")
     data = folder / "data"
@@ -97,9 +97,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def run_cli(*args: str, cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess[str]:
     """Run the `cxpredict` command (cli:app) in a subprocess, from this checkout's code."""
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(REPO_ROOT)}
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     return subprocess.run(
-        [sys.executable, "-m", "cli", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=timeout
+        [sys.executable, "-m", "cxpredict.cli", *args], cwd=cwd, capture_output=True, text=True, env=env,
+        timeout=timeout,
     )
 
 
@@ -112,7 +113,7 @@ def trained_company(small_company_dir: Path, tmp_path_factory: pytest.TempPathFa
     """
     import shutil
 
-    from training.train import train
+    from cxpredict.training.train import train
 
     out = tmp_path_factory.mktemp("trained_company") / "company"
     shutil.copytree(small_company_dir, out)
@@ -128,7 +129,7 @@ def small_bundle(small_training: TrainedCompany) -> tuple:
     Reuses that one training (a fifth of the respondents and outcomes hidden from it) rather than
     fitting the models again; explanation tests need a trained bundle and every customer row.
     """
-    from features.load import load_dataset
+    from cxpredict.features.load import load_dataset
 
     return small_training.bundle, load_dataset(small_training.config)
 

@@ -25,14 +25,15 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from features.build import CATEGORICAL, FeaturePipeline
-from features.config import CxConfig
-from features.load import DataError, Dataset
-from models.bundle import band_column, cause_column, driver_column
-from models.estimators import BINARY, base_params, binary_probability, fit_booster, predict_raw
-from training import evaluate
-from training.conformal import coverage_metrics
-from training.train import Trainer, configure_mlflow, fit_target, respondent_targets
+from cxpredict.features.build import CATEGORICAL, FeaturePipeline
+from cxpredict.features.config import CxConfig
+from cxpredict.features.load import DataError, Dataset
+from cxpredict.models.bundle import band_column, cause_column, driver_column
+from cxpredict.models.estimators import BINARY, base_params, binary_probability, fit_booster, predict_raw
+from cxpredict.training import evaluate
+from cxpredict.training.conformal import coverage_metrics
+from cxpredict.training.registry import configure_mlflow
+from cxpredict.training.train import Trainer, fit_target, respondent_targets
 
 logger = logging.getLogger(__name__)
 Selection = Literal["random", "biased"]

@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import KFold
 
-from models.bundle import ScoringBundle, band_column
-from models.conformal import ConformalCalibration, interval_coverage, set_coverage
-from models.estimators import fit_booster, predict_raw
+from cxpredict.models.bundle import ScoringBundle, band_column
+from cxpredict.models.conformal import ConformalCalibration, interval_coverage, set_coverage
+from cxpredict.models.estimators import fit_booster, predict_raw
 
 if TYPE_CHECKING:
-    from training.train import Trainer
+    from cxpredict.training.train import Trainer
 
 OOF_FOLDS = 3
 

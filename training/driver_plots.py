@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from features.build import CATEGORICAL, DATE
+from cxpredict.features.build import CATEGORICAL, DATE
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from models.explain import Explanation
-    from training.drivers import DriversResult
+    from cxpredict.models.explain import Explanation
+    from cxpredict.training.drivers import DriversResult
 
 DPI = 110
 
@@ -49,7 +49,7 @@ def _save(fig: Figure, path: Path) -> Path:
 
 def plot_bar(table: pd.DataFrame, title: str, path: Path, top: int = 12) -> Path:
     """Mean |SHAP| per feature with a 95 % interval from the sampling error."""
-    from training.drivers import Z_95
+    from cxpredict.training.drivers import Z_95
 
     plt = _pyplot()
     rows = table.head(top).iloc[::-1]

@@ -20,12 +20,12 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from features.build import BOOLEAN, CATEGORICAL
-from features.config import CxConfig
-from features.load import Dataset
-from models.bundle import LoadedBundle
-from models.explain import DriverExplainer, ExplainError, Explanation, Target, resolve_targets
-from training.train import configure_mlflow
+from cxpredict.features.build import BOOLEAN, CATEGORICAL
+from cxpredict.features.config import CxConfig
+from cxpredict.features.load import Dataset
+from cxpredict.models.explain import DriverExplainer, ExplainError, Explanation, Target, resolve_targets
+from cxpredict.models.registry import LoadedBundle
+from cxpredict.training.registry import configure_mlflow
 
 logger = logging.getLogger(__name__)
 DEFAULT_SAMPLE_SIZE = 20_000
@@ -383,7 +383,7 @@ def write_drivers(result: DriversResult, out_dir: Path, plots: bool = True) -> d
     Returns:
         Name → path of every file written (plots under `plots/`).
     """
-    from training import driver_plots
+    from cxpredict.training import driver_plots
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -15,12 +15,13 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from features.config import CxConfig
-from features.load import DataError, Dataset, check_ids, check_score
-from models.bundle import LoadedBundle, band_column, predict_uncertainty
-from models.conformal import interval_coverage, set_coverage
-from training import evaluate
-from training.train import configure_mlflow
+from cxpredict.features.config import CxConfig
+from cxpredict.features.load import DataError, Dataset, check_ids, check_score
+from cxpredict.models.bundle import band_column, predict_uncertainty
+from cxpredict.models.conformal import interval_coverage, set_coverage
+from cxpredict.models.registry import LoadedBundle
+from cxpredict.training import evaluate
+from cxpredict.training.registry import configure_mlflow
 
 HISTORY_FILE = "feedback_history.csv"
 PLOT_FILE = "feedback_history.png"

@@ -20,10 +20,12 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from features.config import CxConfig
-from features.load import Dataset
-from models.bundle import LoadedBundle, band_column
-from training.drivers import NOTE_ASSOCIATION, DriversResult, compute_drivers, write_drivers
+from cxpredict.features.config import CxConfig
+from cxpredict.features.io import write_text_atomic
+from cxpredict.features.load import Dataset
+from cxpredict.models.bundle import band_column
+from cxpredict.models.registry import LoadedBundle
+from cxpredict.training.drivers import NOTE_ASSOCIATION, DriversResult, compute_drivers, write_drivers
 
 TOP_ROWS = 8
 BACKTEST_METRICS = (
@@ -239,17 +241,12 @@ def build_report(
     with tempfile.TemporaryDirectory() as tmp:
         write_drivers(drivers, Path(tmp))
         page = render_report(config, loaded, drivers, inputs)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = out.with_name(f".{out.name}.tmp")
-    tmp_out.write_text(page, encoding="utf-8")
-    tmp_out.replace(out)
-    return out
+    return write_text_atomic(page, Path(out))
 
 
 def _report_targets(loaded: LoadedBundle) -> list[str]:
     """The report's default targets: the headline ones and every cause (ratings stay in `explain`)."""
-    from models.explain import available_targets, default_targets
+    from cxpredict.models.explain import available_targets, default_targets
 
     names = default_targets(loaded.bundle)
     causes = [t.name for t in available_targets(loaded.bundle) if t.name.startswith("cause_")]

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.config import CxConfig
-from features.load import DataError, Dataset
-from models.bundle import ScoringBundle, band_column
-from models.estimators import binary_probability, predict_raw
-from training import evaluate
+from cxpredict.features.config import CxConfig
+from cxpredict.features.load import DataError, Dataset
+from cxpredict.models.bundle import ScoringBundle, band_column
+from cxpredict.models.estimators import binary_probability, predict_raw
+from cxpredict.training import evaluate
 
 MISSING_SEGMENT = "(missing)"
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.config import CxConfig
-from features.load import DataError, Dataset
-from models.bundle import ScoringBundle, band_column
-from models.estimators import binary_probability, predict_raw
+from cxpredict.features.config import CxConfig
+from cxpredict.features.load import DataError, Dataset
+from cxpredict.models.bundle import ScoringBundle, band_column
+from cxpredict.models.estimators import binary_probability, predict_raw
 
 REASONS = {
     "under_represented": "people like them rarely answer",

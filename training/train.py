@@ -9,37 +9,24 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import lightgbm as lgb
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.models import ModelSignature, infer_signature
-from mlflow.types.schema import AnyType, ColSpec, DataType, Schema
 from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
-from features.build import NUMERIC, FeaturePipeline
-from features.config import CxConfig
-from features.load import DataError, Dataset, check_respondents, load_dataset
-from models.bundle import (
-    BUNDLE_ARTIFACT,
-    BUNDLE_FILE,
-    CHAMPION,
-    CxPyfuncModel,
-    LoadedBundle,
-    ScoringBundle,
-    band_column,
-    save_bundle,
-)
-from models.drift import DriftReference
-from models.estimators import (
+from cxpredict.features.build import FeaturePipeline
+from cxpredict.features.config import CxConfig
+from cxpredict.features.load import DataError, Dataset, check_respondents, load_dataset
+from cxpredict.models.bundle import ScoringBundle, band_column
+from cxpredict.models.drift import DriftReference
+from cxpredict.models.estimators import (
     BINARY,
     MULTICLASS,
     REGRESSION,
@@ -50,12 +37,13 @@ from models.estimators import (
     multiclass_probabilities,
     predict_raw,
 )
-from models.scoring import pyfunc_param_schema
-from training import evaluate
-from training.conformal import calibrate_conformal, respondent_oof_frame
-from training.project import detach_project_run, link_project_run
-from training.tune import TuneResult, settle_rounds, study_name_for, tune_model
-from training.uplift import fit_campaign_uplift
+from cxpredict.models.registry import LoadedBundle
+from cxpredict.training import evaluate
+from cxpredict.training.conformal import calibrate_conformal, respondent_oof_frame
+from cxpredict.training.project import link_project_run
+from cxpredict.training.registry import configure_mlflow, log_bundle
+from cxpredict.training.tune import TuneResult, settle_rounds, study_name_for, tune_model
+from cxpredict.training.uplift import fit_campaign_uplift
 
 logger = logging.getLogger(__name__)
 OOF_FOLDS = 3
@@ -225,24 +213,6 @@ def inverse_propensity_weights(propensity: np.ndarray, max_weight: float) -> np.
     w = w / w.mean()
     w = np.minimum(w, max_weight)
     return w / w.mean()
-
-
-def configure_mlflow(config: CxConfig) -> str:
-    """Point MLflow at the config's tracking store and experiment; returns the experiment id.
-
-    Under `mlflow run` the launcher's run is detached first (see training/project.py), so runs
-    opened next are new runs of this store rather than an attempt to resume the launcher's.
-    """
-    detach_project_run()
-    mlflow.set_tracking_uri(config.tracking_uri)
-    mlflow.set_registry_uri(config.tracking_uri)
-    experiment = mlflow.get_experiment_by_name(config.experiment_name)
-    if experiment is None:
-        experiment_id = mlflow.create_experiment(config.experiment_name, artifact_location=config.artifact_location)
-    else:
-        experiment_id = experiment.experiment_id
-    mlflow.set_experiment(experiment_id=experiment_id)
-    return experiment_id
 
 
 def _finite(metrics: dict[str, float]) -> dict[str, float]:
@@ -537,64 +507,6 @@ class Trainer:
         return bundle
 
 
-def model_signature(bundle: ScoringBundle, sample: pd.DataFrame) -> ModelSignature:
-    """The pyfunc signature: the id and every feature column, typed where MLflow's check allows it.
-
-    MLflow refuses float input for a `long` column and int64 input for a `double` one, yet an
-    integer column with a missing value *is* float in pandas (and in Spark's pandas batches), and
-    a whole-number column read without gaps is int64. So integer-like numeric columns, dates
-    (datetime64 from Parquet, ISO text from CSV or JSON) and anything else MLflow would type too
-    narrowly are declared `Any`; the bundle's pipeline converts them itself. Feature columns are
-    optional because the bundle scores an absent column as missing; other columns (excluded,
-    value) are not inputs.
-
-    Args:
-        bundle: the fitted bundle (its pipeline names and types the feature columns).
-        sample: customer rows as loaded, for the types MLflow infers and the output schema.
-    Returns:
-        The signature to log with the model.
-    """
-    columns = [bundle.id_column, *[c for c in bundle.pipeline.feature_names_ if c != bundle.id_column]]
-    present = [c for c in columns if c in sample.columns]
-    inferred = {spec.name: spec.type for spec in infer_signature(sample[present]).inputs.inputs}
-    kinds = {spec.name: spec.kind for spec in bundle.pipeline.specs_}
-    specs = []
-    for column in columns:
-        dtype = inferred.get(column)
-        keep = dtype in (DataType.string, DataType.boolean, DataType.double)
-        if kinds.get(column) == NUMERIC and column in sample.columns:
-            values = pd.to_numeric(sample[column], errors="coerce").dropna()
-            keep = keep and not (values == np.round(values)).all()  # whole numbers: an integer column
-        specs.append(ColSpec(dtype if keep else AnyType(), column, required=column == bundle.id_column))
-    return ModelSignature(inputs=Schema(specs), outputs=infer_signature(sample, bundle.predict(sample)).outputs,
-                          params=pyfunc_param_schema())
-
-
-def log_bundle(config: CxConfig, bundle: ScoringBundle, sample: pd.DataFrame, register: bool) -> str | None:
-    """Log the bundle as a pyfunc model with its signature and feature schema; register it as champion."""
-    import features
-    import models
-
-    signature = model_signature(bundle, sample)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = save_bundle(bundle, Path(tmp) / BUNDLE_FILE)
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=CxPyfuncModel(),
-            artifacts={BUNDLE_ARTIFACT: str(path)},
-            code_paths=[str(Path(features.__file__).parent), str(Path(models.__file__).parent)],
-            signature=signature,
-            registered_model_name=config.registered_model_name if register else None,
-        )
-    mlflow.log_dict({"features": bundle.pipeline.schema(), "skipped": bundle.pipeline.skipped_}, "feature_schema.json")
-    if not register:
-        return None
-    version = str(info.registered_model_version)
-    client = mlflow.MlflowClient()
-    client.set_registered_model_alias(config.registered_model_name, CHAMPION, version)
-    return version
-
-
 def train(
     config: CxConfig, dataset: Dataset | None = None, tune_trials: int | None = None, register: bool = True,
     study_storage: str | None = None,
@@ -631,7 +543,7 @@ def train(
         with trainer.timed("log_model"):
             version = log_bundle(config, bundle, sample, register)
         if config.training.driver_sample:
-            from training.drivers import log_training_drivers  # drivers imports this module
+            from cxpredict.training.drivers import log_training_drivers  # drivers imports this module
 
             with trainer.timed("drivers_explained"):
                 loaded = LoadedBundle(bundle, config.registered_model_name, version or "", run.info.run_id)

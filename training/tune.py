@@ -17,7 +17,7 @@ import numpy as np
 import optuna
 import sqlalchemy.exc
 
-from models.estimators import fit_booster
+from cxpredict.models.estimators import fit_booster
 
 EARLY_STOPPING_ROUNDS = 40
 MAX_BOOST_ROUNDS = 1000

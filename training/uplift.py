@@ -12,11 +12,11 @@ import logging
 import mlflow
 import pandas as pd
 
-from features.build import FeaturePipeline
-from features.config import CxConfig
-from features.load import DataError, Dataset, source_label
-from features.strategies import StrategyError, config_strategies
-from models.uplift import MIN_ARM_ROWS, UpliftResult, fit_uplift, uplift_report
+from cxpredict.features.build import FeaturePipeline
+from cxpredict.features.config import CxConfig
+from cxpredict.features.load import DataError, Dataset, source_label
+from cxpredict.features.strategies import StrategyError, config_strategies
+from cxpredict.models.uplift import MIN_ARM_ROWS, UpliftResult, fit_uplift, uplift_report
 
 logger = logging.getLogger(__name__)
 DEFAULT_OUTCOME = "churned"

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from features.config import load_config
-from features.load import load_dataset
-from features.synthetic import (
+from cxpredict.features.config import load_config
+from cxpredict.features.load import load_dataset
+from cxpredict.features.synthetic import (
     CAUSE_CODES,
     SyntheticCompany,
     apply_strategy,

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from features.config import load_config
-from features.load import load_dataset
-from features.strategies import config_strategies, validate_strategies
+from cxpredict.features.config import load_config
+from cxpredict.features.load import load_dataset
+from cxpredict.features.strategies import config_strategies, validate_strategies
 
 pytestmark = pytest.mark.data
 TELCO = Path(__file__).resolve().parents[2] / "data" / "telco" / "cxpredict.yaml"

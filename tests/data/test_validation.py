@@ -15,11 +15,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from features.config import ConfigError, CxConfig, load_config
-from features.load import DataError, load_dataset
-from models.bundle import ScoringBundle
+from cxpredict.features.config import ConfigError, CxConfig, load_config
+from cxpredict.features.load import DataError, load_dataset
+from cxpredict.models.bundle import ScoringBundle
+from cxpredict.training.train import Trainer, train
 from tests.conftest import run_cli
-from training.train import Trainer, train
 
 pytestmark = pytest.mark.data
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from features.config import load_config
+from cxpredict.features.config import load_config
 from tests.conftest import run_cli
 
 # Trains and registers a model once (the session fixture), then runs several commands: slow.

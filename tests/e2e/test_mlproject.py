@@ -16,8 +16,8 @@ import mlflow
 import pandas as pd
 import pytest
 
+from cxpredict.training.project import TAG_PROJECT_RUN, TAG_PROJECT_STORE, TAG_RUN, TAG_STORE
 from tests.conftest import REPO_ROOT
-from training.project import TAG_PROJECT_RUN, TAG_PROJECT_STORE, TAG_RUN, TAG_STORE
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -29,7 +29,6 @@ def mlflow_run(entry_point: str, params: dict[str, str], cwd: Path, project_stor
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
         "PYTHONWARNINGS": "ignore",
-        "PYTHONPATH": str(REPO_ROOT),
         "MLFLOW_TRACKING_URI": project_store,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }

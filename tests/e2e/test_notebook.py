@@ -19,7 +19,6 @@ def test_driver_review_notebook_runs(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("CXPREDICT_NOTEBOOK_DIR", str(tmp_path))
     monkeypatch.setenv("CXPREDICT_NOTEBOOK_CUSTOMERS", "3000")
     monkeypatch.setenv("CXPREDICT_NOTEBOOK_TUNE_TRIALS", "1")
-    monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))  # the kernel imports this checkout's code
     monkeypatch.setenv("PYTHONWARNINGS", "ignore")
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     client = NotebookClient(notebook, timeout=900, kernel_name="python3",

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from features.synthetic import generate_company, write_company
+from cxpredict.features.synthetic import generate_company, write_company
 from tests.conftest import run_cli
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]

@@ -6,9 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.bundle import LoadedBundle
-from models.estimators import predict_raw
-from models.explain import (
+from cxpredict.models.estimators import predict_raw
+from cxpredict.models.explain import (
     CHURN,
     EXPECTED_SCORE,
     DriverExplainer,
@@ -17,7 +16,8 @@ from models.explain import (
     explain_top_k,
     resolve_targets,
 )
-from models.treeshap import TreeShap
+from cxpredict.models.registry import LoadedBundle
+from cxpredict.models.treeshap import TreeShap
 
 # Fits every model of the small company once (about 40 s of CPU; minutes on a loaded machine).
 pytestmark = [pytest.mark.model, pytest.mark.slow]

@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 from sklearn.metrics import f1_score, roc_auc_score
 
-from features.load import load_dataset
-from models.bundle import ScoringBundle, cause_column
+from cxpredict.features.load import load_dataset
+from cxpredict.models.bundle import ScoringBundle, cause_column
+from cxpredict.training.train import Trainer
 from tests.conftest import TrainedCompany
-from training.train import Trainer
 
 pytestmark = pytest.mark.model
 

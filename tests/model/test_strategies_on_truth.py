@@ -17,13 +17,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.config import CxConfig, load_config
-from features.load import load_dataset
-from features.synthetic import SyntheticCompany, generate_company, write_company
-from models.bundle import ScoringBundle
-from models.simulate import Simulation, assign_with_budget, best_strategy, simulate_effects
-from training.train import Trainer
-from training.uplift import fit_campaign_uplift
+from cxpredict.features.config import CxConfig, load_config
+from cxpredict.features.load import load_dataset
+from cxpredict.features.synthetic import SyntheticCompany, generate_company, write_company
+from cxpredict.models.bundle import ScoringBundle
+from cxpredict.models.simulate import Simulation, assign_with_budget, best_strategy, simulate_effects
+from cxpredict.training.train import Trainer
+from cxpredict.training.uplift import fit_campaign_uplift
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 

@@ -14,12 +14,12 @@ import pandas as pd
 import pytest
 from sklearn.metrics import log_loss
 
-from features.config import CxConfig, load_config
-from features.load import Dataset, load_dataset
-from features.synthetic import generate_company, write_company
-from models.bundle import ScoringBundle, band_column
-from training.survey_plan import plan_survey
-from training.train import Trainer
+from cxpredict.features.config import CxConfig, load_config
+from cxpredict.features.load import Dataset, load_dataset
+from cxpredict.features.synthetic import generate_company, write_company
+from cxpredict.models.bundle import ScoringBundle, band_column
+from cxpredict.training.survey_plan import plan_survey
+from cxpredict.training.train import Trainer
 
 pytestmark = pytest.mark.model
 SEEDS = (300, 301, 302)

@@ -13,13 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.config import load_config
-from features.load import load_dataset
-from features.synthetic import generate_company, write_company
-from models.bundle import band_column
-from training.conformal import coverage_metrics
-from training.segments import segment_figures
-from training.train import Trainer
+from cxpredict.features.config import load_config
+from cxpredict.features.load import load_dataset
+from cxpredict.features.synthetic import generate_company, write_company
+from cxpredict.models.bundle import band_column
+from cxpredict.training.conformal import coverage_metrics
+from cxpredict.training.segments import segment_figures
+from cxpredict.training.train import Trainer
 
 pytestmark = pytest.mark.model
 SEEDS = (200, 201, 202)

@@ -21,10 +21,10 @@ import httpx
 import pytest
 import yaml
 
-from features.config import CxConfig, load_config
-from features.load import Dataset, load_dataset
-from features.synthetic import generate_company, write_company
-from tests.conftest import REPO_ROOT, TrainedCompany, run_cli
+from cxpredict.features.config import CxConfig, load_config
+from cxpredict.features.load import Dataset, load_dataset
+from cxpredict.features.synthetic import generate_company, write_company
+from tests.conftest import TrainedCompany, run_cli
 
 SCORE_KEY = "score-key-0123456789abcdef"
 ADMIN_KEY = "admin-key-0123456789abcdef"
@@ -104,10 +104,10 @@ def start_server(config_path: Path, log: Path, env: dict[str, str] | None = None
                  expect_ready: bool = True) -> Server:
     """`cxpredict serve` in a subprocess; returns once /healthz answers (and /readyz when expected)."""
     port = free_port()
-    full_env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(REPO_ROOT), **(env or {})}
+    full_env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
     handle = log.open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "cli", "serve", "--config", str(config_path), "--host", "127.0.0.1",
+        [sys.executable, "-m", "cxpredict.cli", "serve", "--config", str(config_path), "--host", "127.0.0.1",
          "--port", str(port)],
         cwd=config_path.parent, env=full_env, stdout=handle, stderr=subprocess.STDOUT,
     )

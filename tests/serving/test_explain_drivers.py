@@ -6,7 +6,8 @@ import httpx
 import pandas as pd
 import pytest
 
-from serving.batch import load_champion, score_customers
+from cxpredict.models.registry import load_champion
+from cxpredict.serving.batch.files import score_customers
 from tests.conftest import run_cli
 from tests.serving.conftest import Company
 

@@ -19,11 +19,13 @@ import httpx
 import mlflow
 import pytest
 
-from features.build import CATEGORICAL, FeatureSpec
-from models.bundle import BUNDLE_ARTIFACT, BUNDLE_FILE, CxPyfuncModel, load_registered_bundle, save_bundle
-from serving.model import ModelManager
-from serving.settings import default_store_url
-from serving.store import CustomerStore, load_store
+from cxpredict.features.build import CATEGORICAL, FeatureSpec
+from cxpredict.models.bundle import save_bundle
+from cxpredict.models.pyfunc import CxPyfuncModel
+from cxpredict.models.registry import BUNDLE_ARTIFACT, BUNDLE_FILE, load_registered_bundle
+from cxpredict.serving.api.model import ModelManager
+from cxpredict.serving.api.settings import default_store_url
+from cxpredict.serving.api.store import CustomerStore, load_store
 from tests.serving.conftest import (
     ADMIN_KEY,
     MODEL_NAME,

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from serving.stream import REJECTS_DIR
+from cxpredict.serving.batch.stream import REJECTS_DIR
 from tests.conftest import run_cli
 from tests.serving.conftest import ScaleCompany
 
@@ -77,14 +77,13 @@ def test_score_spark_killed_mid_job_then_rerun_has_one_row_per_customer(
     import sys
     import time
 
-    from tests.conftest import REPO_ROOT
 
     out = tmp_path / "scores"
     args = ["score", "--config", str(scale_company.config), "--input", str(scale_company.customers),
             "--out", str(out), "--engine", "spark", "--master", "local[2]"]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(REPO_ROOT)}
-    process = subprocess.Popen([sys.executable, "-m", "cli", *args], cwd=tmp_path, env=env, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    process = subprocess.Popen([sys.executable, "-m", "cxpredict.cli", *args], cwd=tmp_path, env=env,
+                               start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     staging = tmp_path / "scores.tmp-spark"
     deadline = time.monotonic() + 300
     while not staging.exists():

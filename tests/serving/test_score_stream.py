@@ -14,13 +14,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.config import load_config
-from models.bundle import predict_uncertainty
-from models.drift import drift_report
-from models.explain import explain_top_k
-from serving.batch import load_champion
-from serving.stream import MANIFEST, REJECTS_DIR, SUCCESS, find_duplicate_rows, input_files, split_rejects
-from tests.conftest import REPO_ROOT, run_cli
+from cxpredict.features.config import load_config
+from cxpredict.models.bundle import predict_uncertainty
+from cxpredict.models.drift import drift_report
+from cxpredict.models.explain import explain_top_k
+from cxpredict.models.registry import load_champion
+from cxpredict.serving.batch.stream import (
+    MANIFEST,
+    REJECTS_DIR,
+    SUCCESS,
+    find_duplicate_rows,
+    input_files,
+    split_rejects,
+)
+from tests.conftest import run_cli
 from tests.serving.conftest import ScaleCompany
 
 pytestmark = pytest.mark.e2e
@@ -135,8 +142,8 @@ def test_score_stream_killed_then_rerun_has_one_row_per_customer(
     out = tmp_path / "scores"
     args = ["score", "--config", str(scale_company.config), "--input", str(scale_company.customers),
             "--out", str(out), "--chunk-rows", "100"]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(REPO_ROOT)}
-    process = subprocess.Popen([sys.executable, "-m", "cli", *args], cwd=tmp_path, env=env,
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    process = subprocess.Popen([sys.executable, "-m", "cxpredict.cli", *args], cwd=tmp_path, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not (out / "part-00000.parquet").exists():

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from serving.batch import load_champion, score_customers
+from cxpredict.models.registry import load_champion
+from cxpredict.serving.batch.files import score_customers
 from tests.serving.conftest import MODEL_NAME, Company, Server
 
 pytestmark = pytest.mark.api

@@ -6,9 +6,9 @@ import httpx
 import pandas as pd
 import pytest
 
-from features.strategies import config_strategies
-from models.bundle import load_registered_bundle
-from models.simulate import simulate_effects
+from cxpredict.features.strategies import config_strategies
+from cxpredict.models.registry import load_registered_bundle
+from cxpredict.models.simulate import simulate_effects
 from tests.serving.conftest import MODEL_NAME, SIMULATE_KEY, Company, Server
 
 pytestmark = pytest.mark.api

@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
-from features.records import RecordEncoder
-from models.bundle import load_registered_bundle
-from serving.store import CustomerStore, respondents_table_name
+from cxpredict.features.records import RecordEncoder
+from cxpredict.models.registry import load_registered_bundle
+from cxpredict.serving.api.store import CustomerStore, respondents_table_name
 from tests.conftest import run_cli
 from tests.serving.conftest import MODEL_NAME, Company, keyed_env, start_server, stop_server
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from features.config import CxConfig, load_config
-from features.load import load_dataset
-from features.synthetic import generate_company, write_company
-from training.backtest import backtest
+from cxpredict.features.config import CxConfig, load_config
+from cxpredict.features.load import load_dataset
+from cxpredict.features.synthetic import generate_company, write_company
+from cxpredict.training.backtest import backtest
 
 pytestmark = pytest.mark.model
 LEVEL = 0.9

@@ -9,7 +9,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from training.project import (
+from cxpredict.training.project import (
     PROJECT_RUN_ENV,
     PROJECT_STORE_ENV,
     TAG_PROJECT_RUN,
@@ -73,7 +73,7 @@ def test_unreachable_launcher_store_costs_only_the_back_link(
     own_run = make_run(own_store, "cxpredict-acme")
     monkeypatch.setenv(PROJECT_RUN_ENV, "0123456789abcdef0123456789abcdef")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'elsewhere.db'}")  # has no such run
-    with caplog.at_level(logging.WARNING, logger="training.project"):
+    with caplog.at_level(logging.WARNING, logger="cxpredict.training.project"):
         link_project_run(own_run, own_store)
     assert "could not tag the mlflow run" in caplog.text
     tags = mlflow.MlflowClient(tracking_uri=own_store).get_run(own_run).data.tags

@@ -15,9 +15,9 @@ import pytest
 import yaml
 from mlflow.types.schema import AnyType, DataType
 
-from features.config import load_config
-from features.load import load_dataset
-from models.bundle import load_registered_bundle
+from cxpredict.features.config import load_config
+from cxpredict.features.load import load_dataset
+from cxpredict.models.registry import load_registered_bundle
 from tests.conftest import TrainedCompany
 
 pytestmark = pytest.mark.model
@@ -128,8 +128,8 @@ def test_champion_params_give_the_full_score_table(
     small_training: TrainedCompany, champion: mlflow.pyfunc.PyFuncModel
 ) -> None:
     """With params the pyfunc returns what `cxpredict score` writes: sets, intervals and drivers."""
-    from models.bundle import predict_uncertainty
-    from models.explain import explain_top_k
+    from cxpredict.models.bundle import predict_uncertainty
+    from cxpredict.models.explain import explain_top_k
 
     customers = load_dataset(small_training.config).customers.head(200)
     bundle = small_training.bundle

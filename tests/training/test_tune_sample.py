@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from features.config import load_config
-from models.estimators import BINARY, binary_probability
-from training import train as train_module
-from training.train import fit_target, split_holdout
+from cxpredict.features.config import load_config
+from cxpredict.models.estimators import BINARY, binary_probability
+from cxpredict.training import train as train_module
+from cxpredict.training.train import fit_target, split_holdout
 
 pytestmark = pytest.mark.model
 

@@ -11,10 +11,9 @@ import numpy as np
 import optuna
 import pytest
 
-from features.synthetic import generate_company, write_company
-from tests.conftest import REPO_ROOT
-from training.train import base_params, tuning_folds
-from training.tune import study_name_for, tune_model
+from cxpredict.features.synthetic import generate_company, write_company
+from cxpredict.training.train import base_params, tuning_folds
+from cxpredict.training.tune import study_name_for, tune_model
 
 
 @pytest.mark.unit
@@ -54,11 +53,11 @@ def test_two_train_processes_share_one_postgres_study_per_model(postgres_databas
     config.write_text(text)
     second = tmp_path / "two"
     shutil.copytree(first, second)  # same data, separate MLflow stores
-    env = {"PYTHONWARNINGS": "ignore", "PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"}
+    env = {"PYTHONWARNINGS": "ignore", "PATH": "/usr/bin:/bin"}
     processes = [
         subprocess.Popen(
-            [sys.executable, "-m", "cli", "train", "--config", str(folder / "cxpredict.yaml"), "--tune-trials", "2",
-             "--study-storage", postgres_database],
+            [sys.executable, "-m", "cxpredict.cli", "train", "--config", str(folder / "cxpredict.yaml"),
+             "--tune-trials", "2", "--study-storage", postgres_database],
             cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         for folder in (first, second)

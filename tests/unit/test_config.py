@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from features.config import ConfigError, CxConfig, load_config, parse_config
+from cxpredict.features.config import ConfigError, CxConfig, load_config, parse_config
 
 pytestmark = pytest.mark.unit
 

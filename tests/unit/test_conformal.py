@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.conformal import ConformalCalibration, set_coverage, shift_weight, weighted_thresholds
+from cxpredict.models.conformal import ConformalCalibration, set_coverage, shift_weight, weighted_thresholds
 
 pytestmark = pytest.mark.unit
 LEVEL = 0.9
@@ -85,7 +85,7 @@ def test_bundles_pickled_before_trust_fields_still_load() -> None:
     """Old bundles lack the new attributes: the dataclass defaults stand in for them."""
     import pickle
 
-    from models.bundle import ScoringBundle
+    from cxpredict.models.bundle import ScoringBundle
 
     old = object.__new__(ScoringBundle)
     old.__dict__.update({"name": "old", "metadata": {}})

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training import evaluate
-from training.evaluate import doubly_robust_contributions
+from cxpredict.training import evaluate
+from cxpredict.training.evaluate import doubly_robust_contributions
 
 pytestmark = pytest.mark.unit
 

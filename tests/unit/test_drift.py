@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.build import FeaturePipeline
-from features.synthetic import generate_company
-from models.drift import DriftReference, drift_report, drift_warnings, population_stability_index
+from cxpredict.features.build import FeaturePipeline
+from cxpredict.features.synthetic import generate_company
+from cxpredict.models.drift import DriftReference, drift_report, drift_warnings, population_stability_index
 
 pytestmark = pytest.mark.unit
 

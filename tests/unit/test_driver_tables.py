@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.build import BOOLEAN, CATEGORICAL, DATE, NUMERIC
-from models.explain import ExplainError, format_values
-from training.drivers import (
+from cxpredict.features.build import BOOLEAN, CATEGORICAL, DATE, NUMERIC
+from cxpredict.models.explain import ExplainError, format_values
+from cxpredict.training.drivers import (
     _stratified_mean_se,
     describe_direction,
     highlight_rank_differences,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.special import softmax
 
-from models.explain import clip_contributions, combine_bands
+from cxpredict.models.explain import clip_contributions, combine_bands
 
 pytestmark = pytest.mark.unit
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.build import (
+from cxpredict.features.build import (
     BOOLEAN,
     CATEGORICAL,
     DATE,

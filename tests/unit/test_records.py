@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.build import FeaturePipeline
-from features.records import RecordEncoder
-from features.synthetic import generate_company
+from cxpredict.features.build import FeaturePipeline
+from cxpredict.features.records import RecordEncoder
+from cxpredict.features.synthetic import generate_company
 
 pytestmark = pytest.mark.unit
 
@@ -51,9 +51,9 @@ def test_encode_records_matches_transform_on_json_rows(customers: pd.DataFrame, 
 
 def test_encode_records_matches_transform_after_sqlite_round_trip(customers: pd.DataFrame, pipeline: FeaturePipeline,
                                                                  tmp_path: Path) -> None:
-    from features.config import parse_config
-    from features.load import Dataset
-    from serving.store import CustomerStore, load_store
+    from cxpredict.features.config import parse_config
+    from cxpredict.features.load import Dataset
+    from cxpredict.serving.api.store import CustomerStore, load_store
 
     config = parse_config({
         "name": "t", "id_column": "customer_id", "data": {"customers": "c.parquet", "survey": "s.csv"},

@@ -8,7 +8,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from serving.errors import SafeErrorsMiddleware, readable_path
+from cxpredict.serving.api.errors import SafeErrorsMiddleware, readable_path
 
 pytestmark = pytest.mark.unit
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from features.config import parse_config
-from serving.settings import Scope, ServingSettings, default_store_url
+from cxpredict.features.config import parse_config
+from cxpredict.serving.api.settings import Scope, ServingSettings, default_store_url
 
 pytestmark = pytest.mark.unit
 

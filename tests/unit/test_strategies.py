@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from features.build import FeaturePipeline
-from features.strategies import (
+from cxpredict.features.build import FeaturePipeline
+from cxpredict.features.strategies import (
     Strategy,
     StrategyError,
     apply_interventions,
@@ -20,7 +20,7 @@ from features.strategies import (
     parse_strategies,
     validate_strategies,
 )
-from features.synthetic import strategy_catalogue
+from cxpredict.features.synthetic import strategy_catalogue
 
 pytestmark = pytest.mark.unit
 
@@ -171,7 +171,7 @@ def test_apply_changes_eligible_rows_only_and_is_pure(customers: pd.DataFrame) -
 
 
 def test_synthetic_catalogue_is_valid_against_its_customers_and_model_features() -> None:
-    from features.synthetic import generate_company
+    from cxpredict.features.synthetic import generate_company
 
     company = generate_company(1_000, 0.1, seed=1)
     strategies = parse_strategies(company.strategies, "synthetic")

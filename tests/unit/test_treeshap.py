@@ -6,7 +6,7 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from models.treeshap import TreeShap, parse_model
+from cxpredict.models.treeshap import TreeShap, parse_model
 
 pytestmark = pytest.mark.unit
 

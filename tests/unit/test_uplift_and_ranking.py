@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from scipy.optimize import linprog
 
-from models.simulate import Simulation, assign_with_budget, best_strategy, segment_table
-from models.uplift import (
+from cxpredict.models.simulate import Simulation, assign_with_budget, best_strategy, segment_table
+from cxpredict.models.uplift import (
     average_treatment_effect,
     fit_uplift,
     heterogeneity_slope,

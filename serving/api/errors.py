@@ -12,8 +12,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serving.model import ModelNotReady
-from serving.store import StoreError
+from cxpredict.serving.api.model import ModelNotReady
+from cxpredict.serving.api.store import StoreError
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from models.explain import DriverExplainer, Explanation, default_targets, format_values, resolve_targets
+from cxpredict.models.explain import DriverExplainer, Explanation, default_targets, format_values, resolve_targets
 
 
 def warm_up(explainer: DriverExplainer, n_features: int) -> None:

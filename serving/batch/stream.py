@@ -15,7 +15,6 @@ import functools
 import hashlib
 import json
 import operator
-import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -29,13 +28,20 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.load import DataError
-from models.bundle import LoadedBundle
-from models.drift import DriftCounts, drift_counts
-from models.scoring import CustomerScorer, ScoringOptions
-from serving.batch import add_survey_columns
+from cxpredict.features.io import (
+    MANIFEST,
+    clean_temporaries,
+    read_manifest,
+    write_bytes_atomic,
+    write_manifest,
+    write_table_atomic,
+)
+from cxpredict.features.load import DataError
+from cxpredict.models.drift import DriftCounts, drift_counts
+from cxpredict.models.registry import LoadedBundle
+from cxpredict.models.scoring import CustomerScorer, ScoringOptions
+from cxpredict.serving.batch.files import add_survey_columns
 
-MANIFEST = "_manifest.json"
 SUCCESS = "_SUCCESS"
 REJECTS_DIR = "_rejects"  # underscore: Parquet readers of the folder (pyarrow, Spark) skip it
 DEFAULT_CHUNK_ROWS = 200_000
@@ -108,35 +114,6 @@ def job_fingerprint(
         "options": options,
         "input_rows": sum(e["rows"] for e in entries),
     }
-
-
-def _write_atomic_bytes(data: bytes, out: Path) -> None:
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, out)
-
-
-def write_table_atomic(table: pa.Table, out: Path) -> Path:
-    """Write a Parquet table to a temporary name beside `out`, then rename it into place."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp)
-    os.replace(tmp, out)
-    return out
-
-
-def read_manifest(out_dir: Path) -> dict[str, Any] | None:
-    path = out_dir / MANIFEST
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def _clean_temporaries(out_dir: Path) -> None:
-    """Remove half-written files a killed run left behind (they never carry a final name)."""
-    for tmp in [*out_dir.glob(".*.tmp-*"), *(out_dir / REJECTS_DIR).glob(".*.tmp-*")]:
-        tmp.unlink(missing_ok=True)
 
 
 def iter_chunks(files: list[Path], columns: list[str], chunk_rows: int) -> Iterator[tuple[int, pa.RecordBatch]]:
@@ -399,8 +376,8 @@ def score_stream(
             raise DataError(f"{out_dir}: not empty and has no {MANIFEST}; use an empty or new folder")
         manifest = {"job": job, "parts": {}, "complete": False}
         # Claim the folder before the first part: a run killed right after it can still resume.
-        _write_atomic_bytes(json.dumps(manifest, indent=1).encode(), out_dir / MANIFEST)
-    _clean_temporaries(out_dir)
+        write_manifest(manifest, out_dir)
+    clean_temporaries(out_dir, out_dir / REJECTS_DIR)
     (out_dir / SUCCESS).unlink(missing_ok=True)
     done: dict[str, dict[str, Any]] = manifest["parts"]
     resumed = len(done)
@@ -426,7 +403,7 @@ def score_stream(
             "first_row": first_row, "rejects_by_reason": {str(k): int(v) for k, v in reasons.items()},
             **({"drift": drift.to_json()} if drift is not None else {}),
         }
-        _write_atomic_bytes(json.dumps(manifest, indent=1).encode(), out_dir / MANIFEST)
+        write_manifest(manifest, out_dir)
         if progress:
             progress(batch.num_rows)
         if on_part:
@@ -434,8 +411,8 @@ def score_stream(
     summary = _summarise(manifest, index + 1, resumed, time.perf_counter() - started, out_dir)
     manifest["complete"] = True
     manifest["summary"] = asdict(summary)
-    _write_atomic_bytes(json.dumps(manifest, indent=1).encode(), out_dir / MANIFEST)
-    _write_atomic_bytes(b"", out_dir / SUCCESS)
+    write_manifest(manifest, out_dir)
+    write_bytes_atomic(b"", out_dir / SUCCESS)
     return summary
 
 

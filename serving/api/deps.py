@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from features.config import CxConfig
-from serving.model import ModelManager, ServingModel
-from serving.settings import ServingSettings
-from serving.store import CustomerStore
+from cxpredict.features.config import CxConfig
+from cxpredict.serving.api.model import ModelManager, ServingModel
+from cxpredict.serving.api.settings import ServingSettings
+from cxpredict.serving.api.store import CustomerStore
 
 
 # async: trivial look-ups that should not cost a thread-pool hop per request.

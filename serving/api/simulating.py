@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 from fastapi.exceptions import RequestValidationError
 
-from features.strategies import Strategy
-from models.simulate import ALL_SEGMENTS, best_strategy, objective_gain, segment_table, simulate_effects
-from serving.errors import field_error
-from serving.model import ServingModel
-from serving.scoring import ResolvedCustomers
+from cxpredict.features.strategies import Strategy
+from cxpredict.models.simulate import ALL_SEGMENTS, best_strategy, objective_gain, segment_table, simulate_effects
+from cxpredict.serving.api.errors import field_error
+from cxpredict.serving.api.model import ServingModel
+from cxpredict.serving.api.scoring import ResolvedCustomers
 
 _EFFECT_FIELDS = {
     "strategy": "strategy", "method": "method", "score_method": "score_method", "cost": "cost",

@@ -6,12 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from serving.deps import ModelDep, SettingsDep, StoreDep
-from serving.schemas.common import AUTH_ERRORS, ErrorResponse, ValidationErrorResponse
-from serving.schemas.scores import ScoreRequest, ScoreResponse
-from serving.scoring import check_explain, resolve_customers, score_rows
-from serving.security import require_scope
-from serving.settings import Scope
+from cxpredict.serving.api.deps import ModelDep, SettingsDep, StoreDep
+from cxpredict.serving.api.schemas.common import AUTH_ERRORS, ErrorResponse, ValidationErrorResponse
+from cxpredict.serving.api.schemas.scores import ScoreRequest, ScoreResponse
+from cxpredict.serving.api.scoring import check_explain, resolve_customers, score_rows
+from cxpredict.serving.api.security import require_scope
+from cxpredict.serving.api.settings import Scope
 
 router = APIRouter(prefix="/v1/scores", tags=["scores"], dependencies=[Depends(require_scope(Scope.score))],
                    responses=AUTH_ERRORS)

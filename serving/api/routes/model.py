@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from serving.deps import ModelDep
-from serving.schemas.common import AUTH_ERRORS
-from serving.schemas.model import ModelResponse
-from serving.security import require_scope
-from serving.settings import Scope
+from cxpredict.serving.api.deps import ModelDep
+from cxpredict.serving.api.schemas.common import AUTH_ERRORS
+from cxpredict.serving.api.schemas.model import ModelResponse
+from cxpredict.serving.api.security import require_scope
+from cxpredict.serving.api.settings import Scope
 
 router = APIRouter(prefix="/v1/model", tags=["model"], dependencies=[Depends(require_scope(Scope.score))],
                    responses=AUTH_ERRORS)

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.bundle import ScoringBundle, band_column, cause_column
-from serving.store import CustomerStore
+from cxpredict.models.bundle import ScoringBundle, band_column, cause_column
+from cxpredict.serving.api.store import CustomerStore
 
 RISK_DEFINITION = "risk = max(P(bottom band), P(churn)); priority = risk × value"
 TOP_CAUSES = 3

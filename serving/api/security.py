@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from serving.settings import Scope, ServingSettings
+from cxpredict.serving.api.settings import Scope, ServingSettings
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key (or Authorization: Bearer)")
 bearer = HTTPBearer(auto_error=False, description="API key as a bearer token")

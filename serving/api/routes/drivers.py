@@ -9,14 +9,14 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from models.explain import available_targets
-from serving.deps import ModelDep
-from serving.drivers import NOTE, DriversNotFound
-from serving.errors import field_error
-from serving.schemas.common import AUTH_ERRORS, ErrorResponse
-from serving.schemas.drivers import DriversResponse
-from serving.security import require_scope
-from serving.settings import Scope
+from cxpredict.models.explain import available_targets
+from cxpredict.serving.api.deps import ModelDep
+from cxpredict.serving.api.driver_catalogue import NOTE, DriversNotFound
+from cxpredict.serving.api.errors import field_error
+from cxpredict.serving.api.schemas.common import AUTH_ERRORS, ErrorResponse
+from cxpredict.serving.api.schemas.drivers import DriversResponse
+from cxpredict.serving.api.security import require_scope
+from cxpredict.serving.api.settings import Scope
 
 router = APIRouter(prefix="/v1/drivers", tags=["drivers"], dependencies=[Depends(require_scope(Scope.score))],
                    responses=AUTH_ERRORS)

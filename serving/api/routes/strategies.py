@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 
-from serving.schemas.common import AUTH_ERRORS
-from serving.schemas.strategies import StrategiesResponse
-from serving.security import require_scope
-from serving.settings import Scope
+from cxpredict.serving.api.schemas.common import AUTH_ERRORS
+from cxpredict.serving.api.schemas.strategies import StrategiesResponse
+from cxpredict.serving.api.security import require_scope
+from cxpredict.serving.api.settings import Scope
 
 router = APIRouter(prefix="/v1/strategies", tags=["strategies"], dependencies=[Depends(require_scope(Scope.score))],
                    responses=AUTH_ERRORS)

@@ -1,6 +1,6 @@
 """The API application: `create_app` builds it; the lifespan loads the config, store and model once.
 
-Run it with `cxpredict serve --config ...`, or `uvicorn --factory serving.main:create_app` with
+Run it with `cxpredict serve --config ...`, or `uvicorn --factory cxpredict.serving.api.app:create_app` with
 CXPREDICT_CONFIG set. Nothing happens at import time.
 """
 
@@ -13,14 +13,24 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from features.config import load_config
-from features.strategies import config_strategies
-from serving.errors import SafeErrorsMiddleware, install_error_handlers
-from serving.metrics import ApiMetrics, BodySizeLimitMiddleware, MetricsMiddleware
-from serving.model import ModelManager, ServingModel
-from serving.routes import admin, alerts, customers, drivers, health, model, scores, simulations, strategies
-from serving.settings import ServingSettings, store_url
-from serving.store import CustomerStore
+from cxpredict.features.config import load_config
+from cxpredict.features.strategies import config_strategies
+from cxpredict.serving.api.errors import SafeErrorsMiddleware, install_error_handlers
+from cxpredict.serving.api.metrics import ApiMetrics, BodySizeLimitMiddleware, MetricsMiddleware
+from cxpredict.serving.api.model import ModelManager, ServingModel
+from cxpredict.serving.api.routes import (
+    admin,
+    alerts,
+    customers,
+    drivers,
+    health,
+    model,
+    scores,
+    simulations,
+    strategies,
+)
+from cxpredict.serving.api.settings import ServingSettings, store_url
+from cxpredict.serving.api.store import CustomerStore
 
 logger = logging.getLogger(__name__)
 

@@ -7,8 +7,6 @@ the outputs atomically.
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,11 +14,12 @@ from typing import Any
 
 import pandas as pd
 
-from features.config import ConfigError, CxConfig
-from features.load import DataError, Dataset
-from features.strategies import Strategy, config_strategies, eligible_mask, validate_strategies
-from models.bundle import LoadedBundle
-from models.simulate import (
+from cxpredict.features.config import ConfigError, CxConfig
+from cxpredict.features.io import write_csv_atomic, write_json_atomic, write_parquet_atomic
+from cxpredict.features.load import DataError, Dataset
+from cxpredict.features.strategies import Strategy, config_strategies, eligible_mask, validate_strategies
+from cxpredict.models.registry import LoadedBundle
+from cxpredict.models.simulate import (
     OBJECTIVES,
     BudgetPlan,
     Simulation,
@@ -29,8 +28,7 @@ from models.simulate import (
     segment_table,
     simulate_effects,
 )
-from models.uplift import uplift_report
-from serving.batch import write_parquet_atomic
+from cxpredict.models.uplift import uplift_report
 
 DEFAULT_SEGMENT_COLUMN = "segment"
 
@@ -218,13 +216,6 @@ def run_simulation(config: CxConfig, loaded: LoadedBundle, request: SimulationRe
     return SimulationReport(simulation, best, segments, uplift_report(learned), plan, summary)
 
 
-def _write_csv_atomic(frame: pd.DataFrame, out: Path) -> Path:
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, out)
-    return out
-
-
 def write_simulation(report: SimulationReport, out_dir: Path) -> dict[str, Path]:
     """Write the report's tables into a folder (each file written atomically).
 
@@ -237,16 +228,12 @@ def write_simulation(report: SimulationReport, out_dir: Path) -> dict[str, Path]
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {
         "effects": write_parquet_atomic(report.simulation.effects, out_dir / "effects.parquet"),
-        "best_strategy": _write_csv_atomic(report.best, out_dir / "best_strategy.csv"),
-        "segments": _write_csv_atomic(report.segments, out_dir / "segments.csv"),
+        "best_strategy": write_csv_atomic(report.best, out_dir / "best_strategy.csv"),
+        "segments": write_csv_atomic(report.segments, out_dir / "segments.csv"),
     }
     if not report.uplift.empty:
-        paths["uplift"] = _write_csv_atomic(report.uplift, out_dir / "uplift.csv")
+        paths["uplift"] = write_csv_atomic(report.uplift, out_dir / "uplift.csv")
     if report.plan is not None:
-        paths["assignment"] = _write_csv_atomic(report.plan.assignment, out_dir / "assignment.csv")
-    summary = out_dir / "summary.json"
-    tmp = summary.with_name(f".{summary.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(report.summary, indent=2, default=float))
-    os.replace(tmp, summary)
-    paths["summary"] = summary
+        paths["assignment"] = write_csv_atomic(report.plan.assignment, out_dir / "assignment.csv")
+    paths["summary"] = write_json_atomic(report.summary, out_dir / "summary.json", indent=2)
     return paths

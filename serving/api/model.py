@@ -21,16 +21,17 @@ import numpy as np
 from sqlalchemy import Boolean, Date, DateTime, Float, Integer, Numeric, String
 from sqlalchemy.types import TypeEngine
 
-from features.build import BOOLEAN, DATE, NUMERIC, FeaturePipeline
-from features.config import ConfigError, CxConfig
-from features.records import RecordEncoder
-from features.strategies import Strategy, validate_strategies
-from models.bundle import LoadedBundle, ScoringBundle, load_registered_bundle
-from models.explain import DriverExplainer
-from serving.alerts import AlertList, rank_alerts
-from serving.drivers import DriverCatalogue
-from serving.explaining import warm_up
-from serving.store import CustomerStore
+from cxpredict.features.build import BOOLEAN, DATE, NUMERIC, FeaturePipeline
+from cxpredict.features.config import ConfigError, CxConfig
+from cxpredict.features.records import RecordEncoder
+from cxpredict.features.strategies import Strategy, validate_strategies
+from cxpredict.models.bundle import ScoringBundle
+from cxpredict.models.explain import DriverExplainer
+from cxpredict.models.registry import LoadedBundle, load_registered_bundle
+from cxpredict.serving.api.alerts import AlertList, rank_alerts
+from cxpredict.serving.api.driver_catalogue import DriverCatalogue
+from cxpredict.serving.api.explaining import warm_up
+from cxpredict.serving.api.store import CustomerStore
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from serving.schemas.scores import CustomerInput
+from cxpredict.serving.api.schemas.scores import CustomerInput
 
 StrategyId = Annotated[str, Field(min_length=1, max_length=100)]
 

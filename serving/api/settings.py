@@ -15,7 +15,7 @@ import yaml
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from features.config import CxConfig
+from cxpredict.features.config import CxConfig
 
 
 class Scope(StrEnum):

@@ -6,13 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request
 
-from serving.deps import ModelDep, SettingsDep, StoreDep
-from serving.routes.scores import ERRORS, ExplainQuery
-from serving.schemas.common import AUTH_ERRORS
-from serving.schemas.scores import ID_PATTERN, CustomerInput, CustomerScoreResponse
-from serving.scoring import check_explain, resolve_customers, score_rows
-from serving.security import require_scope
-from serving.settings import Scope
+from cxpredict.serving.api.deps import ModelDep, SettingsDep, StoreDep
+from cxpredict.serving.api.routes.scores import ERRORS, ExplainQuery
+from cxpredict.serving.api.schemas.common import AUTH_ERRORS
+from cxpredict.serving.api.schemas.scores import ID_PATTERN, CustomerInput, CustomerScoreResponse
+from cxpredict.serving.api.scoring import check_explain, resolve_customers, score_rows
+from cxpredict.serving.api.security import require_scope
+from cxpredict.serving.api.settings import Scope
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"], dependencies=[Depends(require_scope(Scope.score))],
                    responses=AUTH_ERRORS)

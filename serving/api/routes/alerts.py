@@ -7,13 +7,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from serving.alerts import RISK_DEFINITION, top_causes
-from serving.deps import ConfigDep, ModelDep, SettingsDep
-from serving.model import ModelNotReady
-from serving.schemas.alerts import AlertsResponse
-from serving.schemas.common import AUTH_ERRORS, ErrorResponse
-from serving.security import require_scope
-from serving.settings import Scope
+from cxpredict.serving.api.alerts import RISK_DEFINITION, top_causes
+from cxpredict.serving.api.deps import ConfigDep, ModelDep, SettingsDep
+from cxpredict.serving.api.model import ModelNotReady
+from cxpredict.serving.api.schemas.alerts import AlertsResponse
+from cxpredict.serving.api.schemas.common import AUTH_ERRORS, ErrorResponse
+from cxpredict.serving.api.security import require_scope
+from cxpredict.serving.api.settings import Scope
 
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"], dependencies=[Depends(require_scope(Scope.score))],
                    responses=AUTH_ERRORS)

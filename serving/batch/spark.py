@@ -24,16 +24,17 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from features.build import DATE, FeaturePipeline
-from features.config import CxConfig
-from features.load import DataError
-from models.bundle import LoadedBundle, ScoringBundle
-from models.drift import DriftCounts, drift_counts
-from models.scoring import CustomerScorer, ScoringOptions, params_from_options
-from serving.batch import add_survey_columns
-from serving.stream import (
+from cxpredict.features.build import DATE, FeaturePipeline
+from cxpredict.features.config import CxConfig
+from cxpredict.features.io import MANIFEST, read_manifest, write_manifest
+from cxpredict.features.load import DataError
+from cxpredict.models.bundle import ScoringBundle
+from cxpredict.models.drift import DriftCounts, drift_counts
+from cxpredict.models.registry import LoadedBundle
+from cxpredict.models.scoring import CustomerScorer, ScoringOptions, params_from_options
+from cxpredict.serving.batch.files import add_survey_columns
+from cxpredict.serving.batch.stream import (
     DUPLICATE_ID,
-    MANIFEST,
     MISSING_ID,
     NO_FEATURES,
     REJECTS_DIR,
@@ -41,7 +42,6 @@ from serving.stream import (
     StreamSummary,
     input_files,
     job_fingerprint,
-    read_manifest,
 )
 
 SPARK_TYPES = {"string": "string", "double": "double", "float": "double", "long": "long", "integer": "long",
@@ -319,7 +319,7 @@ def score_spark(
     )
     manifest = {"job": job, "engine": "spark", "master": master, "complete": True, "summary": asdict(summary),
                 **({"drift": drift.to_json()} if drift is not None else {})}
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    write_manifest(manifest, tmp)
     shutil.rmtree(out_dir, ignore_errors=True)
     os.replace(tmp, out_dir)  # the finished folder appears under its name at once, with its manifest
     return summary

@@ -8,11 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 
-from serving.deps import ManagerDep
-from serving.schemas.admin import ReloadResponse
-from serving.schemas.common import AUTH_ERRORS
-from serving.security import require_scope
-from serving.settings import Scope
+from cxpredict.serving.api.deps import ManagerDep
+from cxpredict.serving.api.schemas.admin import ReloadResponse
+from cxpredict.serving.api.schemas.common import AUTH_ERRORS
+from cxpredict.serving.api.security import require_scope
+from cxpredict.serving.api.settings import Scope
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_scope(Scope.admin))],
                    responses=AUTH_ERRORS)

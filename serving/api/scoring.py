@@ -13,12 +13,12 @@ from typing import Any
 import numpy as np
 from fastapi.exceptions import RequestValidationError
 
-from models.bundle import band_column, uncertainty_arrays
-from serving.errors import UnknownCustomers, field_error
-from serving.explaining import explain_rows
-from serving.model import ServingModel
-from serving.schemas.scores import CustomerInput
-from serving.store import CustomerStore
+from cxpredict.models.bundle import band_column, uncertainty_arrays
+from cxpredict.serving.api.errors import UnknownCustomers, field_error
+from cxpredict.serving.api.explaining import explain_rows
+from cxpredict.serving.api.model import ServingModel
+from cxpredict.serving.api.schemas.scores import CustomerInput
+from cxpredict.serving.api.store import CustomerStore
 
 
 @dataclass

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 
-from features.config import ConfigError
-from serving.deps import ConfigDep, ModelDep, SettingsDep, StoreDep
-from serving.model import ModelNotReady
-from serving.routes.scores import ERRORS
-from serving.schemas.common import AUTH_ERRORS
-from serving.schemas.simulations import SimulationRequest, SimulationResponse
-from serving.scoring import resolve_customers
-from serving.security import require_scope
-from serving.settings import Scope
-from serving.simulating import choose_strategies, simulate_request
+from cxpredict.features.config import ConfigError
+from cxpredict.serving.api.deps import ConfigDep, ModelDep, SettingsDep, StoreDep
+from cxpredict.serving.api.model import ModelNotReady
+from cxpredict.serving.api.routes.scores import ERRORS
+from cxpredict.serving.api.schemas.common import AUTH_ERRORS
+from cxpredict.serving.api.schemas.simulations import SimulationRequest, SimulationResponse
+from cxpredict.serving.api.scoring import resolve_customers
+from cxpredict.serving.api.security import require_scope
+from cxpredict.serving.api.settings import Scope
+from cxpredict.serving.api.simulating import choose_strategies, simulate_request
 
 router = APIRouter(prefix="/v1/simulations", tags=["simulations"],
                    dependencies=[Depends(require_scope(Scope.simulate))], responses=AUTH_ERRORS)

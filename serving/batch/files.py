@@ -3,55 +3,23 @@
 from __future__ import annotations
 
 import logging
-import os
-from pathlib import Path
 
 import mlflow
 import pandas as pd
-from mlflow.exceptions import MlflowException
 
-from features.config import CxConfig
-from features.load import (
+from cxpredict.features.config import CxConfig
+from cxpredict.features.load import (
     Dataset,
     check_ids,
-    check_readable,
     check_score,
-    load_dataset,
     read_table,
     source_label,
 )
-from models.bundle import LoadedBundle, load_registered_bundle
-from models.drift import DriftCounts, drift_counts, drift_report_from_counts, drift_warnings
-from models.scoring import CustomerScorer, ScoringOptions
+from cxpredict.models.drift import DriftCounts, drift_counts, drift_report_from_counts, drift_warnings
+from cxpredict.models.registry import LoadedBundle
+from cxpredict.models.scoring import CustomerScorer, ScoringOptions
 
 logger = logging.getLogger(__name__)
-
-
-def load_champion(config: CxConfig, version: str | None = None) -> LoadedBundle:
-    """The bundle the `champion` alias (or an explicit version) of the dataset's model points to."""
-    return load_registered_bundle(config.tracking_uri, config.registered_model_name, version=version)
-
-
-def champion_if_registered(config: CxConfig) -> LoadedBundle | None:
-    """The champion, or None when no model has been trained into the config's store yet."""
-    try:
-        return load_champion(config)
-    except MlflowException:
-        return None
-
-
-def load_scoring_inputs(config: CxConfig, version: str | None = None) -> tuple[Dataset, LoadedBundle]:
-    """The config's tables and the model to run on them (champion, or `version`).
-
-    A feature value the model cannot read (a number, yes/no value or date; see
-    `FeaturePipeline.unreadable_values`) stops here with file, column and rows, instead of being
-    scored, explained or simulated as if it were missing.
-    """
-    dataset = load_dataset(config)
-    loaded = load_champion(config, version)
-    problems = loaded.bundle.pipeline.unreadable_values(dataset.customers)
-    check_readable(problems, dataset.sources.get("customers", "customers"))
-    return dataset, loaded
 
 
 def observed_scores(config: CxConfig) -> pd.Series:
@@ -91,15 +59,6 @@ def score_customers(
     scores = scorer.score(dataset.customers, model_version=loaded.version)
     observed = dataset.survey.set_index(config.id_column)[config.score.column]
     return add_survey_columns(scores, config.id_column, observed, config.score.column)
-
-
-def write_parquet_atomic(frame: pd.DataFrame, out: Path) -> Path:
-    """Write to a temporary name beside the target, then rename: readers never see half a file."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, out)
-    return out
 
 
 def check_drift(config: CxConfig, loaded: LoadedBundle, customers: pd.DataFrame | None = None,

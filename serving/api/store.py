@@ -37,8 +37,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeEngine
 
-from features.config import CxConfig
-from features.load import Dataset
+from cxpredict.features.config import CxConfig
+from cxpredict.features.load import Dataset
 
 logger = logging.getLogger(__name__)
 INSERT_CHUNK = 5_000

@@ -6,8 +6,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from serving.deps import ManagerDep, StoreDep
-from serving.schemas.health import HealthResponse, ReadinessResponse
+from cxpredict.serving.api.deps import ManagerDep, StoreDep
+from cxpredict.serving.api.schemas.health import HealthResponse, ReadinessResponse
 
 router = APIRouter(tags=["health"])
 
