@@ -23,6 +23,7 @@ import pandas as pd
 from cxpredict.features.build import BOOLEAN, CATEGORICAL
 from cxpredict.features.config import CxConfig
 from cxpredict.features.load import Dataset
+from cxpredict.features.progress import StepProgress, no_progress
 from cxpredict.models.explain import DriverExplainer, ExplainError, Explanation, Target, resolve_targets
 from cxpredict.models.registry import LoadedBundle
 from cxpredict.training.registry import configure_mlflow
@@ -455,6 +456,7 @@ def explain_drivers(
     config: CxConfig, loaded: LoadedBundle, dataset: Dataset, out_dir: Path, segment: str | None = None,
     targets: list[str] | None = None, sample_size: int = DEFAULT_SAMPLE_SIZE,
     min_segment_size: int = MIN_SEGMENT_SIZE, seed: int | None = None, log_to_mlflow: bool = True,
+    progress: StepProgress = no_progress,
 ) -> DriversResult:
     """Compute, write and log the key-driver analysis (what `cxpredict explain` runs).
 
@@ -463,11 +465,17 @@ def explain_drivers(
         out_dir: where tables and plots go.
         segment, targets, sample_size, min_segment_size, seed: see `compute_drivers`.
         log_to_mlflow: log everything as artifacts of an `explain-` run.
+        progress: told as each stage (SHAP values, tables and plots, MLflow) starts and ends.
     Returns:
         The result, with `files` and `run_id` set.
     """
+    steps = 2 + log_to_mlflow
+    progress(f"SHAP values for up to {sample_size:,} customers", 0, steps)
     result = compute_drivers(config, loaded, dataset, segment, targets, sample_size, min_segment_size, seed)
+    progress(f"tables and plots for {len(result.targets)} targets", 1, steps)
     write_drivers(result, out_dir)
     if log_to_mlflow:
+        progress("logging to MLflow", 2, steps)
         log_drivers(config, result, out_dir)
+    progress("done", steps, steps)
     return result

@@ -7,6 +7,7 @@ and the analyses that log runs open them through `configure_mlflow`.
 from __future__ import annotations
 
 import tempfile
+import warnings
 from pathlib import Path
 
 import mlflow
@@ -61,7 +62,7 @@ def model_signature(bundle: ScoringBundle, sample: pd.DataFrame) -> ModelSignatu
     """
     columns = [bundle.id_column, *[c for c in bundle.pipeline.feature_names_ if c != bundle.id_column]]
     present = [c for c in columns if c in sample.columns]
-    inferred = {spec.name: spec.type for spec in infer_signature(sample[present]).inputs.inputs}
+    inferred = {spec.name: spec.type for spec in _quiet_infer_signature(sample[present]).inputs.inputs}
     kinds = {spec.name: spec.kind for spec in bundle.pipeline.specs_}
     specs = []
     for column in columns:
@@ -71,8 +72,19 @@ def model_signature(bundle: ScoringBundle, sample: pd.DataFrame) -> ModelSignatu
             values = pd.to_numeric(sample[column], errors="coerce").dropna()
             keep = keep and not (values == np.round(values)).all()  # whole numbers: an integer column
         specs.append(ColSpec(dtype if keep else AnyType(), column, required=column == bundle.id_column))
-    return ModelSignature(inputs=Schema(specs), outputs=infer_signature(sample, bundle.predict(sample)).outputs,
+    return ModelSignature(inputs=Schema(specs), outputs=_quiet_infer_signature(sample, bundle.predict(sample)).outputs,
                           params=pyfunc_param_schema())
+
+
+def _quiet_infer_signature(*data: pd.DataFrame) -> ModelSignature:
+    """MLflow's inferred signature without its hint about integer columns and missing values.
+
+    The hint tells the user to declare integer columns as doubles; `model_signature` already
+    declares every integer-like column `Any`, so the hint is noise on every `train`.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column", category=UserWarning)
+        return infer_signature(*data)
 
 
 def log_bundle(config: CxConfig, bundle: ScoringBundle, sample: pd.DataFrame, register: bool) -> str | None:

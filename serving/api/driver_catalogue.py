@@ -66,7 +66,7 @@ class DriverCatalogue:
             [experiment.experiment_id], wanted, order_by=["attributes.start_time DESC"], max_results=MAX_RUNS)
         runs = [r for r in runs if r.data.params.get("segment") == segment or segment is None][:1]
         if not runs:
-            how = f" --segment {segment}" if segment else ""
+            how = f" --segment-by {segment}" if segment else ""
             raise DriversNotFound(
                 f"no driver analysis of {self.model_name} version {self.model_version}"
                 f"{f' by {segment!r}' if segment else ''}: run `cxpredict explain --config ...{how}`")
