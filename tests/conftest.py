@@ -104,8 +104,9 @@ def run_cli(*args: str, cwd: Path, timeout: float = 900) -> subprocess.Completed
     )
 
 
-# What the CLI's progress bars draw (spinner, bar, stage texts); none of it may reach captured output.
-PROGRESS_MARKS = ("\x1b[", "━", "repeat 1/", "SHAP values for", "effects of ", "logging to MLflow")
+# What the CLI's progress bars draw (escape codes, elapsed time, stage texts; not the bar's line, which
+# rich tables draw too): none of it may reach captured output.
+PROGRESS_MARKS = ("\x1b[", "0:00:", "repeat 1/", "SHAP values for", "effects of ", "logging to MLflow", "budget plan (")
 
 
 def assert_no_progress(done: subprocess.CompletedProcess[str]) -> None:
