@@ -30,11 +30,10 @@ def _declared_packages() -> set[str]:
 def _package_folders() -> dict[str, Path]:
     """`cxpredict.<dotted path>` -> folder, for every folder of the checkout that holds an __init__.py."""
     found = {}
-    for init in REPO.rglob("__init__.py"):
-        relative = init.parent.relative_to(REPO)
-        if relative.parts[0] in NOT_INSTALLED or relative.parts[0].startswith("."):
-            continue
-        found[".".join(("cxpredict", *relative.parts))] = init.parent
+    tops = [p for p in REPO.iterdir() if p.is_dir() and p.name not in NOT_INSTALLED and not p.name.startswith(".")]
+    for top in tops:  # not rglob over the checkout: it may hold a .venv
+        for init in top.rglob("__init__.py"):
+            found[".".join(("cxpredict", *init.parent.relative_to(REPO).parts))] = init.parent
     return found
 
 
