@@ -38,10 +38,10 @@ class OneLineErrors(TyperGroup):
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         try:
             result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except typer.Abort:
-            typer.echo("aborted", err=True)
-            sys.exit(1)
         except Exception as err:
+            if _is_click_error(err, "Abort"):  # a prompt answered with Ctrl-C / Ctrl-D
+                typer.echo("aborted", err=True)
+                sys.exit(1)
             if _is_click_error(err, "NoArgsIsHelpError"):  # `cxpredict store`: typer printed the help
                 sys.exit(err.exit_code)  # type: ignore[attr-defined]
             if not _is_click_error(err, "ClickException"):
@@ -118,6 +118,8 @@ def step_progress(title: str, console: Console | None = None) -> Iterator[StepPr
             bar.update(task, description=f"{title}: {description}", completed=done, total=total)
 
         yield step
+
+
 # 0 means "the config's value": MLproject parameters cannot be left out, so `mlflow run` passes 0.
 TuneTrialsOption = Annotated[
     int | None, typer.Option(min=0, help="Override training.tune_trials (0: the config's value)")
