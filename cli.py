@@ -690,7 +690,7 @@ def serve(
     store_url: Annotated[str | None, typer.Option(help="Customer store URL (default: SQLite beside MLflow)")]
     = None,
     reload_poll: Annotated[float | None, typer.Option(help="Check the champion alias every N seconds")] = None,
-    log_level: Annotated[LogLevel, typer.Option(help="uvicorn log level")] = LogLevel.info,
+    log_level: Annotated[LogLevel, typer.Option(case_sensitive=False, help="uvicorn log level")] = LogLevel.info,
 ) -> None:
     """Start the HTTP API (docs at /docs) serving the champion model."""
     import os
