@@ -30,7 +30,7 @@ from cxpredict.features.io import MANIFEST, read_manifest, write_manifest
 from cxpredict.features.load import DataError
 from cxpredict.models.bundle import ScoringBundle
 from cxpredict.models.drift import DriftCounts, drift_counts
-from cxpredict.models.registry import LoadedBundle
+from cxpredict.models.registry import LoadedBundle, use_tracking_store
 from cxpredict.models.scoring import CustomerScorer, ScoringOptions, params_from_options
 from cxpredict.serving.batch.files import add_survey_columns
 from cxpredict.serving.batch.stream import (
@@ -74,7 +74,7 @@ def signature_casts(loaded: LoadedBundle, tracking_uri: str) -> dict[str, str | 
     Columns the signature declares `Any` (integer-like numbers, dates) are kept as they are
     (None), except dates, which become timestamps so nanosecond longs are read as dates.
     """
-    mlflow.set_tracking_uri(tracking_uri)
+    use_tracking_store(tracking_uri)
     info = mlflow.models.get_model_info(f"models:/{loaded.model_name}/{loaded.version}")
     if info.signature is None or info.signature.inputs is None:
         return {}
@@ -267,8 +267,7 @@ def score_spark(
         summary.parts_resumed = summary.parts
         return summary
     spark = spark_session(master)
-    mlflow.set_tracking_uri(config.tracking_uri)
-    mlflow.set_registry_uri(config.tracking_uri)
+    use_tracking_store(config.tracking_uri)
     frame = spark.read.parquet(*[str(f) for f in files])
     if id_column not in frame.columns:
         raise DataError(f"{input_path}: column '{id_column}' (the id column) not found")
