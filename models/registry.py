@@ -136,7 +136,6 @@ def load_registered_bundle(
     else:
         model_version = client.get_model_version(model_name, version)
         alias = None
-    expected = recorded_bundle_sha256(client, model_name, str(model_version.version), model_version.run_id)
     # The version's own artifact location, resolved by this client: a `models:/` URI would be
     # resolved through MLflow's global registry (and the MLFLOW_*_URI variables that
     # mlflow.set_*_uri export to child processes), which may point at another store.
@@ -145,6 +144,7 @@ def load_registered_bundle(
         local = mlflow.artifacts.download_artifacts(
             artifact_uri=f"{model_uri.rstrip('/')}/artifacts/{BUNDLE_ARTIFACT}", dst_path=tmp, tracking_uri=tracking_uri
         )
+        expected = recorded_bundle_sha256(client, model_name, str(model_version.version), model_version.run_id)
         bundle = load_bundle(Path(local), expected_sha256=expected,
                              label=f"{model_name} version {model_version.version}, {BUNDLE_ARTIFACT}/")
     return LoadedBundle(bundle, model_name, str(model_version.version), model_version.run_id or "", alias)

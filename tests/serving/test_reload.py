@@ -8,7 +8,6 @@ empty artifact folder.
 from __future__ import annotations
 
 import copy
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -20,12 +19,13 @@ import mlflow
 import pytest
 
 from cxpredict.features.build import CATEGORICAL, FeatureSpec
-from cxpredict.models.bundle import save_bundle
-from cxpredict.models.pyfunc import CxPyfuncModel
-from cxpredict.models.registry import BUNDLE_ARTIFACT, BUNDLE_FILE, load_registered_bundle
+from cxpredict.models.bundle_files import BundleIntegrityError
+from cxpredict.models.registry import BUNDLE_ARTIFACT, load_registered_bundle
 from cxpredict.serving.api.model import ModelManager
 from cxpredict.serving.api.settings import default_store_url
 from cxpredict.serving.api.store import CustomerStore, load_store
+from cxpredict.training.registry import log_bundle
+from tests.conftest import run_cli
 from tests.serving.conftest import (
     ADMIN_KEY,
     MODEL_NAME,
@@ -59,13 +59,25 @@ def register_mismatched_model(company: Company) -> str:
     loaded = load_registered_bundle(company.config.tracking_uri, MODEL_NAME)
     bundle = copy.deepcopy(loaded.bundle)
     bundle.pipeline.specs_ = [*bundle.pipeline.specs_, FeatureSpec("loyalty_tier", CATEGORICAL, ("gold", "silver"))]
-    with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(experiment_id=_client(company).get_run(
-            loaded.run_id).info.experiment_id):
-        path = save_bundle(bundle, Path(tmp) / BUNDLE_FILE)
-        info = mlflow.pyfunc.log_model(name="model", python_model=CxPyfuncModel(),
-                                       artifacts={BUNDLE_ARTIFACT: str(path)}, pip_requirements=[],
-                                       registered_model_name=MODEL_NAME)
-    return str(info.registered_model_version)
+    with mlflow.start_run(experiment_id=_client(company).get_run(loaded.run_id).info.experiment_id):
+        version = log_bundle(company.config, bundle, company.dataset.customers.head(50), register=True,
+                             champion=False)
+    assert version is not None
+    return version
+
+
+def register_tampered_model(company: Company) -> str:
+    """A version with the first champion's run and files, one booster edited after training (a changed leaf value)."""
+    client = _client(company)
+    champion = client.get_model_version(MODEL_NAME, "1")
+    source = client.get_model_version_download_uri(MODEL_NAME, champion.version)
+    tampered = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(company.folder / "tampered"),
+                                                        tracking_uri=company.config.tracking_uri))
+    booster = next((tampered / "artifacts" / BUNDLE_ARTIFACT / "boosters").glob("*churn_booster.txt"))
+    text = booster.read_text()
+    start = text.index("leaf_value=") + len("leaf_value=")
+    booster.write_text(text[:start] + "9" + text[start:])
+    return str(client.create_model_version(MODEL_NAME, tampered.as_uri(), run_id=champion.run_id).version)
 
 
 def register_broken_model(company: Company) -> str:
@@ -164,6 +176,26 @@ def test_reload_model_keeps_old_on_load_failure(reload_server: Server, reload_co
     assert body["status"]["outcome"] == "failed" and body["serving_version"] == serving
     assert httpx.get(f"{reload_server.url}/readyz").json()["model_version"] == serving
     assert 'outcome="failed"' in httpx.get(f"{reload_server.url}/metrics").text
+
+
+def test_reload_model_refuses_tampered_files(reload_server: Server, reload_company: Company, tmp_path: Path) -> None:
+    """A booster changed after training is refused by the API (old model serves) and by the CLI (one line, exit 2)."""
+    serving = served_version(reload_server)
+    tampered = register_tampered_model(reload_company)
+    with pytest.raises(BundleIntegrityError, match="churn_booster.txt has SHA-256"):
+        load_registered_bundle(reload_company.config.tracking_uri, MODEL_NAME, version=tampered)
+    done = run_cli("score", "--config", str(reload_company.config_path), "--out", str(tmp_path / "s.parquet"),
+                   "--model-version", tampered, cwd=tmp_path)
+    assert done.returncode == 2 and not (tmp_path / "s.parquet").exists()
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {MODEL_NAME} version {tampered}, bundle/: ")
+    assert "churn_booster.txt has SHA-256" in lines[0] and "refused" in lines[0] and "Traceback" not in done.stderr
+    move_champion(reload_company, tampered)
+    body = reload_and_wait(reload_server)
+    assert body["status"]["outcome"] == "refused" and "churn_booster.txt" in body["status"]["error"]
+    assert body["serving_version"] == serving == served_version(reload_server)
+    ready = httpx.get(f"{reload_server.url}/readyz").json()
+    assert ready["model_version"] == serving
 
 
 def test_poll_model_follows_alias_and_skips_failed_version(company_copy_factory) -> None:  # noqa: ANN001
