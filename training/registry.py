@@ -146,44 +146,57 @@ def ship_model_code(folder: Path) -> Path:
     return root
 
 
-def log_bundle(config: CxConfig, bundle: ScoringBundle, sample: pd.DataFrame, register: bool,
-               champion: bool = True) -> str | None:
-    """Log the bundle as a pyfunc model (from code, its files data) with its signature and feature schema.
+def log_pyfunc_model(bundle: ScoringBundle, registered_model_name: str | None = None,
+                     signature: ModelSignature | None = None,
+                     input_example: pd.DataFrame | None = None) -> mlflow.models.model.ModelInfo:
+    """Log the bundle's files as the active run's pyfunc model (from code) and record their digest.
 
-    The bundle manifest's SHA-256 is tagged on the active run before the model is logged, so a
+    The bundle manifest's SHA-256 is tagged on the run before the model is logged, so a
     registered version is never readable without it; the same digest goes into the model's
     config for the pyfunc to check when MLflow serves it.
 
     Args:
-        config: the dataset config (registered model name).
-        bundle: the trained bundle.
-        sample: customer rows as loaded (signature types and the input example).
-        register: register the model under the config's name.
-        champion: with `register`, move the `champion` alias to the new version.
+        bundle: the bundle to log.
+        registered_model_name: register the model under this name (None: not registered).
+        signature: the model signature (`model_signature`).
+        input_example: rows MLflow stores (and checks against the signature) with the model.
     Returns:
-        The registered version, or None when not registered.
+        MLflow's record of the logged model.
     """
-    signature = model_signature(bundle, sample)
-    name = config.registered_model_name
     with tempfile.TemporaryDirectory() as tmp:
         files = save_bundle(bundle, Path(tmp) / BUNDLE_ARTIFACT)
         mlflow.set_tag(TAG_BUNDLE_SHA256, files.sha256)
-        info = mlflow.pyfunc.log_model(
+        return mlflow.pyfunc.log_model(
             name=MODEL_ARTIFACT,
             python_model=str(PYFUNC_CODE),
             artifacts={BUNDLE_ARTIFACT: str(files.folder)},
             code_paths=[str(ship_model_code(Path(tmp) / "code"))],
             model_config={BUNDLE_SHA256_CONFIG: files.sha256},
             signature=signature,
-            input_example=model_input_example(bundle, sample),
+            input_example=input_example,
             pip_requirements=model_requirements(),
-            registered_model_name=name if register else None,
+            registered_model_name=registered_model_name,
         )
+
+
+def log_bundle(config: CxConfig, bundle: ScoringBundle, sample: pd.DataFrame, register: bool) -> str | None:
+    """Log the bundle as a pyfunc model with its signature, input example and feature schema; register it as champion.
+
+    Args:
+        config: the dataset config (registered model name).
+        bundle: the trained bundle.
+        sample: customer rows as loaded (signature types and the input example).
+        register: register the model under the config's name and move `champion` to it.
+    Returns:
+        The registered version, or None when not registered.
+    """
+    name = config.registered_model_name
+    info = log_pyfunc_model(bundle, name if register else None, model_signature(bundle, sample),
+                            model_input_example(bundle, sample))
     mlflow.log_dict({"features": bundle.pipeline.schema(), "skipped": bundle.pipeline.skipped_},
                     FEATURE_SCHEMA_ARTIFACT)
     if not register:
         return None
     version = str(info.registered_model_version)
-    if champion:
-        tracking_client(config.tracking_uri).set_registered_model_alias(name, CHAMPION, version)
+    tracking_client(config.tracking_uri).set_registered_model_alias(name, CHAMPION, version)
     return version

@@ -24,7 +24,7 @@ from cxpredict.models.registry import BUNDLE_ARTIFACT, load_registered_bundle
 from cxpredict.serving.api.model import ModelManager
 from cxpredict.serving.api.settings import default_store_url
 from cxpredict.serving.api.store import CustomerStore, load_store
-from cxpredict.training.registry import log_bundle
+from cxpredict.training.registry import log_pyfunc_model
 from tests.conftest import run_cli
 from tests.serving.conftest import (
     ADMIN_KEY,
@@ -60,10 +60,8 @@ def register_mismatched_model(company: Company) -> str:
     bundle = copy.deepcopy(loaded.bundle)
     bundle.pipeline.specs_ = [*bundle.pipeline.specs_, FeatureSpec("loyalty_tier", CATEGORICAL, ("gold", "silver"))]
     with mlflow.start_run(experiment_id=_client(company).get_run(loaded.run_id).info.experiment_id):
-        version = log_bundle(company.config, bundle, company.dataset.customers.head(50), register=True,
-                             champion=False)
-    assert version is not None
-    return version
+        info = log_pyfunc_model(bundle, MODEL_NAME)
+    return str(info.registered_model_version)
 
 
 def register_tampered_model(company: Company) -> str:
