@@ -69,6 +69,12 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def files_sha256(files: dict[str, Path]) -> str:
+    """One SHA-256 over named files (name -> path): of the JSON list of their names and digests."""
+    listing = {name: sha256_file(path) for name, path in sorted(files.items())}
+    return hashlib.sha256(json.dumps(listing, sort_keys=True).encode("utf-8")).hexdigest()
+
+
 def _class_name(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 

@@ -20,12 +20,14 @@ from mlflow.exceptions import MlflowException
 from cxpredict.features.config import CxConfig
 from cxpredict.features.load import Dataset, check_readable, load_dataset
 from cxpredict.models.bundle import ScoringBundle, load_bundle
-from cxpredict.models.bundle_files import BundleIntegrityError
+from cxpredict.models.bundle_files import BundleIntegrityError, check_bundle_files, files_sha256
 
 # The logged model and its registry alias.
 MODEL_ARTIFACT = "model"  # the pyfunc model's name in its run (`runs:/<run>/model`)
 BUNDLE_ARTIFACT = "bundle"  # the pyfunc's artifact: the folder of bundle data files (models/bundle_files.py)
 BUNDLE_SHA256_CONFIG = "bundle_sha256"  # model_config key: the bundle manifest's SHA-256, for the pyfunc
+MODEL_CODE_FILE = "pyfunc.py"  # the model's code (models/pyfunc.py, logged from code) in the model folder
+MODEL_CODE_DIR = "code"  # the model's code paths: code/cxpredict/{features,models}
 CHAMPION = "champion"
 
 # Artifacts of runs (JSON documents logged with mlflow.log_dict).
@@ -45,6 +47,7 @@ DRIVERS_SUMMARY_ARTIFACT = "drivers/summary.json"
 
 # Run tags.
 TAG_BUNDLE_SHA256 = "cxpredict.bundle_sha256"  # training run: SHA-256 of the bundle's manifest
+TAG_CODE_SHA256 = "cxpredict.code_sha256"  # training run: SHA-256 of the model's code (`model_code_files`)
 TAG_KIND = "cxpredict.kind"  # what a run is, where runs are searched by kind
 KIND_EXPLAIN = "explain"
 TAG_MODEL_NAME = "cxpredict.model_name"  # explain run: the explained model
@@ -110,6 +113,45 @@ def recorded_bundle_sha256(client: mlflow.MlflowClient, model_name: str, version
         raise BundleIntegrityError(f"{model_name} version {version}: its run {run_id} recorded no bundle SHA-256 "
                                    f"(tag {TAG_BUNDLE_SHA256}); retrain to register a checkable model")
     return digest
+
+
+def model_code_files(model_dir: Path) -> dict[str, Path]:
+    """The files of a model folder that MLflow runs as code: `pyfunc.py` and everything under `code/`."""
+    files = {MODEL_CODE_FILE: model_dir / MODEL_CODE_FILE}
+    for path in sorted((model_dir / MODEL_CODE_DIR).rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            files[path.relative_to(model_dir).as_posix()] = path
+    return files
+
+
+def download_checked_model(tracking_uri: str, loaded: LoadedBundle, dst: Path) -> Path:
+    """A registered version's whole MLflow model folder, its code and bundle checked against its run.
+
+    For engines that hand the model to MLflow, which runs the model's own code (Spark's
+    `spark_udf`): the folder they load is this checked copy, never a second download.
+
+    Args:
+        tracking_uri: the MLflow store.
+        loaded: the version (as loaded by `load_registered_bundle`).
+        dst: an empty folder to download into.
+    Returns:
+        The model folder (holding MLmodel).
+    Raises:
+        BundleIntegrityError: the code or a bundle file differs from what the training run recorded.
+    """
+    client = tracking_client(tracking_uri)
+    uri = client.get_model_version_download_uri(loaded.model_name, loaded.version)
+    model_dir = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst),
+                                                         tracking_uri=tracking_uri))
+    label = f"{loaded.model_name} version {loaded.version}"
+    expected = recorded_bundle_sha256(client, loaded.model_name, loaded.version, loaded.run_id)
+    check_bundle_files(model_dir / "artifacts" / BUNDLE_ARTIFACT, expected, f"{label}, {BUNDLE_ARTIFACT}/")
+    recorded = client.get_run(loaded.run_id).data.tags.get(TAG_CODE_SHA256)
+    actual = files_sha256(model_code_files(model_dir))
+    if recorded != actual:
+        raise BundleIntegrityError(f"{label}: its code ({MODEL_CODE_FILE}, {MODEL_CODE_DIR}/) has SHA-256 {actual}, "
+                                   f"not the {recorded} recorded at training: refused")
+    return model_dir
 
 
 def load_registered_bundle(

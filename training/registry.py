@@ -30,6 +30,7 @@ import cxpredict.models
 from cxpredict.features.build import DATE, NUMERIC
 from cxpredict.features.config import CxConfig
 from cxpredict.models.bundle import ScoringBundle, save_bundle
+from cxpredict.models.bundle_files import files_sha256
 from cxpredict.models.pyfunc import PYFUNC_CODE
 from cxpredict.models.registry import (
     BUNDLE_ARTIFACT,
@@ -37,7 +38,10 @@ from cxpredict.models.registry import (
     CHAMPION,
     FEATURE_SCHEMA_ARTIFACT,
     MODEL_ARTIFACT,
+    MODEL_CODE_DIR,
+    MODEL_CODE_FILE,
     TAG_BUNDLE_SHA256,
+    TAG_CODE_SHA256,
     tracking_client,
     use_tracking_store,
 )
@@ -149,11 +153,11 @@ def ship_model_code(folder: Path) -> Path:
 def log_pyfunc_model(bundle: ScoringBundle, registered_model_name: str | None = None,
                      signature: ModelSignature | None = None,
                      input_example: pd.DataFrame | None = None) -> mlflow.models.model.ModelInfo:
-    """Log the bundle's files as the active run's pyfunc model (from code) and record their digest.
+    """Log the bundle's files as the active run's pyfunc model (from code) and record their digests.
 
-    The bundle manifest's SHA-256 is tagged on the run before the model is logged, so a
-    registered version is never readable without it; the same digest goes into the model's
-    config for the pyfunc to check when MLflow serves it.
+    The bundle manifest's SHA-256 and the code's are tagged on the run before the model is
+    logged, so a registered version is never readable without them; the bundle's digest also
+    goes into the model's config for the pyfunc to check when MLflow serves it.
 
     Args:
         bundle: the bundle to log.
@@ -165,12 +169,16 @@ def log_pyfunc_model(bundle: ScoringBundle, registered_model_name: str | None = 
     """
     with tempfile.TemporaryDirectory() as tmp:
         files = save_bundle(bundle, Path(tmp) / BUNDLE_ARTIFACT)
-        mlflow.set_tag(TAG_BUNDLE_SHA256, files.sha256)
+        code = ship_model_code(Path(tmp) / MODEL_CODE_DIR)
+        # The files MLflow will run as this model's code, under the names they get in the model folder.
+        code_files = {MODEL_CODE_FILE: PYFUNC_CODE, **{
+            f"{MODEL_CODE_DIR}/{p.relative_to(code.parent).as_posix()}": p for p in code.rglob("*") if p.is_file()}}
+        mlflow.set_tags({TAG_BUNDLE_SHA256: files.sha256, TAG_CODE_SHA256: files_sha256(code_files)})
         return mlflow.pyfunc.log_model(
             name=MODEL_ARTIFACT,
             python_model=str(PYFUNC_CODE),
             artifacts={BUNDLE_ARTIFACT: str(files.folder)},
-            code_paths=[str(ship_model_code(Path(tmp) / "code"))],
+            code_paths=[str(code)],
             model_config={BUNDLE_SHA256_CONFIG: files.sha256},
             signature=signature,
             input_example=input_example,

@@ -8,6 +8,7 @@ empty artifact folder.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import threading
 import time
 from collections import Counter
@@ -20,7 +21,7 @@ import pytest
 
 from cxpredict.features.build import CATEGORICAL, FeatureSpec
 from cxpredict.models.bundle_files import BundleIntegrityError
-from cxpredict.models.registry import BUNDLE_ARTIFACT, load_registered_bundle
+from cxpredict.models.registry import BUNDLE_ARTIFACT, MODEL_CODE_FILE, download_checked_model, load_registered_bundle
 from cxpredict.serving.api.model import ModelManager
 from cxpredict.serving.api.settings import default_store_url
 from cxpredict.serving.api.store import CustomerStore, load_store
@@ -64,17 +65,23 @@ def register_mismatched_model(company: Company) -> str:
     return str(info.registered_model_version)
 
 
-def register_tampered_model(company: Company) -> str:
-    """A version with the first champion's run and files, one booster edited after training (a changed leaf value)."""
+def register_tampered_model(company: Company, code: bool = False) -> str:
+    """A version with the first champion's run and files, one booster edited after training (a changed leaf
+    value), or with `code`, a line added to the model's code (what the Spark UDF would run)."""
     client = _client(company)
     champion = client.get_model_version(MODEL_NAME, "1")
     source = client.get_model_version_download_uri(MODEL_NAME, champion.version)
-    tampered = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(company.folder / "tampered"),
+    folder = company.folder / ("tampered_code" if code else "tampered")
+    tampered = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(folder),
                                                         tracking_uri=company.config.tracking_uri))
-    booster = next((tampered / "artifacts" / BUNDLE_ARTIFACT / "boosters").glob("*churn_booster.txt"))
-    text = booster.read_text()
-    start = text.index("leaf_value=") + len("leaf_value=")
-    booster.write_text(text[:start] + "9" + text[start:])
+    if code:
+        with open(tampered / MODEL_CODE_FILE, "a") as handle:
+            handle.write("\nimport os  # anything at all\n")
+    else:
+        booster = next((tampered / "artifacts" / BUNDLE_ARTIFACT / "boosters").glob("*churn_booster.txt"))
+        text = booster.read_text()
+        start = text.index("leaf_value=") + len("leaf_value=")
+        booster.write_text(text[:start] + "9" + text[start:])
     return str(client.create_model_version(MODEL_NAME, tampered.as_uri(), run_id=champion.run_id).version)
 
 
@@ -194,6 +201,17 @@ def test_reload_model_refuses_tampered_files(reload_server: Server, reload_compa
     assert body["serving_version"] == serving == served_version(reload_server)
     ready = httpx.get(f"{reload_server.url}/readyz").json()
     assert ready["model_version"] == serving
+
+
+def test_spark_model_folder_refuses_changed_code(reload_company: Company, tmp_path: Path) -> None:
+    """The Spark engine hands MLflow the model folder, whose code MLflow runs: it is checked first."""
+    original = load_registered_bundle(reload_company.config.tracking_uri, MODEL_NAME, version="1")
+    folder = download_checked_model(reload_company.config.tracking_uri, original, tmp_path / "good")
+    assert (folder / "MLmodel").is_file() and (folder / MODEL_CODE_FILE).is_file()
+    tampered = dataclasses.replace(original, version=register_tampered_model(reload_company, code=True))
+    load_registered_bundle(reload_company.config.tracking_uri, MODEL_NAME, version=tampered.version)  # data intact
+    with pytest.raises(BundleIntegrityError, match=rf"version {tampered.version}: its code .* refused"):
+        download_checked_model(reload_company.config.tracking_uri, tampered, tmp_path / "bad")
 
 
 def test_poll_model_follows_alias_and_skips_failed_version(company_copy_factory) -> None:  # noqa: ANN001
