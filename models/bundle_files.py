@@ -119,7 +119,8 @@ class _Writer:
         if isinstance(value, int | np.integer):
             return int(value)
         if isinstance(value, float | np.floating):
-            return _float(float(value))
+            number = _float(float(value))
+            return number if isinstance(number, float) else {"$float": number}  # text "NaN" stays text
         if isinstance(value, list):
             return [self.encode(v, f"{where}.{i}") for i, v in enumerate(value)]
         if isinstance(value, tuple):
@@ -184,10 +185,10 @@ class _Reader:
     def decode(self, node: Any, where: str) -> Any:
         if isinstance(node, list):
             return [self.decode(v, f"{where}.{i}") for i, v in enumerate(node)]
-        if isinstance(node, str) and node in _NON_FINITE:
-            return _NON_FINITE[node]
         if not isinstance(node, dict):
             return node
+        if "$float" in node:
+            return _NON_FINITE[node["$float"]]
         if "$tuple" in node:
             return tuple(self.decode(v, f"{where}.{i}") for i, v in enumerate(node["$tuple"]))
         if "$dict" in node:

@@ -77,7 +77,8 @@ def small_bundle(seed: int = 0) -> tuple[ScoringBundle, pd.DataFrame]:
         churn_booster=booster(BINARY, churned), churn_uses_experience=False,
         propensity_booster=booster(BINARY, rng.integers(0, 2, N)),
         metadata={"metrics": {"test_auc": np.float64(0.71), "n": np.int64(N), "gap": float("nan")},
-                  "notes": ["a note"], "shape": (3, 4), "by_level": {7: "passive"}, "flag": np.bool_(True)},
+                  "notes": ["a note", "NaN", "Infinity"], "shape": (3, 4), "by_level": {7: "passive"},
+                  "flag": np.bool_(True), "bound": -np.inf},
         uplift={"discount": uplift}, conformal=conformal, respondent_oof=oof,
         drift_reference=DriftReference.fit(pipeline, X),
     )
