@@ -128,8 +128,9 @@ TuneTrialsOption = Annotated[
 
 def _user_errors() -> tuple[type[Exception], ...]:
     from cxpredict.features.load import DataError
+    from cxpredict.models.bundle_files import BundleError
 
-    return (ConfigError, DataError)
+    return (ConfigError, DataError, BundleError)
 
 
 def cli_errors(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -31,6 +31,7 @@ from cxpredict.features.load import DataError, Dataset
 from cxpredict.features.progress import StepProgress, no_progress
 from cxpredict.models.bundle import band_column, cause_column, driver_column
 from cxpredict.models.estimators import BINARY, base_params, binary_probability, fit_booster, predict_raw
+from cxpredict.models.registry import BACKTEST_ARTIFACT
 from cxpredict.training import evaluate
 from cxpredict.training.conformal import coverage_metrics
 from cxpredict.training.registry import configure_mlflow
@@ -302,7 +303,7 @@ def backtest(
                                "tune_trials": tune_trials or config.training.tune_trials})
             summary = report.summary()
             mlflow.log_metrics({f"backtest_{k}": v["mean"] for k, v in summary.items() if np.isfinite(v["mean"])})
-            mlflow.log_dict(report.to_dict(), "backtest.json")
+            mlflow.log_dict(report.to_dict(), BACKTEST_ARTIFACT)
             report.run_id = run.info.run_id
     return report
 

@@ -25,7 +25,21 @@ from cxpredict.features.config import CxConfig
 from cxpredict.features.load import Dataset
 from cxpredict.features.progress import StepProgress, no_progress
 from cxpredict.models.explain import DriverExplainer, ExplainError, Explanation, Target, resolve_targets
-from cxpredict.models.registry import LoadedBundle
+from cxpredict.models.registry import (
+    DRIVERS_DIR,
+    DRIVERS_GLOBAL_ARTIFACT,
+    DRIVERS_SAMPLE_ARTIFACT,
+    DRIVERS_SEGMENTS_ARTIFACT,
+    DRIVERS_SUMMARY_ARTIFACT,
+    KIND_EXPLAIN,
+    PARAM_SEGMENT,
+    TAG_EXPLAINED_VERSION,
+    TAG_KIND,
+    TAG_MODEL_NAME,
+    TAG_MODEL_RUN_ID,
+    LoadedBundle,
+    drivers_file,
+)
 from cxpredict.training.registry import configure_mlflow
 
 logger = logging.getLogger(__name__)
@@ -389,14 +403,14 @@ def write_drivers(result: DriversResult, out_dir: Path, plots: bool = True) -> d
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     files: dict[str, Path] = {}
-    files["drivers_global"] = out_dir / "drivers_global.csv"
+    files["drivers_global"] = out_dir / drivers_file(DRIVERS_GLOBAL_ARTIFACT)
     result.global_table.to_csv(files["drivers_global"], index=False)
     if result.segment_table is not None:
-        files["drivers_segments"] = out_dir / "drivers_segments.csv"
+        files["drivers_segments"] = out_dir / drivers_file(DRIVERS_SEGMENTS_ARTIFACT)
         result.segment_table.to_csv(files["drivers_segments"], index=False)
-    files["sample"] = out_dir / "sample.csv"
+    files["sample"] = out_dir / drivers_file(DRIVERS_SAMPLE_ARTIFACT)
     result.sample.strata_table.to_csv(files["sample"], index=False)
-    files["summary"] = out_dir / "summary.json"
+    files["summary"] = out_dir / drivers_file(DRIVERS_SUMMARY_ARTIFACT)
     files["summary"].write_text(json.dumps(result.summary(), indent=2, default=float))
     if plots:
         files.update(driver_plots.plot_drivers(result, out_dir / "plots"))
@@ -424,7 +438,7 @@ def log_training_drivers(config: CxConfig, loaded: LoadedBundle, dataset: Datase
     result = compute_drivers(config, loaded, dataset, sample_size=config.training.driver_sample)
     with tempfile.TemporaryDirectory() as tmp:
         write_drivers(result, Path(tmp), plots=False)
-        mlflow.log_artifacts(tmp, artifact_path="drivers")
+        mlflow.log_artifacts(tmp, artifact_path=DRIVERS_DIR)
     mlflow.log_metrics(driver_metrics(result))
 
 
@@ -438,16 +452,16 @@ def log_drivers(config: CxConfig, result: DriversResult, out_dir: Path) -> str:
         The explain run's id.
     """
     configure_mlflow(config)
-    tags = {"cxpredict.kind": "explain", "cxpredict.model_name": result.model_name,
-            "cxpredict.model_version": result.model_version, "cxpredict.model_run_id": result.model_run_id}
+    tags = {TAG_KIND: KIND_EXPLAIN, TAG_MODEL_NAME: result.model_name,
+            TAG_EXPLAINED_VERSION: result.model_version, TAG_MODEL_RUN_ID: result.model_run_id}
     with mlflow.start_run(run_name=f"explain-{config.name}", tags=tags) as run:
         mlflow.log_params({
-            "model_version": result.model_version, "segment": result.segment_column or "",
+            "model_version": result.model_version, PARAM_SEGMENT: result.segment_column or "",
             "sample_size": len(result.sample.positions), "population": result.sample.population,
             "seed": result.sample.seed, "targets": ",".join(t.name for t in result.targets),
         })
         mlflow.log_metrics(driver_metrics(result))
-        mlflow.log_artifacts(str(out_dir), artifact_path="drivers")
+        mlflow.log_artifacts(str(out_dir), artifact_path=DRIVERS_DIR)
         result.run_id = run.info.run_id
     return run.info.run_id
 

@@ -25,7 +25,7 @@ from cxpredict.features.io import write_text_atomic
 from cxpredict.features.load import Dataset
 from cxpredict.features.progress import StepProgress, no_progress
 from cxpredict.models.bundle import band_column
-from cxpredict.models.registry import LoadedBundle
+from cxpredict.models.registry import LoadedBundle, tracking_client, use_tracking_store
 from cxpredict.training.drivers import NOTE_ASSOCIATION, DriversResult, compute_drivers, write_drivers
 
 TOP_ROWS = 8
@@ -71,7 +71,7 @@ def band_mix(config: CxConfig, loaded: LoadedBundle, dataset: Dataset) -> pd.Dat
 
 def latest_backtest(config: CxConfig) -> dict[str, Any] | None:
     """The most recent `backtest-*` run of the dataset's experiment: its parameters and metrics."""
-    mlflow.set_tracking_uri(config.tracking_uri)
+    use_tracking_store(config.tracking_uri)
     experiment = mlflow.get_experiment_by_name(config.experiment_name)
     if experiment is None:
         return None
@@ -90,7 +90,7 @@ def model_metrics(config: CxConfig, loaded: LoadedBundle) -> dict[str, float]:
     """Metrics of the run that trained the model (falling back to those saved in the bundle)."""
     metrics = dict(loaded.bundle.metadata.get("metrics", {}))
     if loaded.run_id:
-        client = mlflow.MlflowClient(tracking_uri=config.tracking_uri)
+        client = tracking_client(config.tracking_uri)
         metrics.update(client.get_run(loaded.run_id).data.metrics)
     return metrics
 
