@@ -24,6 +24,8 @@ NOTE = (
 )
 GLOBAL_FILE = "drivers/drivers_global.csv"
 SEGMENTS_FILE = "drivers/drivers_segments.csv"
+KEY_DRIVERS_FILE = "drivers/key_drivers.csv"
+SURVEY_TREND_FILE = "drivers/survey_trend.csv"
 MAX_RUNS = 200  # explain runs of one model version searched for the asked segment column
 
 
@@ -47,20 +49,41 @@ class DriverCatalogue:
     experiment_name: str
     model_name: str
     model_version: str
-    _cache: dict[str | None, DriverTables] = field(default_factory=dict)
+    _cache: dict[tuple[str | None, str], DriverTables] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def get(self, segment: str | None) -> DriverTables:
-        with self._lock:
-            if segment not in self._cache:
-                self._cache[segment] = self._fetch(segment)
-            return self._cache[segment]
+        """The SHAP driver table: global, or per segment value of the `segment` column."""
+        return self.artifact(segment, SEGMENTS_FILE if segment is not None else GLOBAL_FILE)
 
-    def _fetch(self, segment: str | None) -> DriverTables:
+    def key_drivers(self, segment: str | None) -> DriverTables:
+        """The key-driver table of the rated attributes (rows for `all` and, by segment, each value)."""
+        return self.artifact(segment, KEY_DRIVERS_FILE)
+
+    def segment_columns(self) -> list[str]:
+        """The segment columns the explain runs of this version were made with (for the console's choice)."""
         client = mlflow.MlflowClient(tracking_uri=self.tracking_uri)
         experiment = client.get_experiment_by_name(self.experiment_name)
-        wanted = (f"tags.`cxpredict.kind` = 'explain' and tags.`cxpredict.model_name` = '{self.model_name}' "
-                  f"and tags.`cxpredict.model_version` = '{self.model_version}'")
+        if experiment is None:
+            return []
+        runs = client.search_runs([experiment.experiment_id], self._filter(), max_results=MAX_RUNS)
+        return sorted({r.data.params["segment"] for r in runs if r.data.params.get("segment")})
+
+    def _filter(self) -> str:
+        return (f"tags.`cxpredict.kind` = 'explain' and tags.`cxpredict.model_name` = '{self.model_name}' "
+                f"and tags.`cxpredict.model_version` = '{self.model_version}'")
+
+    def artifact(self, segment: str | None, path: str) -> DriverTables:
+        """A CSV table of the latest explain run of the served version (for that segment column), kept."""
+        with self._lock:
+            if (segment, path) not in self._cache:
+                self._cache[(segment, path)] = self._fetch(segment, path)
+            return self._cache[(segment, path)]
+
+    def _fetch(self, segment: str | None, path: str) -> DriverTables:
+        client = mlflow.MlflowClient(tracking_uri=self.tracking_uri)
+        experiment = client.get_experiment_by_name(self.experiment_name)
+        wanted = self._filter()
         # The segment is matched here, not in the filter string: a user's text never becomes MLflow syntax.
         runs = [] if experiment is None else client.search_runs(
             [experiment.experiment_id], wanted, order_by=["attributes.start_time DESC"], max_results=MAX_RUNS)
@@ -71,9 +94,13 @@ class DriverCatalogue:
                 f"no driver analysis of {self.model_name} version {self.model_version}"
                 f"{f' by {segment!r}' if segment else ''}: run `cxpredict explain --config ...{how}`")
         run = runs[0]
-        path = SEGMENTS_FILE if segment is not None else GLOBAL_FILE
+        folder, name = path.rsplit("/", 1)
+        if name not in {f.path.rsplit("/", 1)[-1] for f in client.list_artifacts(run.info.run_id, folder)}:
+            raise DriversNotFound(f"the driver analysis (run {run.info.run_id}) has no {name}: the survey has no "
+                                  "rated attributes or dates to analyse, or the run predates them")
         with tempfile.TemporaryDirectory() as tmp:
             local = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=path, dst_path=tmp,
                                                         tracking_uri=self.tracking_uri)
-            table = pd.read_csv(Path(local))
+            # Segment values stay text ("1" is a label, not a number), as in the explain run's table.
+            table = pd.read_csv(Path(local), dtype={"segment": str})
         return DriverTables(run.info.run_id, datetime.fromtimestamp(run.info.start_time / 1000, UTC), segment, table)
