@@ -176,13 +176,14 @@ def _shap_drivers(model: ServingModel, config: CxConfig, target: str, segment: s
         return None, str(err), []
     table = tables.table[tables.table["target"] == target]
     values: list[str] = []
+    chosen: str | None = None
     if segment is not None:
         values = sorted(table["segment"].astype(str).unique())
         chosen = segment_value if segment_value in values else values[0]
         table = table[table["segment"].astype(str) == chosen]
     table = table.assign(label=[display(config, f) for f in table["feature"]])
     frame = table[["rank", "label", "feature", "share", "mean_abs_shap", "direction"]]
-    title = f"What moves {target}" + (f" in {segment} = {segment_value or values[0]}" if segment else "")
+    title = f"What moves {target}" + (f" in {segment} = {chosen}" if segment else "")
     return table_of("drivers", title, frame, {"label": "driver", "share": "share of total |SHAP|",
                                                "mean_abs_shap": "mean |SHAP|"},
                     {"share": "pct", "mean_abs_shap": "num"}), None, values
@@ -225,6 +226,8 @@ def drivers_page(model: ServingModel, store: CustomerStore, config: CxConfig, ta
     assert model.drivers is not None
     segment_columns = model.drivers.segment_columns()
     shap_table, shap_note, values = _shap_drivers(model, config, target, segment, segment_value)
+    if segment is not None and values and segment_value not in values:
+        segment_value = values[0]  # the SHAP table's first segment: both charts show the same one
     key_table, key_note = _key_drivers(model, config, segment, segment_value)
     tables = {t.name: t for t in (shap_table, key_table) if t is not None}
     charts: dict[str, Any] = {}
@@ -235,8 +238,8 @@ def drivers_page(model: ServingModel, store: CustomerStore, config: CxConfig, ta
         charts["key_drivers"] = {"points": [
             {"label": r["label"], "x": r["performance"], "y": 100 * r["importance"], "quadrant": r["quadrant"]}
             for r in key_table.rows]}
-    facts: dict[str, Any] = {"target": target, "segment": segment, "segment_value": segment_value or (
-        values[0] if values else None), "segment_values": values, "segment_columns": segment_columns,
+    facts: dict[str, Any] = {"target": target, "segment": segment, "segment_value": segment_value,
+        "segment_values": values, "segment_columns": segment_columns,
         "targets": _targets(model), "shap_note": shap_note, "key_note": key_note, "quadrants": QUADRANT_MEANING,
         "customer_id": customer_id, "top_sentence": _top_sentence(shap_table, target)}
     if customer_id:
@@ -302,7 +305,12 @@ def customer_page(model: ServingModel, store: CustomerStore, config: CxConfig, c
             best = ranked[0]
             facts["offer"] = {"strategy": row["best_strategy"], "method": best.get("method"),
                               "expected_value": best.get("expected_value"), "delta_churn": best.get("delta_churn")}
-            tables["offers"] = table_of("offers", "Offers ranked by expected value", pd.DataFrame(ranked))
+            offers = pd.DataFrame(ranked)[["strategy", "method", "cost", "delta_churn", "delta_expected_score",
+                                           "expected_value"]]
+            tables["offers"] = table_of("offers", "Offers ranked by expected value", offers,
+                                        {"delta_churn": "Δ P(churn)", "delta_expected_score": "Δ expected score"},
+                                        {"cost": "num", "delta_churn": "signed", "delta_expected_score": "signed",
+                                         "expected_value": "num"})
     return Page(tables, {}, facts)
 
 

@@ -98,7 +98,8 @@ def _render(request: Request, template: str, active: str, page: Page | None = No
     charts = json.dumps(page.charts, allow_nan=False).replace("</", "<\\/")  # no </script> break-out
     return templates.TemplateResponse(request, template, {
         "nav": NAV, "active": active, "static": STATIC_URL, "page": page, "charts_json": charts,
-        "auth": request.app.state.settings.auth_enabled, "query": request.url.query, **context,
+        "auth": request.app.state.settings.auth_enabled, "query": request.url.query,
+        "logged_in": COOKIE in request.cookies, **context,
     }, status_code=status_code)
 
 

@@ -68,11 +68,13 @@
         data: {datasets: [{label: "rated attributes", data: d.points, pointRadius: 7, pointHoverRadius: 9,
           backgroundColor: d.points.map((p) => quadrantColour[p.quadrant] || blue)}]},
         options: {
+          layout: {padding: {right: 90, top: 10}},  // room for the labels of the points at the edges
           plugins: {legend: {display: false}, averageLines: {x: mean(xs), y: 100 / d.points.length},
             pointLabels: {on: true},
             tooltip: {callbacks: {label: (c) => `${c.raw.label}: importance ${c.raw.y.toFixed(1)} %, ` +
               `mean rating ${c.raw.x.toFixed(2)} (${c.raw.quadrant})`}}},
-          scales: {x: {title: {display: true, text: "performance: mean rating"}},
+          scales: {x: {title: {display: true, text: "performance: mean rating"}, grace: "5%",
+            suggestedMin: Math.min(...xs) - 0.1, suggestedMax: Math.max(...xs) + 0.1},
             y: {title: {display: true, text: "importance: share of explained variance, %"}, beginAtZero: true}},
         },
         plugins: [averageLines, pointLabels],
