@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +27,7 @@ GLOBAL_FILE = "drivers/drivers_global.csv"
 SEGMENTS_FILE = "drivers/drivers_segments.csv"
 KEY_DRIVERS_FILE = "drivers/key_drivers.csv"
 SURVEY_TREND_FILE = "drivers/survey_trend.csv"
+SEGMENT_COLUMNS_TTL_S = 60.0
 MAX_RUNS = 200  # explain runs of one model version searched for the asked segment column
 
 
@@ -51,6 +53,7 @@ class DriverCatalogue:
     model_version: str
     _cache: dict[tuple[str | None, str], DriverTables] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _columns: tuple[float, list[str]] | None = None
 
     def get(self, segment: str | None) -> DriverTables:
         """The SHAP driver table: global, or per segment value of the `segment` column."""
@@ -61,7 +64,20 @@ class DriverCatalogue:
         return self.artifact(segment, KEY_DRIVERS_FILE)
 
     def segment_columns(self) -> list[str]:
-        """The segment columns the explain runs of this version were made with (for the console's choice)."""
+        """The segment columns the explain runs of this version were made with (for the console's choice).
+
+        Kept for a minute: a page load should not search MLflow, and a new explain run still shows up soon.
+        """
+        now = time.monotonic()
+        with self._lock:
+            if self._columns is not None and now - self._columns[0] < SEGMENT_COLUMNS_TTL_S:
+                return self._columns[1]
+        columns = self._search_segment_columns()
+        with self._lock:
+            self._columns = (now, columns)
+        return columns
+
+    def _search_segment_columns(self) -> list[str]:
         client = mlflow.MlflowClient(tracking_uri=self.tracking_uri)
         experiment = client.get_experiment_by_name(self.experiment_name)
         if experiment is None:

@@ -90,7 +90,7 @@ def test_key_drivers_per_segment_and_missing_ratings(correlated_ratings: pd.Data
 
 @pytest.mark.unit
 @pytest.mark.parametrize(("attributes", "message"), [
-    (["r0"], "2 to 15"), (["r0", "nope"], "column 'nope' not found"),
+    (["r0"], "2 to 12"), (["r0", "nope"], "column 'nope' not found"),
 ])
 def test_key_drivers_refuse_bad_input(correlated_ratings: pd.DataFrame, attributes: list[str], message: str) -> None:
     with pytest.raises(KeyDriverError, match=message):

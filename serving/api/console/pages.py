@@ -157,7 +157,8 @@ def overview_page(model: ServingModel, store: CustomerStore, config: CxConfig, c
         trend_note = str(err)
     facts = {
         "model_name": model.loaded.model_name, "model_version": model.version, "run_id": model.loaded.run_id,
-        "loaded_at": model.loaded_at.strftime("%Y-%m-%d %H:%M UTC"), "trained_at": _trained_at(config, model),
+        "loaded_at": model.loaded_at.strftime("%Y-%m-%d %H:%M UTC"),
+        "trained_at": cache.get(model.version, "trained_at", lambda: _trained_at(config, model)),
         "population_index": metrics.get("population_index"), "ci_low": metrics.get("population_index_ci_low"),
         "ci_high": metrics.get("population_index_ci_high"), "top_band": bundle.top_band,
         "bottom_band": bundle.bottom_band, "adversarial_auc": metrics.get("propensity_adversarial_auc"),
