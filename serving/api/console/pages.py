@@ -18,8 +18,9 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+from fastapi.exceptions import RequestValidationError
 
-from cxpredict.features.config import CxConfig
+from cxpredict.features.config import ConfigError, CxConfig
 from cxpredict.features.strategies import Strategy
 from cxpredict.models.bundle import band_column, cause_column, driver_column
 from cxpredict.models.key_drivers import QUADRANT_MEANING
@@ -299,7 +300,11 @@ def customer_page(model: ServingModel, store: CustomerStore, config: CxConfig, c
     if strategies is not None and strategies:
         from cxpredict.serving.api.simulating import simulate_request
 
-        result = simulate_request(model, customers, strategies, "value", config.value_column, True)
+        try:
+            result = simulate_request(model, customers, strategies, "value", config.value_column, True)
+        except (ConfigError, RequestValidationError) as err:  # no churn model, no value: the page says why
+            facts["offer_note"] = str(err) if isinstance(err, ConfigError) else "this customer has no value to rank by"
+            return Page(tables, {}, facts)
         row = result["customers"][0]
         ranked = row["strategies"]
         if ranked:
@@ -358,8 +363,12 @@ def strategies_page(model: ServingModel, store: CustomerStore, config: CxConfig,
         facts["note"] = model.catalogue_error
     elif may_simulate and model.alerts is not None:
         segment = "segment" if "segment" in store.columns else None
-        ranking = cache.get(model.version, f"strategies:{segment}",
-                            lambda: _strategy_ranking(model, store, config, strategies, segment))
+        try:
+            ranking = cache.get(model.version, f"strategies:{segment}",
+                                lambda: _strategy_ranking(model, store, config, strategies, segment))
+        except ConfigError as err:  # e.g. a model without churn cannot rank retention offers
+            facts["note"] = f"offers cannot be ranked with this model: {err}"
+            return Page(tables, {}, facts)
         columns = [c for c in ("segment", "strategy", "method", "n_eligible", "delta_churn", "delta_expected_score",
                                "expected_total_value", "n_best") if c in ranking.columns]
         tables["by_segment"] = table_of(
