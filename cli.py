@@ -386,6 +386,7 @@ def explain(
             table.add_row(t.name, str(row.rank), row.feature,
                           f"{row.mean_abs_shap:.4f} ± {row.se_mean_abs_shap:.4f}", row.direction)
     Console().print(table)
+    _print_key_drivers(result)
     typer.echo(f"wrote {len(result.files)} files -> {out}")
     typer.echo(f"mlflow run {result.run_id} (explain-{cfg.name}, model v{loaded.version})")
 
@@ -401,8 +402,10 @@ def report(
     sample: SampleOption = 5_000,
     min_segment_size: MinSegmentOption = 30,
     model_version: ModelVersionOption = None,
+    explain_run: Annotated[str | None, typer.Option(
+        help="Read the driver figures of this explain run (default: log a new one first)")] = None,
 ) -> None:
-    """One self-contained HTML page for analysts: score, band mix, drivers, segments, backtest."""
+    """One self-contained HTML page for analysts: summary first, then score, band mix, drivers, segments, backtest."""
     from cxpredict.models.registry import load_scoring_inputs
     from cxpredict.training.report import build_report
 
@@ -410,9 +413,9 @@ def report(
     cfg = _load(config)
     dataset, loaded = load_scoring_inputs(cfg, model_version)
     with step_progress("report") as progress:
-        path = build_report(cfg, loaded, dataset, out, segment=segment, targets=target, sample_size=sample,
-                            min_segment_size=min_segment_size, progress=progress)
-    typer.echo(f"report -> {path}")
+        path, run_id = build_report(cfg, loaded, dataset, out, segment=segment, targets=target, sample_size=sample,
+                                    min_segment_size=min_segment_size, explain_run=explain_run, progress=progress)
+    typer.echo(f"report -> {path} (driver figures from explain run {run_id})")
 
 
 @app.command()
@@ -562,6 +565,24 @@ def simulate(
     for note in summary["notes"]:
         typer.echo(f"note: {note}")
     typer.echo(f"wrote {', '.join(p.name for p in paths.values())} -> {out}")
+
+
+def _print_key_drivers(result: Any) -> None:
+    """The key-driver table of the rated attributes (everyone), or why there is none."""
+    analysis = result.key_drivers
+    if analysis is None:
+        typer.echo(result.key_drivers_note or "no key-driver analysis")
+        return
+    rows = analysis.of_segment()
+    table = Table(title=f"key drivers of {analysis.score} ({int(rows['respondents'].iloc[0]):,} respondents, "
+                        f"R² {rows['r2'].iloc[0]:.2f})")
+    for column in ("rank", "attribute", "importance (95 % interval)", "mean rating", "quadrant"):
+        table.add_column(column)
+    for row in rows.itertuples():
+        table.add_row(str(row.rank), row.attribute,
+                      f"{row.importance:.1%} ({row.importance_low:.1%}–{row.importance_high:.1%})",
+                      f"{row.performance:.2f}", row.quadrant)
+    Console().print(table)
 
 
 def _print_segments(segments: Any) -> None:

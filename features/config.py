@@ -176,6 +176,9 @@ class CxConfig(_Strict):
     score: ScoreConfig
     causes: CausesConfig | None = None
     drivers: list[str] = Field(default_factory=list)
+    # Business labels for columns in the report and the console ({column: "Monthly charge"}).
+    display_names: dict[str, str] = Field(default_factory=dict)
+    survey_date_column: str | None = None  # the survey's answer date (waves); default: a column ending in "date"
     churn: ChurnConfig | None = None
     strategies: str | None = None
     training: TrainingConfig = Field(default_factory=TrainingConfig)

@@ -44,6 +44,8 @@ DRIVERS_GLOBAL_ARTIFACT = "drivers/drivers_global.csv"
 DRIVERS_SEGMENTS_ARTIFACT = "drivers/drivers_segments.csv"
 DRIVERS_SAMPLE_ARTIFACT = "drivers/sample.csv"
 DRIVERS_SUMMARY_ARTIFACT = "drivers/summary.json"
+DRIVERS_KEY_ARTIFACT = "drivers/key_drivers.csv"  # key-driver analysis of the rated attributes
+DRIVERS_SURVEY_TREND_ARTIFACT = "drivers/survey_trend.csv"
 
 # Run tags.
 TAG_BUNDLE_SHA256 = "cxpredict.bundle_sha256"  # training run: SHA-256 of the bundle's manifest

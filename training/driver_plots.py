@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from cxpredict.features.build import CATEGORICAL, DATE
+from cxpredict.features.build import BOOLEAN, CATEGORICAL, DATE
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -104,6 +104,10 @@ def plot_dependence(explanation: Explanation, feature: str, rows: np.ndarray, ca
     x = explanation.matrix[rows, j]
     y = explanation.values[rows, j]
     title = f"{explanation.target.label}: {feature}"
+    if kind == BOOLEAN:
+        # A 0/1 scatter hides how many customers sit at each value: bars of the mean contribution say it.
+        groups = {"no": y[x == 0], "yes": y[x == 1], "missing": y[~np.isfinite(x)]}
+        return _plot_groups(groups, title, feature, explanation.target.space, path)
     if kind == CATEGORICAL:
         fig, ax = plt.subplots(figsize=(7, 4))
         codes = np.where(np.isfinite(x), x, -1).astype(int)
@@ -127,11 +131,60 @@ def plot_dependence(explanation: Explanation, feature: str, rows: np.ndarray, ca
         ax.set_title(title, fontsize=11)
         fig.autofmt_xdate()
         return _save(fig, path)
-    values = shap.Explanation(values=y, base_values=np.full(len(y), explanation.base), data=x,
+    ok = np.isfinite(x)
+    values = shap.Explanation(values=y[ok], base_values=np.full(int(ok.sum()), explanation.base), data=x[ok],
                               feature_names=feature)
     fig, ax = plt.subplots(figsize=(7, 4))
     shap.plots.scatter(values, ax=ax, show=False, hist=True, title=title,
                        ylabel=f"SHAP value ({explanation.target.space})")
+    if (~ok).any():
+        # Missing values have no place on the x axis: their mean contribution is stated, not dropped.
+        mean = float(y[~ok].mean())
+        ax.axhline(mean, color="#E53935", lw=1.2, ls="--")
+        ax.annotate(f"missing ({int((~ok).sum()):,} customers): mean {mean:+.3f}", xy=(0.02, 0.95),
+                    xycoords="axes fraction", color="#E53935", fontsize=9, va="top")
+    return _save(fig, path)
+
+
+def _plot_groups(groups: dict[str, np.ndarray], title: str, feature: str, space: str, path: Path) -> Path:
+    """Mean contribution per value with a 95 % interval and the count of customers, one bar each."""
+    plt = _pyplot()
+    groups = {k: v for k, v in groups.items() if len(v)}
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    means = [float(v.mean()) for v in groups.values()]
+    errors = [1.959964 * float(v.std(ddof=1)) / np.sqrt(len(v)) if len(v) > 1 else 0.0 for v in groups.values()]
+    bars = ax.bar(list(groups), means, yerr=errors, capsize=4,
+                  color=["#E53935" if m > 0 else "#1E88E5" for m in means])
+    for bar, values in zip(bars, groups.values(), strict=True):
+        ax.annotate(f"n={len(values):,}", (bar.get_x() + bar.get_width() / 2, 0), ha="center", va="bottom",
+                    fontsize=8, xytext=(0, 2), textcoords="offset points")
+    ax.axhline(0, color="#999999", lw=0.8)
+    ax.set_xlabel(feature)
+    ax.set_ylabel(f"mean SHAP value ({space})")
+    ax.set_title(title, fontsize=11)
+    return _save(fig, path)
+
+
+def plot_key_drivers(table: pd.DataFrame, title: str, path: Path) -> Path:
+    """Importance × performance of the rated attributes, with the quadrant lines at their averages."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 5))
+    x, y = table["performance"].to_numpy(), 100 * table["importance"].to_numpy()
+    ax.errorbar(x, y, yerr=[y - 100 * table["importance_low"], 100 * table["importance_high"] - y],
+                xerr=[x - table["performance_low"], table["performance_high"] - x], fmt="o", color="#1E88E5",
+                ecolor="#90CAF9", capsize=3)
+    for xi, yi, name in zip(x, y, table["attribute"], strict=True):
+        ax.annotate(str(name), (xi, yi), xytext=(5, 5), textcoords="offset points", fontsize=9)
+    ax.axhline(100 / len(table), color="#999999", lw=0.8, ls="--")
+    ax.axvline(float(np.mean(x)), color="#999999", lw=0.8, ls="--")
+    for text, (hx, hy) in {"fix first": (0.02, 0.97), "maintain": (0.98, 0.97), "lower priority": (0.02, 0.03),
+                           "over-invested": (0.98, 0.03)}.items():
+        ax.text(hx, hy, text, transform=ax.transAxes, ha="left" if hx < 0.5 else "right",
+                va="top" if hy > 0.5 else "bottom", color="#757575", fontsize=9)
+    ax.set_xlabel("performance: mean rating (95 % interval)")
+    ax.set_ylabel("importance: share of the score's explained variance, % (95 % interval)")
+    ax.set_title(title, fontsize=11)
+    ax.grid(alpha=0.3)
     return _save(fig, path)
 
 
@@ -189,4 +242,8 @@ def plot_drivers(result: DriversResult, out_dir: Path) -> dict[str, Path]:
         if result.segment_table is not None:
             files[f"segments_{slug}"] = plot_segments(result.segment_table, target.name, target.label,
                                                       out_dir / f"segments_{slug}.png")
+    if result.key_drivers is not None:
+        files["plot_key_drivers"] = plot_key_drivers(result.key_drivers.of_segment(),
+                                                "Key drivers: importance × performance (all respondents)",
+                                                out_dir / "key_drivers.png")
     return files

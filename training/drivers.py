@@ -25,12 +25,15 @@ from cxpredict.features.config import CxConfig
 from cxpredict.features.load import Dataset
 from cxpredict.features.progress import StepProgress, no_progress
 from cxpredict.models.explain import DriverExplainer, ExplainError, Explanation, Target, resolve_targets
+from cxpredict.models.key_drivers import KeyDriverAnalysis, KeyDriverError, key_drivers
 from cxpredict.models.registry import (
     DRIVERS_DIR,
     DRIVERS_GLOBAL_ARTIFACT,
+    DRIVERS_KEY_ARTIFACT,
     DRIVERS_SAMPLE_ARTIFACT,
     DRIVERS_SEGMENTS_ARTIFACT,
     DRIVERS_SUMMARY_ARTIFACT,
+    DRIVERS_SURVEY_TREND_ARTIFACT,
     KIND_EXPLAIN,
     PARAM_SEGMENT,
     TAG_EXPLAINED_VERSION,
@@ -227,6 +230,30 @@ def describe_direction(x: np.ndarray, shap: np.ndarray, w: np.ndarray, kind: str
     return (f"{subject} raises" if corr > 0 else f"{subject} lowers"), corr
 
 
+def business_effect(explanation: Explanation, rows: np.ndarray, sample: DriverSample) -> tuple[np.ndarray, str]:
+    """Each feature's mean effect in business units: percentage points of the probability, or score points.
+
+    For a probability explained in log-odds, the effect of feature j on a customer is how far the
+    probability would move without j's contribution, |σ(f) − σ(f − φ_j)|·100; its stratified mean
+    reads "moves P(detractor) by 3.1 points on average". Scores and ratings are already in points.
+    """
+    values = explanation.values[rows]
+    weights = sample.weights[rows]
+    if explanation.target.space != "log-odds":
+        moved = np.abs(values)
+        unit = "score points" if explanation.target.name == "expected_score" else "rating points"
+    else:
+        output = explanation.output[rows][:, None]
+        moved = 100 * np.abs(_sigmoid(output) - _sigmoid(output - values))
+        unit = f"pp of {explanation.target.label}"
+    mean, _ = _stratified_mean_se(moved, sample.strata[rows], weights)
+    return mean, unit
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
 def driver_table(explanation: Explanation, rows: np.ndarray, sample: DriverSample,
                  categories: dict[str, tuple[str, ...]]) -> pd.DataFrame:
     """One target's driver table over some sampled rows: mean |SHAP| ± SE, share, direction, rank.
@@ -244,6 +271,7 @@ def driver_table(explanation: Explanation, rows: np.ndarray, sample: DriverSampl
     mean_abs, se = _stratified_mean_se(np.abs(values), sample.strata[rows], weights)
     mean_signed, _ = _stratified_mean_se(values, sample.strata[rows], weights)
     total = mean_abs.sum()
+    effect, unit = business_effect(explanation, rows, sample)
     directions = [
         describe_direction(explanation.matrix[rows, j], values[:, j], weights, explanation.kinds[j],
                            categories.get(name, ()))
@@ -260,6 +288,8 @@ def driver_table(explanation: Explanation, rows: np.ndarray, sample: DriverSampl
         "direction": [d[0] for d in directions],
         "direction_corr": [d[1] for d in directions],
         "space": explanation.target.space,
+        "effect": effect,
+        "effect_unit": unit,
     })
     table = table.sort_values(["mean_abs_shap", "feature"], ascending=[False, True], kind="stable")
     table.insert(2, "rank", np.arange(1, len(table) + 1))
@@ -303,6 +333,9 @@ class DriversResult:
     categories: dict[str, tuple[str, ...]] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
     run_id: str | None = None
+    key_drivers: KeyDriverAnalysis | None = None
+    key_drivers_note: str | None = None  # why there is no key-driver analysis, when there is none
+    survey_trend: pd.DataFrame | None = None
 
     def summary(self) -> dict[str, Any]:
         """A JSON-ready summary: model, sample, top drivers per target, additivity check."""
@@ -322,6 +355,12 @@ class DriversResult:
                         for t in self.targets],
             "additivity_max_error": {k: e.additivity_error for k, e in self.explanations.items()},
             "top_drivers": top,
+            "key_drivers": None if self.key_drivers is None else {
+                "score": self.key_drivers.score, "attributes": list(self.key_drivers.attributes),
+                "bootstrap": self.key_drivers.bootstrap, "seed": self.key_drivers.seed,
+                "fix_first": self.key_drivers.fix_first(), "skipped_segments": dict(self.key_drivers.skipped),
+            },
+            "key_drivers_note": self.key_drivers_note,
             "note": NOTE_ASSOCIATION,
         }
 
@@ -380,12 +419,64 @@ def compute_drivers(
                 table.insert(3, "segment_sampled", int(in_segment.sum()))
                 parts.append(table)
         segment_table = highlight_rank_differences(pd.concat(parts, ignore_index=True))
+    analysis, note = rated_key_drivers(config, dataset, segment, seed)
     return DriversResult(
         dataset=config.name, model_name=loaded.model_name, model_version=loaded.version,
         model_run_id=loaded.run_id, targets=resolved, sample=sample, global_table=global_table,
         segment_column=segment, segment_table=segment_table, segments=sampled_segments,
-        explanations=explanations, categories=categories,
+        explanations=explanations, categories=categories, key_drivers=analysis, key_drivers_note=note,
+        survey_trend=survey_trend(config, dataset),
     )
+
+
+def rated_key_drivers(config: CxConfig, dataset: Dataset, segment: str | None = None,
+                      seed: int | None = None) -> tuple[KeyDriverAnalysis | None, str | None]:
+    """The key-driver analysis of the survey's rated attributes (the config's `drivers`), on respondents.
+
+    Returns:
+        (analysis, None), or (None, why) when the survey has fewer than two rated attributes or the
+        respondents cannot support one; the SHAP tables never depend on it.
+    """
+    if len(config.drivers) < 2:
+        return None, "the config names fewer than two driver ratings (`drivers:`), so there is no key-driver chart"
+    survey = dataset.survey
+    segments = None
+    if segment is not None:
+        by_id = dataset.customers.set_index(dataset.customers[config.id_column].astype(str))[segment]
+        segments = pd.Series(by_id.reindex(survey[config.id_column].astype(str)).to_numpy(), name=segment)
+    try:
+        analysis = key_drivers(survey, config.score.column, config.drivers, segments,
+                               seed=config.training.seed if seed is None else seed)
+    except KeyDriverError as err:
+        logger.warning("no key-driver analysis: %s", err)
+        return None, f"no key-driver analysis: {err}"
+    return analysis, None
+
+
+def survey_trend(config: CxConfig, dataset: Dataset) -> pd.DataFrame | None:
+    """Observed score per survey month (the waves): respondents, band shares and the index 100·(top − bottom).
+
+    The survey's date column is `survey_date_column` in the config, or else the one survey column
+    whose name ends in `date`; without one there is no trend.
+    """
+    survey = dataset.survey
+    column = config.survey_date_column or next((c for c in survey.columns if str(c).lower().endswith("date")), None)
+    if column is None or column not in survey.columns:
+        return None
+    dates = pd.to_datetime(survey[column], errors="coerce")
+    bands = survey[config.score.column].map(config.score.band_of)
+    frame = pd.DataFrame({"wave": dates.dt.to_period("M").astype(str), "band": bands})[dates.notna().to_numpy()]
+    if frame.empty:
+        return None
+    top, bottom = config.score.top_band, config.score.bottom_band
+    grouped = frame.groupby("wave")["band"]
+    out = pd.DataFrame({
+        "respondents": grouped.size(),
+        f"share_{top}": grouped.apply(lambda b: float((b == top).mean())),
+        f"share_{bottom}": grouped.apply(lambda b: float((b == bottom).mean())),
+    })
+    out["observed_index"] = 100 * (out[f"share_{top}"] - out[f"share_{bottom}"])
+    return out.reset_index()
 
 
 def write_drivers(result: DriversResult, out_dir: Path, plots: bool = True) -> dict[str, Path]:
@@ -410,6 +501,12 @@ def write_drivers(result: DriversResult, out_dir: Path, plots: bool = True) -> d
         result.segment_table.to_csv(files["drivers_segments"], index=False)
     files["sample"] = out_dir / drivers_file(DRIVERS_SAMPLE_ARTIFACT)
     result.sample.strata_table.to_csv(files["sample"], index=False)
+    if result.key_drivers is not None:
+        files["key_drivers"] = out_dir / drivers_file(DRIVERS_KEY_ARTIFACT)
+        result.key_drivers.table.to_csv(files["key_drivers"], index=False)
+    if result.survey_trend is not None:
+        files["survey_trend"] = out_dir / drivers_file(DRIVERS_SURVEY_TREND_ARTIFACT)
+        result.survey_trend.to_csv(files["survey_trend"], index=False)
     files["summary"] = out_dir / drivers_file(DRIVERS_SUMMARY_ARTIFACT)
     files["summary"].write_text(json.dumps(result.summary(), indent=2, default=float))
     if plots:

@@ -15,6 +15,8 @@ from fastapi import FastAPI
 
 from cxpredict.features.config import load_config
 from cxpredict.features.strategies import config_strategies
+from cxpredict.serving.api.console.docs import install_docs
+from cxpredict.serving.api.console.routes import install_console
 from cxpredict.serving.api.errors import SafeErrorsMiddleware, install_error_handlers
 from cxpredict.serving.api.metrics import ApiMetrics, BodySizeLimitMiddleware, MetricsMiddleware
 from cxpredict.serving.api.model import ModelManager, ServingModel
@@ -91,13 +93,17 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
             manager.wait(timeout=30)
             store.close()
 
-    app = FastAPI(title="cxpredict", version="1", description=DESCRIPTION, lifespan=lifespan)
+    # docs_url/redoc_url off: install_docs serves both from the package's assets (no CDN).
+    app = FastAPI(title="cxpredict", version="1", description=DESCRIPTION, lifespan=lifespan, docs_url=None,
+                  redoc_url=None)
     app.state.settings = settings
     app.state.metrics = metrics
     install_error_handlers(app)
     for router in (health.router, scores.router, customers.router, simulations.router, strategies.router,
                    drivers.router, alerts.router, model.router, admin.router):
         app.include_router(router)
+    install_console(app)
+    install_docs(app)
     # Added last = outermost: metrics see every response, 413s and 500s included.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(SafeErrorsMiddleware)

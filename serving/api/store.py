@@ -225,6 +225,13 @@ class CustomerStore:
             rows = conn.execute(select(key, respondents.c[OBSERVED_COLUMN]).where(condition)).all()
         return {str(r[0]): (None if r[1] is None else int(r[1])) for r in rows}
 
+    def observed_scores(self) -> pd.Series:
+        """Every respondent's survey score (the observed side of the console's band mix)."""
+        _, respondents = self._tables()
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(respondents.c[OBSERVED_COLUMN])).scalars().all()
+        return pd.Series([r for r in rows if r is not None], dtype=float)
+
     def iter_silent(self, chunk_size: int = 50_000) -> Iterator[pd.DataFrame]:
         """Customers who did not answer the survey, in chunks of rows (bounded memory)."""
         customers, respondents = self._tables()

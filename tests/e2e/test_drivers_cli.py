@@ -45,6 +45,13 @@ def test_explain_writes_tables_plots_and_logs_them(trained_company: Path, tmp_pa
     assert run.info.run_name.startswith("explain-") and run.data.tags["cxpredict.model_version"] == "1"
     logged = {a.path for a in client.list_artifacts(run_id, "drivers/plots")}
     assert "drivers/plots/bar_churn.png" in logged
+    # The key-driver analysis of the rated attributes: a table in the run and on the terminal, and its plot.
+    key = pd.read_csv(out / "key_drivers.csv", dtype={"segment": str})
+    assert set(key["segment"]) == {"all", "consumer", "small_business", "enterprise"}
+    assert sorted(key.loc[key["segment"] == "all", "attribute"]) == sorted(config.drivers)
+    assert "key drivers of nps" in done.stdout and "drivers/key_drivers.csv" in {
+        a.path for a in client.list_artifacts(run_id, "drivers")}
+    assert "key_drivers.png" in plots
 
 
 def test_score_explain_adds_flat_driver_columns(trained_company: Path, tmp_path: Path) -> None:
@@ -77,11 +84,43 @@ def test_report_is_one_self_contained_page(trained_company: Path, tmp_path: Path
     assert_no_progress(done)
     page = report.read_text()
     assert page.count("data:image/png;base64,") >= 6
-    assert not re.search(r"""(src|href)=["'](?!data:)""", page)  # nothing outside the file
+    assert not re.search(r"""(src|href)=["'](?!data:|#)""", page)  # nothing outside the file
     for text in ("Population score", "95 % interval", "surveyed (observed)", "silent (predicted)",
                  "Top drivers per target", "Driver differences by segment", "associations", "not proven causes",
-                 "band accuracy"):
+                 "band accuracy", "Key drivers of the rated attributes", "Segments furthest from the population"):
         assert text in page, text
+    # The summary in words comes first, then the table of contents, then the sections.
+    assert page.index("id='summary'") < page.index("class='toc'") < page.index("id='population'")
+    assert "se_mean_abs_shap" not in page and "pp of P(detractor)" in page
+
+    # Its numbers are the explain run's it names: the top drivers and the fix-first attributes, to the digit.
+    run_id = re.search(r"explain run (\w+)", done.stdout).group(1)
+    config = load_config(trained_company)
+    local = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="drivers", dst_path=str(tmp_path),
+                                                     tracking_uri=config.tracking_uri))
+    table = pd.read_csv(local / "drivers_global.csv")
+    summary = page[page.index("id='summary'"):page.index("class='toc'")]
+    for row in table[table["target"] == "detractor"].head(3).itertuples():
+        label = row.feature.replace("_", " ")
+        assert f"{label} ({row.share:.0%} of the model's movement, {row.effect:.1f} pp" in summary
+    key = pd.read_csv(local / "key_drivers.csv", dtype={"segment": str})
+    for row in key[(key["segment"] == "all") & (key["quadrant"] == "fix first")].itertuples():
+        assert f"({row.importance:.0%} of the explained variance, mean rating {row.performance:.1f})" in summary
+
+    # Naming the run again reads the same figures: the driver sections are identical.
+    again = tmp_path / "again.html"
+    done = run_cli("report", "--config", str(trained_company), "--out", str(again), "--explain-run", run_id,
+                   cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    second = again.read_text()
+
+    def drivers_section(html: str) -> str:
+        return html[html.index("<h2 id='key-drivers'>"):html.index("<h2 id='backtest'>")]
+
+    assert drivers_section(second) == drivers_section(page)
+    bad = run_cli("report", "--config", str(trained_company), "--out", str(again), "--explain-run", "nope",
+                  cwd=tmp_path)
+    assert bad.returncode == 2 and "explain run 'nope' not found" in bad.stderr
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -54,6 +54,7 @@ def test_score_customers_explain_out_of_range(client: httpx.Client, k: int) -> N
 def test_get_drivers_from_explain_run(client: httpx.Client, company: Company, tmp_path) -> None:  # noqa: ANN001
     missing = client.get("/v1/drivers")
     assert missing.status_code == 404 and "cxpredict explain" in missing.json()["detail"]
+    assert client.get("/v1/drivers/key").status_code == 404
     out = tmp_path / "drivers"
     done = run_cli("explain", "--config", str(company.config_path), "--out", str(out), "--segment", "segment",
                    "--sample", "1500", "--target", "detractor", "--target", "churn", cwd=company.folder)
@@ -78,6 +79,20 @@ def test_get_drivers_from_explain_run(client: httpx.Client, company: Company, tm
     assert client.get("/v1/drivers", params={"segment": "region"}).status_code == 404
     unknown = client.get("/v1/drivers", params={"target": "happiness"})
     assert unknown.status_code == 422 and "detractor" in unknown.json()["detail"][0]["msg"]
+
+    # The key-driver table of the rated attributes: the explain run's numbers, to the last digit.
+    key = client.get("/v1/drivers/key")
+    assert key.status_code == 200, key.text
+    logged = pd.read_csv(out / "key_drivers.csv", dtype={"segment": str})
+    everyone = logged[logged["segment"] == "all"]
+    assert [(k["attribute"], k["rank"], k["importance"], k["performance"], k["quadrant"])
+            for k in key.json()["key_drivers"]] == list(zip(
+                everyone["attribute"], everyone["rank"], everyone["importance"], everyone["performance"],
+                everyone["quadrant"], strict=True))
+    assert sorted(k["attribute"] for k in key.json()["key_drivers"]) == sorted(company.config.drivers)
+    assert sum(k["importance"] for k in key.json()["key_drivers"]) == pytest.approx(1.0)
+    by_segment = client.get("/v1/drivers/key", params={"segment": "segment"}).json()["key_drivers"]
+    assert {k["segment"] for k in by_segment} == {"all", *company.dataset.customers["segment"].astype(str)}
 
 
 def test_get_drivers_quoted_segment_is_not_a_server_error(client: httpx.Client) -> None:

@@ -5,16 +5,18 @@ from __future__ import annotations
 import math
 from typing import Annotated
 
+import pandas as pd
 from fastapi import APIRouter, Depends, Query
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from cxpredict.models.explain import available_targets
+from cxpredict.models.key_drivers import QUADRANT_MEANING
 from cxpredict.serving.api.deps import ModelDep
 from cxpredict.serving.api.driver_catalogue import NOTE, DriversNotFound
 from cxpredict.serving.api.errors import field_error
 from cxpredict.serving.api.schemas.common import AUTH_ERRORS, ErrorResponse
-from cxpredict.serving.api.schemas.drivers import DriversResponse
+from cxpredict.serving.api.schemas.drivers import DriversResponse, KeyDriversResponse
 from cxpredict.serving.api.security import require_scope
 from cxpredict.serving.api.settings import Scope
 
@@ -48,4 +50,35 @@ def list_drivers(model: ModelDep, target: Name = None, segment: Name = None) -> 
         "model_name": model.loaded.model_name, "model_version": model.version, "run_id": tables.run_id,
         "computed_at": tables.computed_at, "segment_column": tables.segment_column, "target": target,
         "note": NOTE, "drivers": rows,
+    })
+
+
+KEY_DRIVER_METHOD = (
+    "importance: each rated attribute's Shapley share of the R² of a linear regression of the score on all the "
+    "ratings, on respondents who rated every attribute (95 % bootstrap interval); performance: the mean rating; "
+    "quadrants split at the average importance and the average performance"
+)
+
+
+def _clean(table: pd.DataFrame) -> list[dict]:
+    return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+            for row in table.to_dict("records")]
+
+
+@router.get("/key", response_model=KeyDriversResponse,
+            summary="Key drivers of the score among the rated attributes: importance × performance, in quadrants",
+            responses={404: {"model": ErrorResponse, "description": "no key-driver analysis of this model yet"}})
+def list_key_drivers(model: ModelDep, segment: Name = None) -> KeyDriversResponse | JSONResponse:
+    """The key-driver table of the latest `cxpredict explain` run for the served version: rows for `all`
+    respondents and, when `segment` names the run's segment column, one block per segment value."""
+    assert model.drivers is not None
+    try:
+        tables = model.drivers.key_drivers(segment)
+    except DriversNotFound as err:
+        return JSONResponse({"detail": str(err)}, status_code=404)
+    table = tables.table if segment is not None else tables.table[tables.table["segment"] == "all"]
+    return KeyDriversResponse.model_validate({
+        "model_name": model.loaded.model_name, "model_version": model.version, "run_id": tables.run_id,
+        "computed_at": tables.computed_at, "segment_column": segment, "method": KEY_DRIVER_METHOD,
+        "quadrants": QUADRANT_MEANING, "key_drivers": _clean(table),
     })

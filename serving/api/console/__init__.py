@@ -1,0 +1,1 @@
+"""The web console at /ui (pages, templates, vendored static files) and the offline /docs and /redoc."""
