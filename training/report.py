@@ -35,7 +35,22 @@ from cxpredict.features.progress import StepProgress, no_progress
 from cxpredict.models.bundle import band_column
 from cxpredict.models.explain import ExplainError
 from cxpredict.models.key_drivers import FIX_FIRST, QUADRANT_MEANING
-from cxpredict.models.registry import LoadedBundle, tracking_client, use_tracking_store
+from cxpredict.models.registry import (
+    DRIVERS_DIR,
+    DRIVERS_GLOBAL_ARTIFACT,
+    DRIVERS_KEY_ARTIFACT,
+    DRIVERS_SEGMENTS_ARTIFACT,
+    DRIVERS_SUMMARY_ARTIFACT,
+    KIND_EXPLAIN,
+    PARAM_SEGMENT,
+    TAG_EXPLAINED_VERSION,
+    TAG_KIND,
+    TAG_MODEL_NAME,
+    LoadedBundle,
+    drivers_file,
+    tracking_client,
+    use_tracking_store,
+)
 from cxpredict.training.drivers import NOTE_ASSOCIATION, explain_drivers
 
 TOP_ROWS = 8
@@ -82,30 +97,31 @@ def read_explain_run(config: CxConfig, run_id: str, folder: Path) -> ExplainRun:
     Raises:
         ExplainError: the run does not exist or is not a driver analysis.
     """
-    client = mlflow.MlflowClient(tracking_uri=config.tracking_uri)
+    client = tracking_client(config.tracking_uri)
     try:
         run = client.get_run(run_id)
     except mlflow.exceptions.MlflowException:
         raise ExplainError(f"explain run '{run_id}' not found in {config.tracking_uri}") from None
-    if run.data.tags.get("cxpredict.kind") != "explain":
+    if run.data.tags.get(TAG_KIND) != KIND_EXPLAIN:
         raise ExplainError(f"run '{run_id}' is not a driver analysis (an `explain-` run of `cxpredict explain`)")
-    local = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="drivers", dst_path=str(folder),
+    local = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=DRIVERS_DIR, dst_path=str(folder),
                                                      tracking_uri=config.tracking_uri))
 
     def table(name: str) -> pd.DataFrame | None:
         path = local / name
         return pd.read_csv(path, dtype={"segment": str}) if path.is_file() else None
 
-    global_table = table("drivers_global.csv")
+    global_table = table(drivers_file(DRIVERS_GLOBAL_ARTIFACT))
     if global_table is None:
-        raise ExplainError(f"explain run '{run_id}' has no drivers_global.csv")
-    summary_path = local / "summary.json"
+        raise ExplainError(f"explain run '{run_id}' has no {drivers_file(DRIVERS_GLOBAL_ARTIFACT)}")
+    summary_path = local / drivers_file(DRIVERS_SUMMARY_ARTIFACT)
     return ExplainRun(
-        run_id=run_id, model_name=run.data.tags.get("cxpredict.model_name", ""),
-        model_version=run.data.tags.get("cxpredict.model_version", ""),
+        run_id=run_id, model_name=run.data.tags.get(TAG_MODEL_NAME, ""),
+        model_version=run.data.tags.get(TAG_EXPLAINED_VERSION, ""),
         started_at=datetime.fromtimestamp(run.info.start_time / 1000, UTC),
-        segment_column=run.data.params.get("segment") or None, global_table=global_table,
-        segment_table=table("drivers_segments.csv"), key_drivers=table("key_drivers.csv"),
+        segment_column=run.data.params.get(PARAM_SEGMENT) or None, global_table=global_table,
+        segment_table=table(drivers_file(DRIVERS_SEGMENTS_ARTIFACT)),
+        key_drivers=table(drivers_file(DRIVERS_KEY_ARTIFACT)),
         summary=json.loads(summary_path.read_text()) if summary_path.is_file() else {},
         plots={p.stem: p for p in sorted((local / "plots").glob("*.png"))},
     )
@@ -113,11 +129,12 @@ def read_explain_run(config: CxConfig, run_id: str, folder: Path) -> ExplainRun:
 
 def previous_explain_run(config: CxConfig, current: ExplainRun) -> dict[str, Any] | None:
     """The explain run before `current` in the experiment (any model version), with its model's metrics."""
-    client = mlflow.MlflowClient(tracking_uri=config.tracking_uri)
+    client = tracking_client(config.tracking_uri)
     experiment = client.get_experiment_by_name(config.experiment_name)
     if experiment is None:
         return None
-    runs = client.search_runs([experiment.experiment_id], "tags.`cxpredict.kind` = 'explain'",
+    explain_runs = f"tags.`{TAG_KIND}` = '{KIND_EXPLAIN}'"
+    runs = client.search_runs([experiment.experiment_id], explain_runs,
                               order_by=["attributes.start_time DESC"], max_results=200)
     older = [r for r in runs if r.info.start_time < current.started_at.timestamp() * 1000 - 0.5
              and r.info.run_id != current.run_id]
