@@ -419,7 +419,7 @@ def simulate(
     dataset, loaded = load_scoring_inputs(cfg, model_version)
     request = prepare_simulation(
         cfg, dataset, ids_file=customers, filters=segment_filter or [], objective=objective,
-        budget=budget, segment_by=segment_by, use_learned=not simulated_only,
+        budget=budget, segment_by=segment_by, use_learned=not simulated_only, bundle=loaded.bundle,
     )
     report = run_simulation(cfg, loaded, request)
     paths = write_simulation(report, out)
@@ -437,6 +437,8 @@ def simulate(
         )
     for note in summary["notes"]:
         typer.echo(f"note: {note}")
+    for warning in summary["warnings"]:
+        typer.echo(f"warning: {warning}")
     typer.echo(f"wrote {', '.join(p.name for p in paths.values())} -> {out}")
 
 

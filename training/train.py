@@ -43,7 +43,7 @@ from cxpredict.training.conformal import calibrate_conformal, respondent_oof_fra
 from cxpredict.training.project import link_project_run
 from cxpredict.training.registry import configure_mlflow, log_bundle
 from cxpredict.training.tune import TuneResult, settle_rounds, study_name_for, tune_model
-from cxpredict.training.uplift import fit_campaign_uplift
+from cxpredict.training.uplift import fit_strategy_loop
 
 logger = logging.getLogger(__name__)
 OOF_FOLDS = 3
@@ -535,7 +535,7 @@ def train(
         trainer = Trainer(config, dataset, tune_trials=tune_trials)
         bundle = trainer.fit()
         with trainer.timed("uplift"):
-            bundle.uplift = fit_campaign_uplift(config, dataset, bundle.pipeline, trainer.metrics, trainer.notes)
+            fit_strategy_loop(config, dataset, bundle, trainer.metrics, trainer.notes)
         bundle.metadata.update({"run_id": run.info.run_id, "model_name": config.registered_model_name})
         mlflow.log_metrics(_finite(trainer.metrics))
         mlflow.log_dict({"notes": trainer.notes}, "notes.json")
