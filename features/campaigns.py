@@ -354,6 +354,11 @@ def append_campaign_results(
                     f"({_rows(again)}); earlier results are never overwritten"
                 )
         combined = pd.concat([history, rows], ignore_index=True) if not history.empty else rows
+        for column in ("treated", churn_column(config), config.score.column, WAVE_COLUMN):
+            values = pd.to_numeric(combined[column], errors="coerce") if column in combined else None
+            # Whole numbers stay whole (a concat with missing values makes them floats).
+            if values is not None and values.notna().any() and (values.dropna() % 1 == 0).all():
+                combined[column] = pd.array(values, dtype="Int64")
         if path.suffix.lower() == ".parquet":
             from cxpredict.features.io import write_parquet_atomic
 

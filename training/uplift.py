@@ -209,6 +209,18 @@ def fit_strategy_loop(
     bundle.cause_base_rates = cause_base_rates(dataset.causes) if bundle.cause_boosters else {}
     bundle.problem_min_lift = float(config.problem_groups.min_lift)
     bundle.uplift = fit_campaign_uplift(config, dataset, bundle.pipeline, metrics, notes)
+    if dataset.campaigns is not None and "wave" in dataset.campaigns.columns and mlflow.active_run() is not None:
+        from cxpredict.models.registry import champion_if_registered
+        from cxpredict.training.campaigns import log_wave_history, wave_history
+
+        previous = champion_if_registered(config)  # the alias has not moved yet: the champion that planned
+        if previous is not None:
+            try:
+                rows = wave_history(config, previous.bundle, previous.version, dataset.customers, dataset.campaigns)
+            except Exception as err:  # the history is a report: it never stops a training run
+                notes.append(f"iteration history not logged: {type(err).__name__}: {err}")
+                rows = []
+            log_wave_history(rows)
 
 
 def _catalogue_ids(config: CxConfig, notes: list[str]) -> set[str] | None:
