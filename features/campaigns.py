@@ -40,7 +40,18 @@ PLAN_COLUMNS = ("customer", "strategy", "strategy_name", "group", "rank", "expec
 
 
 class CampaignError(DataError):
-    """A campaign request that cannot be honoured (unknown name, bad results); nothing was changed."""
+    """A campaign request that cannot be honoured (unknown name, bad results); nothing was changed.
+
+    `column` and `rows` (0-based) say where in a results table the problem is, so the API can
+    answer with the field path; `unknown_campaign` marks a name that is not recorded (HTTP 404).
+    """
+
+    def __init__(self, message: str, column: str | None = None, rows: list[int] | None = None,
+                 unknown_campaign: bool = False):
+        super().__init__(message)
+        self.column = column
+        self.rows = rows or []
+        self.unknown_campaign = unknown_campaign
 
 
 def default_store_url(config: CxConfig) -> str:
@@ -116,7 +127,7 @@ class PlanStore:
             if campaign.name == name:
                 return campaign
         known = ", ".join(c.name for c in self.campaigns()) or "none yet"
-        raise CampaignError(f"{self.url_label}: unknown campaign '{name}' (known: {known})")
+        raise CampaignError(f"{self.url_label}: unknown campaign '{name}' (known: {known})", unknown_campaign=True)
 
     @property
     def url_label(self) -> str:
@@ -236,6 +247,10 @@ def _rows(mask: np.ndarray) -> str:
     return f"rows {shown}" + (f" (and {len(positions) - 5} more)" if len(positions) > 5 else "")
 
 
+def _positions(mask: np.ndarray) -> list[int]:
+    return [int(i) for i in np.flatnonzero(mask)]
+
+
 def check_results(
     config: CxConfig, plan: pd.DataFrame, results: pd.DataFrame, source: str, name: str,
     known_ids: set[str] | None = None,
@@ -254,30 +269,31 @@ def check_results(
     """
     id_column, churn, score = config.id_column, churn_column(config), config.score.column
     if id_column not in results.columns:
-        raise CampaignError(f"{source}: column '{id_column}' not found (the customer id)")
+        raise CampaignError(f"{source}: column '{id_column}' not found (the customer id)", column=id_column)
     present = [c for c in (churn, score) if c in results.columns]
     if not present or results[present].isna().all(axis=None):
         raise CampaignError(f"{source}: both outcomes missing: give column '{churn}' (0/1) and/or '{score}' "
-                            f"(the follow-up survey score)")
+                            f"(the follow-up survey score)", column=churn)
     if results.empty:
         raise CampaignError(f"{source}: no result rows")
     ids = results[id_column].astype("string")
     if ids.isna().any():
-        raise CampaignError(f"{source}: column '{id_column}': missing customer id in {_rows(ids.isna().to_numpy())}")
+        raise CampaignError(f"{source}: column '{id_column}': missing customer id in {_rows(ids.isna().to_numpy())}",
+                            column=id_column, rows=_positions(ids.isna().to_numpy()))
     duplicated = ids.duplicated().to_numpy()
     if duplicated.any():
         raise CampaignError(f"{source}: column '{id_column}': customer '{ids[duplicated].iloc[0]}' appears twice "
-                            f"in {_rows(duplicated)}")
+                            f"in {_rows(duplicated)}", column=id_column, rows=_positions(duplicated))
     if known_ids is not None:
         unknown = ~ids.isin(known_ids).to_numpy()
         if unknown.any():
             raise CampaignError(f"{source}: column '{id_column}': unknown customer '{ids[unknown].iloc[0]}' "
-                                f"in {_rows(unknown)}")
+                                f"in {_rows(unknown)}", column=id_column, rows=_positions(unknown))
     planned = plan.set_index("customer")
     outside = ~ids.isin(planned.index).to_numpy()
     if outside.any():
         raise CampaignError(f"{source}: column '{id_column}': customer '{ids[outside].iloc[0]}' is not in the plan "
-                            f"of campaign '{name}' in {_rows(outside)}")
+                            f"of campaign '{name}' in {_rows(outside)}", column=id_column, rows=_positions(outside))
     out = pd.DataFrame({id_column: ids.astype(str).to_numpy()})
     out["strategy"] = planned.loc[out[id_column], "strategy"].to_numpy()
     out["treated"] = (planned.loc[out[id_column], "group"] == TREATED).astype(int).to_numpy()
@@ -287,7 +303,8 @@ def check_results(
         bad = (results[churn].notna() & ~values.isin([0, 1])).to_numpy()
         if bad.any():
             raise CampaignError(f"{source}: column '{churn}': churn must be 0 or 1, got "
-                                f"'{results.loc[bad, churn].iloc[0]}' in {_rows(bad)}")
+                                f"'{results.loc[bad, churn].iloc[0]}' in {_rows(bad)}", column=churn,
+                                rows=_positions(bad))
         out[churn] = pd.array(values.to_numpy(), dtype="Int64")
         both_missing &= values.isna().to_numpy()
     if score in results.columns:
@@ -296,17 +313,19 @@ def check_results(
         bad = (results[score].notna() & ~values.isin(config.score.levels)).to_numpy()
         if bad.any():
             raise CampaignError(f"{source}: column '{score}': score {results.loc[bad, score].iloc[0]} is outside "
-                                f"the scale {low}..{high} in {_rows(bad)}")
+                                f"the scale {low}..{high} in {_rows(bad)}", column=score, rows=_positions(bad))
         out[score] = pd.array(values.to_numpy(), dtype="Int64")
         both_missing &= values.isna().to_numpy()
     if both_missing.any():
-        raise CampaignError(f"{source}: both outcomes missing ('{churn}' and '{score}') in {_rows(both_missing)}")
+        raise CampaignError(f"{source}: both outcomes missing ('{churn}' and '{score}') in {_rows(both_missing)}",
+                            column=churn, rows=_positions(both_missing))
     out[CAMPAIGN_COLUMN] = name
     if DATE_COLUMN in results.columns:
         dates = pd.to_datetime(results[DATE_COLUMN], errors="coerce")
         bad = (results[DATE_COLUMN].notna() & dates.isna()).to_numpy()
         if bad.any():
-            raise CampaignError(f"{source}: column '{DATE_COLUMN}': not a date (YYYY-MM-DD) in {_rows(bad)}")
+            raise CampaignError(f"{source}: column '{DATE_COLUMN}': not a date (YYYY-MM-DD) in {_rows(bad)}",
+                                column=DATE_COLUMN, rows=_positions(bad))
         out[DATE_COLUMN] = dates.dt.strftime("%Y-%m-%d").fillna(date.today().isoformat()).to_numpy()
     else:
         out[DATE_COLUMN] = date.today().isoformat()
@@ -351,7 +370,8 @@ def append_campaign_results(
                 raise CampaignError(
                     f"{source}: column '{config.id_column}': customer '{rows.loc[again, config.id_column].iloc[0]}' "
                     f"already has results for campaign '{name}' in {source_label(config, config.data.campaigns)} "
-                    f"({_rows(again)}); earlier results are never overwritten"
+                    f"({_rows(again)}); earlier results are never overwritten",
+                    column=config.id_column, rows=_positions(again),
                 )
         combined = pd.concat([history, rows], ignore_index=True) if not history.empty else rows
         for column in ("treated", churn_column(config), config.score.column, WAVE_COLUMN):

@@ -28,7 +28,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cxpredict.features.config import ConfigError
+from cxpredict.features.campaigns import (
+    CAMPAIGN_COLUMN,
+    CONTROL,
+    TREATED,
+    PlanStore,
+    churn_column,
+    default_store_url,
+    read_history,
+)
+from cxpredict.features.config import ConfigError, CxConfig
 from cxpredict.features.strategies import Strategy
 from cxpredict.models.bundle import ScoringBundle
 from cxpredict.models.explain import CHURN, EXPECTED_SCORE
@@ -37,7 +46,6 @@ from cxpredict.models.scoring import CustomerScorer, ScoringOptions
 from cxpredict.models.simulate import Simulation, best_strategy
 from cxpredict.models.uplift import CONFIDENCE, stratified_effect, uplift_curves
 
-TREATED, CONTROL = "treated", "control"
 MAX_DRAWS = 50
 WORKS, NOT_PROVEN, INEFFECTIVE, HARMFUL = "works", "not proven", "ineffective", "harmful"
 
@@ -330,6 +338,47 @@ def evaluate_campaign(
         "verdicts": {s["strategy"]: s["verdict"] for s in strategies},
     }
     return {"strategies": strategies, "groups": groups, "totals": totals}
+
+
+def campaign_evaluation(config: CxConfig, name: str, store_url: str | None = None) -> dict[str, Any]:
+    """A recorded campaign's summary and, when results exist, its evaluation (JSON-ready).
+
+    Args:
+        config: the dataset config.
+        name: the campaign name.
+        store_url: the customer store.
+    Returns:
+        {"name", "wave", "created_at", "settings", "evaluation" (None without results)}.
+    """
+    store = PlanStore(store_url or default_store_url(config))
+    try:
+        info = store.info(name)
+        plan = store.plan(name)
+    finally:
+        store.close()
+    history = read_history(config) if config.data.campaigns is not None else pd.DataFrame()
+    results = (history[history[CAMPAIGN_COLUMN].astype(str) == name]
+               if not history.empty and CAMPAIGN_COLUMN in history else pd.DataFrame())
+    evaluation = None
+    if not results.empty:
+        evaluation = evaluate_campaign(plan, results, config.id_column, churn_column(config), config.score.column,
+                                       tuple(config.score.bands[config.score.top_band]),
+                                       config.campaign.min_group_rows)
+    return finite_or_none({"name": info.name, "wave": info.wave, "created_at": info.created_at.isoformat(),
+                           "settings": info.settings, "evaluation": evaluation})
+
+
+def finite_or_none(value: Any) -> Any:
+    """The document with every NaN / infinite float replaced by None (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_none(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer | np.bool_):
+        return value.item()
+    return value
 
 
 def verdict_sentence(row: Mapping[str, Any]) -> str:

@@ -37,7 +37,13 @@ from cxpredict.features.config import CxConfig
 from cxpredict.features.io import write_csv_atomic, write_json_atomic, write_text_atomic
 from cxpredict.features.strategies import Strategy
 from cxpredict.models.bundle import ScoringBundle, band_column
-from cxpredict.models.campaigns import CampaignPlan, build_plan, evaluate_campaign, verdict_sentence
+from cxpredict.models.campaigns import (
+    CampaignPlan,
+    build_plan,
+    campaign_evaluation,
+    evaluate_campaign,
+    verdict_sentence,
+)
 from cxpredict.models.simulate import assign_with_budget, simulate_effects
 
 __all__ = ["AppendReport", "CampaignError", "append_campaign_results", "campaign_evaluation", "campaign_report",
@@ -128,34 +134,6 @@ def _history_max_wave(config: CxConfig) -> int:
     if history.empty or "wave" not in history.columns:
         return 0
     return int(pd.to_numeric(history["wave"], errors="coerce").max(skipna=True) or 0)
-
-
-def campaign_evaluation(config: CxConfig, name: str, store_url: str | None = None) -> dict[str, Any]:
-    """A recorded campaign's summary and, when results exist, its evaluation (JSON-ready).
-
-    Args:
-        config: the dataset config.
-        name: the campaign name.
-        store_url: the customer store.
-    Returns:
-        {"name", "wave", "created_at", "settings", "evaluation" (None without results)}.
-    """
-    store = PlanStore(store_url or default_store_url(config))
-    try:
-        info = store.info(name)
-        plan = store.plan(name)
-    finally:
-        store.close()
-    history = read_history(config) if config.data.campaigns is not None else pd.DataFrame()
-    results = (history[history[CAMPAIGN_COLUMN].astype(str) == name]
-               if not history.empty and CAMPAIGN_COLUMN in history else pd.DataFrame())
-    evaluation = None
-    if not results.empty:
-        evaluation = evaluate_campaign(plan, results, config.id_column, churn_column(config), config.score.column,
-                                       tuple(config.score.bands[config.score.top_band]),
-                                       config.campaign.min_group_rows)
-    return {"name": info.name, "wave": info.wave, "created_at": info.created_at.isoformat(),
-            "settings": info.settings, "evaluation": evaluation}
 
 
 def _plot(evaluation: dict[str, Any]) -> str:
