@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+import datetime as dt
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -58,7 +58,7 @@ class CampaignResult(BaseModel):
     customer_id: str = Field(min_length=1)
     churned: int | None = Field(None, ge=0, le=1, description="1 = left, 0 = stayed")
     score: int | None = Field(None, description="the follow-up survey score, on the config's scale")
-    date: date | None = Field(None, description="when the outcome was observed (default: today)")
+    date: dt.date | None = Field(None, description="when the outcome was observed (default: today)")
 
 
 class CampaignResultsRequest(BaseModel):
