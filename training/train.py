@@ -37,6 +37,7 @@ from cxpredict.models.estimators import (
     multiclass_probabilities,
     predict_raw,
 )
+from cxpredict.models.problems import cause_base_rates
 from cxpredict.models.registry import LoadedBundle
 from cxpredict.training import evaluate
 from cxpredict.training.conformal import calibrate_conformal, respondent_oof_frame
@@ -489,6 +490,8 @@ class Trainer:
             cause_boosters=cause_boosters,
             driver_boosters=driver_boosters,
             propensity_booster=self.propensity_booster,
+            cause_base_rates=cause_base_rates(self.targets.causes) if cause_boosters else {},
+            problem_min_lift=float(c.problem_groups.min_lift),
         )
         if include_churn and self.dataset.outcomes is not None and c.churn is not None:
             with self.timed("churn"):

@@ -18,7 +18,6 @@ from cxpredict.features.config import CxConfig
 from cxpredict.features.load import DataError, Dataset, source_label
 from cxpredict.features.strategies import StrategyError, config_strategies
 from cxpredict.models.bundle import ScoringBundle
-from cxpredict.models.problems import cause_base_rates
 from cxpredict.models.uplift import (
     MIN_ARM_ROWS,
     UpliftResult,
@@ -197,17 +196,16 @@ def _result_metrics(result: UpliftResult) -> dict[str, float]:
 def fit_strategy_loop(
     config: CxConfig, dataset: Dataset, bundle: ScoringBundle, metrics: dict[str, float], notes: list[str],
 ) -> None:
-    """Everything the strategy loop adds to a trained bundle: problem-group base rates and learned effects.
+    """What the strategy loop adds to a trained bundle: effects learned from every campaign wave, and the
+    previous champion's accuracy and value on each wave (logged; problem groups come with `Trainer.fit`).
 
     Args:
-        config: the dataset config (`problem_groups.min_lift`).
+        config: the dataset config.
         dataset: the loaded tables (survey causes, campaigns history).
         bundle: the run's bundle, completed in place before it is logged.
         metrics: the run's metrics, extended in place.
         notes: the run's notes, extended in place.
     """
-    bundle.cause_base_rates = cause_base_rates(dataset.causes) if bundle.cause_boosters else {}
-    bundle.problem_min_lift = float(config.problem_groups.min_lift)
     bundle.uplift = fit_campaign_uplift(config, dataset, bundle.pipeline, metrics, notes)
     if dataset.campaigns is not None and "wave" in dataset.campaigns.columns and mlflow.active_run() is not None:
         from cxpredict.models.registry import champion_if_registered

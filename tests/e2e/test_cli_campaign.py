@@ -160,3 +160,48 @@ def test_campaign_bad_input_is_named_and_changes_nothing(trained: Path, tmp_path
     assert done.returncode == 0, done.stderr
     assert "no control group" in done.stdout and "cannot teach" in done.stdout
     assert set(pd.read_csv(plan_dir / "plan.csv")["group"]) == {"treated"}
+
+
+def test_problem_groups_in_segments_and_eligibility_on_predictions(trained: Path, tmp_path: Path) -> None:
+    from cxpredict.features.config import load_config
+    from cxpredict.features.synthetic import strategy_catalogue
+    from cxpredict.models.problems import with_predicted_columns
+    from cxpredict.models.registry import load_champion
+    from cxpredict.models.simulate import simulate_effects
+
+    config = str(trained)
+    done = run_cli("simulate", "--config", config, "--segment-by", "problem_group", "--out", str(tmp_path / "sim"),
+                   cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    segments = pd.read_csv(tmp_path / "sim" / "segments.csv")
+    groups = set(segments["segment"]) - {"all"}
+    assert "none" in groups and len(groups) >= 3
+    done = run_cli("segments", "--config", config, "--by", "problem_group", "--out", str(tmp_path / "seg.csv"),
+                   cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    figures = pd.read_csv(tmp_path / "seg.csv")
+    assert set(figures["segment"]) == groups and figures["n_customers"].sum() == 3000
+
+    cfg = load_config(trained)
+    bundle = load_champion(cfg).bundle
+    customers = pd.read_parquet(trained.parent / "customers.parquet")
+    targeted = {"id": "price_rescue", "name": "Price rescue", "cost": 10.0,
+                "eligible": [{"column": "problem_group", "op": "==", "value": "price"},
+                             {"column": "churn_probability", "op": ">=", "value": 0.2}],
+                "apply": {"monthly_charge": {"multiply": 0.9}}}
+    simulation = simulate_effects(bundle, customers, [*strategy_catalogue(), targeted], "clv", threads=1)
+    chosen = set(simulation.effects.loc[simulation.effects["strategy"] == "price_rescue", "customer_id"])
+    predicted = with_predicted_columns(bundle, customers, threads=1)
+    expected = set(predicted.loc[(predicted["problem_group"] == "price") & (predicted["churn_probability"] >= 0.2),
+                                 "customer_id"])
+    assert chosen == expected and len(chosen) > 10
+    bad = tmp_path / "strategies.yaml"
+    bad.write_text(yaml.safe_dump([{**targeted, "eligible": [{"column": "problem_group", "op": "==",
+                                                              "value": "prize"}]}]))
+    raw = yaml.safe_load(trained.read_text())
+    raw["strategies"] = str(bad)
+    raw["mlflow"] = {"tracking_uri": cfg.tracking_uri}
+    other = trained.parent / "bad_strategies.yaml"
+    other.write_text(yaml.safe_dump(raw))
+    done = run_cli("simulate", "--config", str(other), "--out", str(tmp_path / "x"), cwd=tmp_path)
+    assert done.returncode == 2 and "key 'eligible.0.value': column 'problem_group': value 'prize'" in done.stderr
