@@ -311,7 +311,6 @@ def segments(
     model_version: ModelVersionOption = None,
 ) -> None:
     """Per segment: predicted score mix and doubly robust population score with an interval."""
-    from cxpredict.features.load import DataError
     from cxpredict.models.registry import load_scoring_inputs
     from cxpredict.training.segments import segment_figures
 
@@ -319,9 +318,7 @@ def segments(
         raise ConfigError(f"--level must be between 0 and 1, got {level}")
     cfg = _load(config)
     dataset, loaded = load_scoring_inputs(cfg, model_version)
-    if by not in dataset.customers.columns:
-        raise DataError(f"{dataset.sources.get('customers', 'customers')}: no column '{by}' to segment by")
-    table = segment_figures(cfg, loaded.bundle, dataset, by, level)
+    table = segment_figures(cfg, loaded.bundle, dataset, by, level)  # checks `by` (a column or problem_group)
     band_columns = [c for c in table.columns if c.startswith("p_")]
     view = Table(title=f"segments by {by}: doubly robust score, {level:.0%} interval (model v{loaded.version})")
     for column in ["segment", "n_customers", "n_respondents", *band_columns, "score (DR)", "interval",
