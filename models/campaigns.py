@@ -43,7 +43,7 @@ from cxpredict.models.bundle import ScoringBundle
 from cxpredict.models.explain import CHURN, EXPECTED_SCORE
 from cxpredict.models.problems import NO_PROBLEM, PROBLEM_GROUP, bundle_problem_columns
 from cxpredict.models.scoring import CustomerScorer, ScoringOptions
-from cxpredict.models.simulate import Simulation, best_strategy
+from cxpredict.models.simulate import Simulation, best_strategy, objective_gain
 from cxpredict.models.uplift import CONFIDENCE, stratified_effect, uplift_curves
 
 MAX_DRAWS = 50
@@ -187,8 +187,6 @@ def build_plan(
         chosen = best[best["best_strategy"] != "none"][[id_column, "best_strategy"]].rename(
             columns={"best_strategy": "strategy"})
         effects = simulation.effects.merge(chosen, on=[id_column, "strategy"])
-        from cxpredict.models.simulate import objective_gain
-
         assignment = effects.assign(gain=objective_gain(effects, objective))
     if assignment.empty:
         raise CampaignPlanError(f"campaign '{name}': no customer has an offer with a positive {objective} gain")
@@ -225,9 +223,9 @@ def build_plan(
         "expected_value_treated": float(rows.loc[treated, "expected_value"].sum()),
         "cost_treated": float(rows.loc[treated, "cost"].sum()),
         "strategies": {str(k): int(v) for k, v in rows["strategy"].value_counts().items()},
-        "methods": {s: {"churn_method": str(m.iloc[0]) if len(m) else None} for s, m in
-                    simulation.effects.groupby("strategy")["churn_method"]} if "churn_method" in
-        simulation.effects else {},
+        "methods": {str(sid): {"churn_method": str(rows["churn_method"].iloc[0]),
+                               "score_method": str(rows["score_method"].iloc[0])}
+                    for sid, rows in simulation.effects.groupby("strategy")},
         "balance": balance,
         "usable_for_learning": holdout > 0,
     }
