@@ -429,7 +429,6 @@ def segments(
     model_version: ModelVersionOption = None,
 ) -> None:
     """Per segment: predicted score mix and doubly robust population score with an interval."""
-    from cxpredict.features.load import DataError
     from cxpredict.models.registry import load_scoring_inputs
     from cxpredict.training.segments import segment_figures
 
@@ -440,9 +439,7 @@ def segments(
         raise ConfigError(f"--level must be between 0 and 1, got {level}")
     cfg = _load(config)
     dataset, loaded = load_scoring_inputs(cfg, model_version)
-    if by not in dataset.customers.columns:
-        raise DataError(f"{dataset.sources.get('customers', 'customers')}: no column '{by}' to segment by")
-    table = segment_figures(cfg, loaded.bundle, dataset, by, level)
+    table = segment_figures(cfg, loaded.bundle, dataset, by, level)  # checks `by` (a column or problem_group)
     band_columns = [c for c in table.columns if c.startswith("p_")]
     view = Table(title=f"segments by {by}: doubly robust score, {level:.0%} interval (model v{loaded.version})")
     for column in ["segment", "n_customers", "n_respondents", *band_columns, "score (DR)", "interval",
@@ -546,6 +543,7 @@ def simulate(
     request = prepare_simulation(
         cfg, dataset, ids_file=customers, filters=segment_filter or [], objective=objective.value,
         budget=budget, segment_by=_segment_column(segment_by, segment_alias), use_learned=not simulated_only,
+        bundle=loaded.bundle,
     )
     with step_progress("simulate") as progress:
         report = run_simulation(cfg, loaded, request, progress=progress)
@@ -564,6 +562,8 @@ def simulate(
         )
     for note in summary["notes"]:
         typer.echo(f"note: {note}")
+    for warning in summary["warnings"]:
+        typer.echo(f"warning: {warning}")
     typer.echo(f"wrote {', '.join(p.name for p in paths.values())} -> {out}")
 
 
@@ -729,6 +729,135 @@ def serve(
             os.environ[f"CXPREDICT_{key.upper()}"] = str(value)
     uvicorn.run("cxpredict.serving.api.app:create_app", factory=True, host=host, port=port, workers=workers,
                 log_level=log_level.value)
+
+campaign_app = typer.Typer(no_args_is_help=True, help="Campaigns with a control group: plan, results, report, history.")
+app.add_typer(campaign_app, name="campaign")
+StoreUrlOption = Annotated[
+    str | None, typer.Option(help="Customer store URL (default: CXPREDICT_STORE_URL, else SQLite beside MLflow)")
+]
+NameOption = Annotated[str, typer.Option("--name", help="Campaign name")]
+
+
+def _campaign_store_url(config: Path, store_url: str | None) -> str:
+    from cxpredict.serving.api.settings import store_url as resolve_store_url
+
+    return resolve_store_url(_serving_settings(config=config, store_url=store_url), _load(config))
+
+
+@campaign_app.command("plan")
+@cli_errors
+def campaign_plan(
+    config: ConfigOption,
+    name: NameOption,
+    out: Annotated[Path, typer.Option(help="Folder for plan.csv and plan_summary.json")],
+    budget: Annotated[float | None, typer.Option(help="Total cost allowed (default: every customer's best offer)")]
+    = None,
+    holdout: Annotated[float | None, typer.Option(help="Control share in [0, 0.9] (default: campaign.holdout)")]
+    = None,
+    segment_filter: Annotated[
+        list[str] | None, typer.Option("--segment-filter", help="COL=VAL (or COL=A,B); repeat to combine")
+    ] = None,
+    objective: Annotated[str, typer.Option(help="value | churn | score")] = "value",
+    seed: Annotated[int | None, typer.Option(help="Holdout seed (default: training.seed)")] = None,
+    replace: Annotated[bool, typer.Option("--replace", help="Overwrite a campaign of the same name")] = False,
+    store_url: StoreUrlOption = None,
+    model_version: ModelVersionOption = None,
+) -> None:
+    """Choose offers, hold out a stratified control group, write plan.csv and record the plan in the store."""
+    from cxpredict.models.registry import load_scoring_inputs
+    from cxpredict.serving.batch.simulation import prepare_simulation
+    from cxpredict.training.campaigns import plan_campaign
+
+    if holdout is not None and not 0.0 <= holdout <= 0.9:
+        raise ConfigError(f"--holdout must be between 0 and 0.9, got {holdout}")
+    cfg = _load(config)
+    url = _campaign_store_url(config, store_url)
+    dataset, loaded = load_scoring_inputs(cfg, model_version)
+    request = prepare_simulation(cfg, dataset, filters=segment_filter or [], objective=objective, budget=budget,
+                                 bundle=loaded.bundle)
+    planned = plan_campaign(cfg, loaded.bundle, request.customers, request.strategies, name, out, budget, holdout,
+                            objective, seed, replace, url, loaded.version)
+    s = planned.plan.settings
+    typer.echo(f"campaign '{name}' (wave {planned.wave}): {s['n_treated']} treated, {s['n_control']} control "
+               f"(holdout {s['holdout']}, seed {s['seed']}, largest SMD {s['balance']['max_smd']:.3f}); "
+               f"expected value of the treated {s['expected_value_treated']:,.2f}")
+    for strategy, n in s["strategies"].items():
+        typer.echo(f"  {strategy}: {n}")
+    for warning in planned.warnings:
+        typer.echo(f"warning: {warning}")
+    from sqlalchemy.engine import make_url
+
+    typer.echo(f"wrote {planned.plan_path}; recorded in {make_url(planned.store_url).render_as_string()}")
+
+
+@campaign_app.command("results")
+@cli_errors
+def campaign_results(
+    config: ConfigOption,
+    name: NameOption,
+    results: Annotated[Path, typer.Option(help="CSV or Parquet: id, churned 0/1 and/or the score, date")],
+    store_url: StoreUrlOption = None,
+) -> None:
+    """Append what happened to a planned campaign's customers to the campaigns history (a new wave)."""
+    import pandas as pd
+
+    from cxpredict.features.campaigns import CampaignError, append_campaign_results
+    from cxpredict.features.load import load_dataset
+
+    cfg = _load(config)
+    if not results.is_file():
+        raise CampaignError(f"{results}: results file not found")
+    try:
+        frame = pd.read_parquet(results) if results.suffix.lower() == ".parquet" else pd.read_csv(results)
+    except Exception as err:  # unreadable file: one line, whatever the parser's complaint
+        raise CampaignError(f"{results}: cannot read: {type(err).__name__}: {err}") from None
+    known = set(load_dataset(cfg).customers[cfg.id_column].astype(str))
+    report = append_campaign_results(cfg, name, frame, _campaign_store_url(config, store_url), str(results), known)
+    typer.echo(f"appended {report.rows} rows of campaign '{name}' (wave {report.wave}: {report.treated} treated, "
+               f"{report.control} control; {report.with_churn} with churn, {report.with_score} with a score) "
+               f"-> {report.path}")
+
+
+@campaign_app.command("report")
+@cli_errors
+def campaign_report_command(
+    config: ConfigOption,
+    name: NameOption,
+    out: Annotated[Path, typer.Option(help="report.html or report.json")] = Path("campaign_report.html"),
+    store_url: StoreUrlOption = None,
+) -> None:
+    """Did it make a difference? Treated vs control per strategy and problem group, with verdicts."""
+    from cxpredict.training.campaigns import campaign_report
+
+    cfg = _load(config)
+    document = campaign_report(cfg, name, out, _campaign_store_url(config, store_url))
+    for line in document["verdicts"] or ["no results yet: run `cxpredict campaign results`"]:
+        typer.echo(line)
+    typer.echo(f"wrote {out}")
+
+
+@campaign_app.command("history")
+@cli_errors
+def campaign_history(
+    config: ConfigOption,
+    out: Annotated[Path, typer.Option(help="Plot of accuracy and value over waves")] = Path("campaign_history.png"),
+) -> None:
+    """Per wave: how well the champion that planned it predicted its customers, and the value realised."""
+    from cxpredict.training.campaigns import iteration_history, plot_iteration_history
+
+    cfg = _load(config)
+    table = iteration_history(cfg)
+    if table.empty:
+        typer.echo("no iteration history yet: plan a campaign, append its results and train again")
+        return
+    rich = Table(title="accuracy and value over iterations")
+    for column in table.columns:
+        rich.add_column(column, justify="left" if column in ("run_id", "model_version") else "right")
+    for row in table.itertuples(index=False):
+        rich.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row])
+    Console(width=max(Console().width, 130)).print(rich)
+    plot_iteration_history(table, out)
+    typer.echo(f"wrote {out}")
 
 
 def _report_drift(drift: Any, warnings: list[str], drift_path: Path) -> None:

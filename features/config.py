@@ -159,6 +159,22 @@ class TrustConfig(_Strict):
     retrain_log_loss_increase: float = Field(0.1, gt=0.0)  # relative log-loss degradation that advises retraining
 
 
+class ProblemGroupsConfig(_Strict):
+    """Problem groups (issue 13): each customer's cause with the highest lift over its base rate among respondents."""
+
+    # A customer whose highest lift (P(cause) / the cause's share among respondents) is below this
+    # is in group `none`: no cause is clearly raised. 1.5 = "half as likely again as the average respondent".
+    min_lift: float = Field(1.5, gt=1.0)
+
+
+class CampaignConfig(_Strict):
+    """Campaign plans and results (issue 13)."""
+
+    holdout: float = Field(0.1, ge=0.0, le=0.9)  # default share of the chosen customers kept as the control group
+    max_smd: float = Field(0.1, gt=0.0)  # control groups are redrawn (seeded) until every main feature's SMD is below
+    min_group_rows: int = Field(30, ge=1)  # treated and control rows a report cell needs for Qini / AUUC
+
+
 class MlflowConfig(_Strict):
     tracking_uri: str | None = None  # default: sqlite file beside the config
     experiment: str | None = None  # default: cxpredict-<name>
@@ -184,6 +200,8 @@ class CxConfig(_Strict):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     trust: TrustConfig = Field(default_factory=TrustConfig)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    problem_groups: ProblemGroupsConfig = Field(default_factory=ProblemGroupsConfig)
+    campaign: CampaignConfig = Field(default_factory=CampaignConfig)
     # Folder the relative paths above are read from; set by load_config, not by users.
     base_dir: Annotated[Path, Field(exclude=True)] = Path(".")
 

@@ -154,6 +154,11 @@ def _check_columns_exist(frame: pd.DataFrame, columns: list[str], label: str, ke
             )
 
 
+def _missing_file(config: CxConfig, source: TableSource) -> bool:
+    path = source if isinstance(source, str) else getattr(source, "path", None)
+    return isinstance(path, str) and not config.resolve(path).exists()
+
+
 def check_flag(frame: pd.DataFrame, column: str, label: str, what: str) -> pd.Series:
     """A 0/1 column as ints; a missing or other value names the value and the rows."""
     values = pd.to_numeric(frame[column], errors="coerce")
@@ -292,7 +297,9 @@ def load_dataset(config: CxConfig, require_outcomes: bool = False) -> Dataset:
         raise DataError("config: churn training needs an outcomes table (data.outcomes)")
 
     campaigns = None
-    if config.data.campaigns is not None:
+    # A configured history file that does not exist yet is an empty history: the first
+    # `cxpredict campaign results` creates it (wave 0 of the strategy loop is simulation only).
+    if config.data.campaigns is not None and not _missing_file(config, config.data.campaigns):
         campaigns_label = source_label(config, config.data.campaigns)
         campaigns = check_ids(
             read_table(config, config.data.campaigns), config.id_column, campaigns_label, unique=False

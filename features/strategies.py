@@ -288,6 +288,7 @@ def validate_strategies(
     customers: pd.DataFrame | None = None,
     feature_schema: Iterable[Mapping[str, Any]] | None = None,
     source: str = "strategies",
+    predicted: Mapping[str, tuple[str, tuple[str, ...]]] | None = None,
 ) -> None:
     """Check a catalogue against the customers table and/or a model's feature schema.
 
@@ -300,17 +301,49 @@ def validate_strategies(
         customers: the customers table (columns, kinds and observed categories).
         feature_schema: the bundle's feature schema (`FeaturePipeline.schema()`).
         source: the catalogue's file name for error messages.
+        predicted: kinds of the model's prediction columns (`models.problems.problem_kinds`):
+            eligibility may use them (`p_cause_price >= 0.3`, `problem_group == price`), checked
+            like any customers column; an intervention may not (a prediction is not changed by an offer).
     Returns:
         None; raises StrategyError naming the file, strategy and key on the first problem.
     """
     table = column_kinds(customers) if customers is not None else None
     schema = schema_kinds(feature_schema) if feature_schema is not None else None
+    predicted = dict(predicted or {})
+    if table is not None:
+        table = {**predicted, **table}
     for strategy in strategies:
         label = f"{source}: strategy '{strategy.id}'"
+        for column, op, _ in strategy.intervention:
+            if column in predicted and (table is None or column not in column_kinds_names(customers)):
+                raise StrategyError(
+                    f"{label}: key 'apply.{column}.{op}': '{column}' is a prediction; "
+                    "strategies change customer columns"
+                )
+        if predicted and table is None:
+            _check_eligible_only(strategy, predicted, label)
         if table is not None:
             _check_against(strategy, table, "the customers table", label, eligible_must_exist=True)
         if schema is not None:
             _check_against(strategy, schema, "the model's features", label, eligible_must_exist=False)
+
+
+def column_kinds_names(customers: pd.DataFrame | None) -> set[str]:
+    return set() if customers is None else set(customers.columns)
+
+
+def _check_eligible_only(strategy: Strategy, kinds: Mapping[str, tuple[str, tuple[str, ...]]], label: str) -> None:
+    """Check the eligibility rules that name a column of `kinds` (the interventions are checked elsewhere)."""
+    subset = strategy.model_copy(update={
+        "eligible": [c for c in strategy.eligible if c.column in kinds], "apply": {},
+    })
+    offset = {id(c): i for i, c in enumerate(strategy.eligible)}
+    for condition in subset.eligible:
+        single = subset.model_copy(update={"eligible": [condition]})
+        try:
+            _check_against(single, kinds, "the model's predictions", label, eligible_must_exist=True)
+        except StrategyError as err:
+            raise StrategyError(str(err).replace("eligible.0", f"eligible.{offset[id(condition)]}")) from None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -50,6 +50,8 @@ PAYMENT_METHODS: tuple[str, ...] = ("electronic_check", "bank_transfer", "credit
 
 CAMPAIGN_STRATEGIES: tuple[str, ...] = ("app_promo", "contract_upgrade", "priority_support", "price_discount")
 CAMPAIGN_SHARE = 0.20
+CAMPAIGN_SCORE_RATE = 0.5  # share of the past campaign's customers who answered its follow-up survey
+PAST_CAMPAIGN = "past_campaign"
 
 
 def _frozen(mapping: Mapping[str, Any]) -> Any:
@@ -370,6 +372,82 @@ def true_strategy_effect(
     return np.where(eligible_mask(customers, strategy), after - before, np.nan)
 
 
+def true_score_effect(
+    customers: pd.DataFrame,
+    hidden: pd.DataFrame,
+    strategy: Mapping[str, Any],
+    mechanism: Mechanism | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The true change in the expected NPS and in P(promoter) a strategy causes; NaN when ineligible.
+
+    `app_promo` raises app use, a correlate of satisfaction (both follow the hidden engagement),
+    without changing the experience: its true effect is 0 on the score as on churn, while a model
+    of the score alone sees app users as happier.
+
+    Args:
+        customers: customer rows.
+        hidden: the per-customer latents `engagement` and `experience_noise`.
+        strategy: one strategy of the catalogue format.
+        mechanism: the true mechanism's coefficients (default: the ground truth).
+    Returns:
+        (change in expected NPS, change in P(promoter)) per customer.
+    """
+    levels = np.arange(11.0)
+    before = true_nps_probabilities(customers, hidden, mechanism)
+    after = true_nps_probabilities(apply_strategy(customers, strategy), hidden, mechanism)
+    eligible = eligible_mask(customers, strategy)
+    low, high = BANDS["promoter"]
+    delta_score = (after - before) @ levels
+    delta_top = (after[:, low:high + 1] - before[:, low:high + 1]).sum(axis=1)
+    return np.where(eligible, delta_score, np.nan), np.where(eligible, delta_top, np.nan)
+
+
+def campaign_outcomes(
+    customers: pd.DataFrame,
+    hidden: pd.DataFrame,
+    plan: pd.DataFrame,
+    strategies: Sequence[Mapping[str, Any]],
+    seed: int,
+    score_rate: float = 0.5,
+    date: str = "2026-11-30",
+) -> pd.DataFrame:
+    """What happened after a campaign plan, drawn from the true mechanism (the test bed of the loop).
+
+    Treated customers churn and answer under their strategy, control customers as they are; a
+    random `score_rate` of each group answers the follow-up survey (the others' score is missing).
+
+    Args:
+        customers: the customer rows.
+        hidden: the hidden latents (`truth`'s `customer_id`, `engagement`, `experience_noise`).
+        plan: `customer_id`, `strategy` and `group` (treated / control) per planned customer.
+        strategies: the catalogue.
+        seed: the draws' seed.
+        score_rate: share answering the follow-up survey.
+        date: the results' date.
+    Returns:
+        One row per planned customer: `customer_id`, `churned` (0/1), `nps` (or missing), `date`.
+    """
+    rng = np.random.default_rng(seed)
+    by_id = {s["id"]: s for s in strategies}
+    planned = plan[ID_COLUMN].astype(str)
+    frame = customers.set_index(customers[ID_COLUMN].astype(str)).loc[planned].reset_index(drop=True)
+    latents = hidden.set_index(hidden[ID_COLUMN].astype(str)).loc[planned].reset_index(drop=True)
+    churn = true_churn_probability(frame, latents)
+    levels = true_nps_probabilities(frame, latents)
+    treated = plan["group"].astype(str).eq("treated").to_numpy()
+    for sid in pd.unique(plan["strategy"][treated]):
+        rows = np.flatnonzero(treated & plan["strategy"].eq(sid).to_numpy())
+        changed = apply_strategy(frame.iloc[rows], by_id[str(sid)])
+        churn[rows] = true_churn_probability(changed, latents.iloc[rows])
+        levels[rows] = true_nps_probabilities(changed, latents.iloc[rows])
+    churned = (rng.random(len(plan)) < churn).astype(np.int64)
+    cumulative = np.cumsum(levels, axis=1)[:, :-1]
+    nps = (rng.random((len(plan), 1)) > cumulative).sum(axis=1).astype(float)
+    nps[rng.random(len(plan)) >= score_rate] = np.nan
+    return pd.DataFrame({ID_COLUMN: plan[ID_COLUMN].to_numpy(), "churned": churned,
+                         "nps": pd.array(nps, dtype="Int64"), "date": date})
+
+
 # ---------------------------------------------------------------------------------------------
 # Generation
 # ---------------------------------------------------------------------------------------------
@@ -610,8 +688,13 @@ def _draw_campaign(
     hidden: pd.DataFrame,
     strategies: Sequence[Mapping[str, Any]],
     baseline: np.ndarray,
+    rng_score: np.random.Generator,
 ) -> pd.DataFrame:
-    """A past randomised campaign: each chosen customer gets one strategy it is eligible for."""
+    """A past randomised campaign: each chosen customer gets one strategy it is eligible for.
+
+    Churn is recorded for everyone; a random CAMPAIGN_SCORE_RATE of both arms answers a follow-up
+    survey (`nps`), so the campaign teaches effects on the score as well.
+    """
     by_id = {s["id"]: s for s in strategies}
     chosen_strategies = [by_id[s] for s in CAMPAIGN_STRATEGIES]
     eligible = np.column_stack([eligible_mask(customers, s) for s in chosen_strategies])
@@ -627,12 +710,25 @@ def _draw_campaign(
         use = (assignment == j) & (treated == 1)
         probability[use] = under[use]
     churned = (rng.random(size) < probability).astype(np.int64)
+    # The follow-up survey (its own stream, so the churn draws above stay as they were).
+    levels = true_nps_probabilities(customers.iloc[rows], hidden.iloc[rows])
+    for j, strategy in enumerate(chosen_strategies):
+        use = np.flatnonzero((assignment == j) & (treated == 1))
+        changed = apply_strategy(customers.iloc[rows[use]], strategy)
+        levels[use] = true_nps_probabilities(changed, hidden.iloc[rows[use]])
+    cumulative = np.cumsum(levels, axis=1)[:, :-1]
+    nps = (rng_score.random((size, 1)) > cumulative).sum(axis=1).astype(float)
+    nps[rng_score.random(size) >= CAMPAIGN_SCORE_RATE] = np.nan
     return pd.DataFrame(
         {
             ID_COLUMN: customers[ID_COLUMN].to_numpy()[rows],
             "strategy": np.asarray(CAMPAIGN_STRATEGIES, dtype=object)[assignment],
             "treated": treated,
             "churned": churned,
+            "nps": pd.array(nps, dtype="Int64"),
+            "campaign": PAST_CAMPAIGN,
+            "wave": 1,
+            "date": str(REFERENCE_DATE),
         }
     )
 
@@ -656,8 +752,9 @@ def generate_company(
         raise ValueError(f"n_customers must be at least 10, got {n_customers}")
     if not 0.0 < survey_rate < 1.0:
         raise ValueError(f"survey_rate must be in (0, 1), got {survey_rate}")
-    rng_customers, rng_latent, rng_score, rng_survey, rng_churn, rng_campaign = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(6)
+    # spawn(7)'s first six children are spawn(6)'s: the seventh stream (follow-up scores) changes nothing else.
+    rng_customers, rng_latent, rng_score, rng_survey, rng_churn, rng_campaign, rng_follow_up = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(7)
     )
     m = Mechanism()
     customers, engagement = _draw_customers(rng_customers, n_customers)
@@ -683,6 +780,11 @@ def generate_company(
 
     strategies = strategy_catalogue()
     bands = band_probabilities(level_probabilities)
+    score_effects: dict[str, np.ndarray] = {}
+    for strategy in strategies:
+        delta_score, delta_top = true_score_effect(customers, hidden, strategy, m)
+        score_effects[f"true_score_effect_{strategy['id']}"] = delta_score
+        score_effects[f"true_promoter_effect_{strategy['id']}"] = delta_top
     truth = pd.DataFrame(
         {
             ID_COLUMN: ids,
@@ -700,6 +802,7 @@ def generate_company(
             "engagement": engagement,
             "experience_noise": hidden["experience_noise"].to_numpy(),
             **{f"true_effect_{s['id']}": true_strategy_effect(customers, hidden, s, m) for s in strategies},
+            **score_effects,
         }
     )
 
@@ -719,7 +822,7 @@ def generate_company(
         }
     )
     outcomes = pd.DataFrame({ID_COLUMN: ids, "churned": churned})
-    campaigns = _draw_campaign(rng_campaign, customers, hidden, strategies, churn_probability)
+    campaigns = _draw_campaign(rng_campaign, customers, hidden, strategies, churn_probability, rng_follow_up)
     return SyntheticCompany(customers, survey, outcomes, campaigns, truth, strategies)
 
 

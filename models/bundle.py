@@ -64,6 +64,9 @@ class ScoringBundle:
     respondent_oof: pd.DataFrame | None = None
     # Training-time feature distributions for drift checks at scoring (models/drift.py).
     drift_reference: DriftReference | None = None
+    # Each cause's share among respondents and the lift a problem group needs (models/problems.py).
+    cause_base_rates: dict[str, float] = field(default_factory=dict)
+    problem_min_lift: float = 1.5
 
     @property
     def band_names(self) -> list[str]:
@@ -76,6 +79,8 @@ class ScoringBundle:
         columns += [driver_column(d) for d in self.driver_boosters]
         if self.churn_booster is not None:
             columns.append("churn_probability")
+        if self.cause_boosters and self.cause_base_rates:
+            columns += ["problem_group", "problem_lift"]
         return columns
 
     def churn_matrix(self, X: np.ndarray, expected_score: np.ndarray, p_bottom: np.ndarray) -> np.ndarray:
@@ -109,8 +114,11 @@ class ScoringBundle:
 
     def predict(self, customers: pd.DataFrame, threads: int | None = None) -> pd.DataFrame:
         """Scores for customer rows: band probabilities, expected score, causes, drivers, churn."""
+        from cxpredict.models.problems import bundle_problem_columns  # problems reads this module's names
+
         X = self.pipeline.transform(customers)
         out = self.predict_matrix(X, threads)
+        out.update(bundle_problem_columns(self, out))
         frame = pd.DataFrame(out, index=customers.index)
         if self.id_column in customers.columns:
             frame.insert(0, self.id_column, customers[self.id_column].astype(str).to_numpy())

@@ -34,6 +34,7 @@ CHAMPION = "champion"
 FEATURE_SCHEMA_ARTIFACT = "feature_schema.json"  # training run: the pipeline's features and skipped columns
 NOTES_ARTIFACT = "notes.json"  # training run: what training decided and why
 UPLIFT_ARTIFACT = "uplift.json"  # training run: the campaign effects learned per strategy
+ITERATION_HISTORY_ARTIFACT = "iteration_history.json"  # training run: the previous champion on each campaign wave
 BACKTEST_ARTIFACT = "backtest.json"  # backtest run: the report
 DRIFT_ARTIFACT = "drift.json"  # drift run of `score`: per-feature PSI and the warnings
 FEEDBACK_ARTIFACT = "feedback.json"  # feedback run: the reason and per-segment figures

@@ -14,6 +14,7 @@ from mlflow.types.schema import ParamSchema, ParamSpec
 
 from cxpredict.models.bundle import ScoringBundle, band_column, uncertainty_arrays, uncertainty_columns
 from cxpredict.models.explain import DriverExplainer, ExplainError, default_targets, resolve_targets, top_drivers
+from cxpredict.models.problems import bundle_problem_columns
 
 EXPLAIN_CHUNK_ROWS = 50_000  # explanations hold rows × features × targets floats: explain in slices
 
@@ -89,6 +90,7 @@ class CustomerScorer:
         columns: dict[str, object] = {b.id_column: np.asarray(ids, dtype=object)}
         predictions = b.predict_matrix(X, self.threads)
         columns.update(predictions)
+        columns.update(bundle_problem_columns(b, predictions))
         if self.options.uncertainty:
             band_probs = np.column_stack([predictions[band_column(name)] for name in b.band_names])
             arrays = uncertainty_arrays(b, X, band_probs, predictions["expected_score"], self.options.level,

@@ -7,8 +7,11 @@ one predict call per model per strategy).
 
 Every effect row says how its churn effect was obtained: `simulated` (the model's what-if: an
 association, not a proven cause) or `learned` (an uplift model fitted on a randomised campaign,
-stored in the bundle; it replaces the simulated churn effect). Score and P(top band) changes are
-always simulated (campaigns record churn only), as `score_method` says.
+stored in the bundle; it replaces the simulated churn effect). The score and P(top band) changes
+are `learned` where campaigns recorded follow-up scores of both arms, else simulated: `churn_method`
+and `score_method` say which for each row (`method` repeats `churn_method` for older readers).
+A strategy a campaign found ineffective is credited no gain on that outcome, and one whose every
+measured outcome showed no benefit is credited none on any outcome, so no objective recommends it.
 
 Expected value = ΔP(retained)·value − cost = −Δchurn·value − cost, with value from the config's
 `value_column`; without one every customer is worth 1, so the value is expected retained
@@ -28,6 +31,7 @@ import pandas as pd
 from cxpredict.features.config import ConfigError
 from cxpredict.features.strategies import Strategy, apply_interventions, as_strategy, eligible_mask, validate_strategies
 from cxpredict.models.bundle import ScoringBundle, band_column
+from cxpredict.models.problems import predicted_column_names, problem_kinds, with_predicted_columns
 
 OBJECTIVES: tuple[str, ...] = ("value", "churn", "score")
 SIMULATED, LEARNED = "simulated", "learned"
@@ -103,18 +107,23 @@ def simulate_effects(
         The simulation (baseline per customer, effects per eligible pair).
     """
     catalogue = [as_strategy(s) for s in strategies]
-    validate_strategies(catalogue, feature_schema=bundle.pipeline.schema(), source="strategies")
+    validate_strategies(catalogue, feature_schema=bundle.pipeline.schema(), source="strategies",
+                        predicted=problem_kinds(bundle))
     if bundle.churn_booster is None:
         raise SimulationError("the model has no churn model: strategies cannot be simulated on churn or value")
     if bundle.id_column not in customers.columns:
         raise SimulationError(f"id column '{bundle.id_column}' not found in the customers")
     customers = customers.reset_index(drop=True)
+    X = bundle.pipeline.transform(customers)
+    predicted = set(predicted_column_names(bundle))
+    used = {c.column for s in catalogue for c in s.eligible} | ({segment_column} if segment_column else set())
+    if (used & predicted) - set(customers.columns):
+        customers = with_predicted_columns(bundle, customers, X, threads)
     ids = customers[bundle.id_column].astype(str).to_numpy()
     value, n_imputed = _value(customers, value_column)
     segments = _segments(customers, segment_column)
     top = band_column(bundle.top_band)
 
-    X = bundle.pipeline.transform(customers)
     base = bundle.predict_matrix(X, threads, causes=False, drivers=False)
     baseline = pd.DataFrame({
         bundle.id_column: ids,
@@ -143,29 +152,45 @@ def simulate_effects(
         churn_base = base["churn_probability"][rows]
         delta_simulated = under["churn_probability"] - churn_base
         learned = uplift.get(strategy.id) if use_learned else None
-        if learned is not None:
+        churn_learned = learned is not None and learned.churn_learned
+        score_learned = learned is not None and learned.score_learned
+        if churn_learned:
             churn_under = np.clip(churn_base + learned.predict_effect(X[rows]), 0.0, 1.0)
+        elif learned is not None and learned.proven_ineffective:
+            churn_under = np.maximum(under["churn_probability"], churn_base)  # no churn benefit credited
         else:
             churn_under = under["churn_probability"]
         delta = churn_under - churn_base
+        score_base, top_base = base["expected_score"][rows], base[top][rows]
+        if score_learned:
+            delta_score, delta_top = learned.score_effects(len(rows))
+            score_under = np.clip(score_base + delta_score, bundle.levels[0], bundle.levels[-1])
+            top_under = np.clip(top_base + delta_top, 0.0, 1.0)
+        elif learned is not None and learned.proven_ineffective:  # churn proven useless, score untested
+            score_under, top_under = np.minimum(under["expected_score"], score_base), np.minimum(under[top], top_base)
+        else:
+            score_under, top_under = under["expected_score"], under[top]
+        churn_method = LEARNED if churn_learned else SIMULATED
         frames.append(pd.DataFrame({
             bundle.id_column: ids[rows],
             "segment": segments[rows],
             "strategy": strategy.id,
-            "method": LEARNED if learned is not None else SIMULATED,
-            "score_method": SIMULATED,
+            "method": churn_method,
+            "churn_method": churn_method,
+            "score_method": LEARNED if score_learned else SIMULATED,
             "cost": strategy.cost,
             "value": value[rows],
             "churn_baseline": churn_base,
             "churn_strategy": churn_under,
             "delta_churn": delta,
             "delta_churn_simulated": delta_simulated,
-            "expected_score_baseline": base["expected_score"][rows],
-            "expected_score_strategy": under["expected_score"],
-            "delta_expected_score": under["expected_score"] - base["expected_score"][rows],
-            "p_top_baseline": base[top][rows],
-            "p_top_strategy": under[top],
-            "delta_p_top": under[top] - base[top][rows],
+            "expected_score_baseline": score_base,
+            "expected_score_strategy": score_under,
+            "delta_expected_score": score_under - score_base,
+            "delta_expected_score_simulated": under["expected_score"] - score_base,
+            "p_top_baseline": top_base,
+            "p_top_strategy": top_under,
+            "delta_p_top": top_under - top_base,
             "expected_value": -delta * value[rows] - strategy.cost,
         }))
     effects = pd.concat(frames, ignore_index=True) if frames else _empty_effects(bundle.id_column)
@@ -175,14 +200,22 @@ def simulate_effects(
 
 
 EFFECT_COLUMNS = (
-    "segment", "strategy", "method", "score_method", "cost", "value", "churn_baseline", "churn_strategy",
-    "delta_churn", "delta_churn_simulated", "expected_score_baseline", "expected_score_strategy",
-    "delta_expected_score", "p_top_baseline", "p_top_strategy", "delta_p_top", "expected_value",
+    "segment", "strategy", "method", "churn_method", "score_method", "cost", "value", "churn_baseline",
+    "churn_strategy", "delta_churn", "delta_churn_simulated", "expected_score_baseline", "expected_score_strategy",
+    "delta_expected_score", "delta_expected_score_simulated", "p_top_baseline", "p_top_strategy", "delta_p_top",
+    "expected_value",
 )
 
 
 def _empty_effects(id_column: str) -> pd.DataFrame:
     return pd.DataFrame(columns=[id_column, *EFFECT_COLUMNS])
+
+
+def _with_methods(effects: pd.DataFrame) -> pd.DataFrame:
+    """Effects with `churn_method` (rows built before it existed carry `method` only)."""
+    if "churn_method" in effects.columns:
+        return effects
+    return effects.assign(churn_method=effects["method"])
 
 
 def objective_gain(effects: pd.DataFrame, objective: str) -> np.ndarray:
@@ -215,7 +248,7 @@ def best_strategy(simulation: Simulation, objective: str = "value") -> pd.DataFr
         One row per customer: id, segment, best_strategy, method, gain, cost, expected_value,
         delta_churn, delta_expected_score, delta_p_top, n_eligible (strategies the customer may get).
     """
-    id_column, effects = simulation.id_column, simulation.effects
+    id_column, effects = simulation.id_column, _with_methods(simulation.effects)
     ranked = effects.assign(gain=objective_gain(effects, objective))
     n_eligible = ranked.groupby(id_column).size()
     ranked = ranked[ranked["gain"] > 0].sort_values([id_column, "gain"], ascending=[True, False], kind="stable")
@@ -224,6 +257,8 @@ def best_strategy(simulation: Simulation, objective: str = "value") -> pd.DataFr
     keyed = out[id_column]
     out["best_strategy"] = keyed.map(top["strategy"]).fillna(NO_STRATEGY).to_numpy()
     out["method"] = keyed.map(top["method"]).to_numpy()
+    for column in ("churn_method", "score_method"):
+        out[column] = keyed.map(top[column]).to_numpy()
     for column in ("gain", "cost", "expected_value", "delta_churn", "delta_expected_score", "delta_p_top"):
         out[column] = keyed.map(top[column]).fillna(0.0).to_numpy(float)
     out["n_eligible"] = keyed.map(n_eligible).fillna(0).astype(int).to_numpy()
@@ -247,7 +282,7 @@ def segment_table(simulation: Simulation, objective: str = "value") -> pd.DataFr
         The table, one row per (segment, strategy).
     """
     gain = objective_gain(simulation.effects, objective)
-    effects = simulation.effects.assign(positive=(gain > 0).astype(int))
+    effects = _with_methods(simulation.effects).assign(positive=(gain > 0).astype(int))
     best = best_strategy(simulation, objective)
     baseline = simulation.baseline
     tables = []
@@ -262,6 +297,8 @@ def segment_table(simulation: Simulation, objective: str = "value") -> pd.DataFr
         grouped = eff.groupby(["segment", "strategy"], sort=True)
         table = grouped.agg(
             method=("method", "first"),
+            churn_method=("churn_method", "first"),
+            score_method=("score_method", "first"),
             n_eligible=("strategy", "size"),
             cost=("cost", "first"),
             expected_score_baseline=("expected_score_baseline", "mean"),
@@ -284,7 +321,8 @@ def segment_table(simulation: Simulation, objective: str = "value") -> pd.DataFr
             churn_baseline=("churn_baseline", "mean"),
         ).reset_index()
         none = none.assign(
-            strategy=NO_STRATEGY, method="", n_eligible=none["segment"].map(size).to_numpy(), cost=0.0,
+            strategy=NO_STRATEGY, method="", churn_method="", score_method="",
+            n_eligible=none["segment"].map(size).to_numpy(), cost=0.0,
             expected_score_strategy=none["expected_score_baseline"], delta_expected_score=0.0,
             p_top_strategy=none["p_top_baseline"], churn_strategy=none["churn_baseline"], delta_churn=0.0,
             delta_churn_simulated=0.0, expected_total_value=0.0, n_positive=0,
@@ -294,7 +332,8 @@ def segment_table(simulation: Simulation, objective: str = "value") -> pd.DataFr
         table.insert(1, "n_customers", table["segment"].map(size).astype(int).to_numpy())
         tables.append(table)
     columns = [
-        "segment", "strategy", "method", "n_customers", "n_eligible", "cost", "expected_score_baseline",
+        "segment", "strategy", "method", "churn_method", "score_method",
+        "n_customers", "n_eligible", "cost", "expected_score_baseline",
         "expected_score_strategy", "delta_expected_score", "p_top_baseline", "p_top_strategy", "churn_baseline",
         "churn_strategy", "delta_churn", "delta_churn_simulated", "expected_total_value", "n_positive", "n_best",
     ]

@@ -20,7 +20,7 @@ for every customer.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -293,6 +293,56 @@ def average_treatment_effect(treated: np.ndarray, y: np.ndarray, confidence: flo
     return AverageEffect(ate, se, ate - z * se, ate + z * se, p1, p0, n1, n0)
 
 
+def stratified_effect(
+    treated: np.ndarray, y: np.ndarray, strata: np.ndarray | None = None, confidence: float = CONFIDENCE,
+    binary: bool = True,
+) -> AverageEffect:
+    """The ATE pooled over strata (campaign waves): each stratum's difference weighted by its rows.
+
+    Waves are randomised separately and may differ in who was targeted and when, so the pooled
+    effect is the post-stratified one (the wave as a covariate); a stratum without both arms is
+    left out. With one stratum this is `average_treatment_effect` (binary) or Welch's difference
+    in means (`binary=False`, e.g. a follow-up score).
+
+    Args:
+        treated: 0/1 arm per row.
+        y: outcome per row (0/1 when `binary`).
+        strata: stratum (wave) per row; None means one stratum.
+        confidence: interval level.
+        binary: the outcome is 0/1 (variance p(1-p)) rather than continuous (sample variance).
+    Returns:
+        The pooled effect, its standard error and interval; rates are the pooled arm means.
+    """
+    arm = np.asarray(treated) == 1
+    y = np.asarray(y, float)
+    strata = np.zeros(len(y), int) if strata is None else np.asarray(strata)
+    parts = []
+    both = np.zeros(len(y), bool)
+    for value in pd.unique(strata):
+        rows = strata == value
+        t, c = rows & arm, rows & ~arm
+        n1, n0 = int(t.sum()), int(c.sum())
+        if n1 == 0 or n0 == 0:
+            continue
+        both |= rows
+        p1, p0 = float(y[t].mean()), float(y[c].mean())
+        if binary:
+            v1, v0 = p1 * (1 - p1), p0 * (1 - p0)
+        else:
+            v1 = float(y[t].var(ddof=1)) if n1 > 1 else 0.0
+            v0 = float(y[c].var(ddof=1)) if n0 > 1 else 0.0
+        parts.append((n1 + n0, p1 - p0, v1 / n1 + v0 / n0))
+    if not parts:
+        raise ValueError("the ATE needs both a treated and a control group")
+    weight = np.array([p[0] for p in parts], float) / sum(p[0] for p in parts)
+    ate = float(np.sum(weight * [p[1] for p in parts]))
+    se = float(np.sqrt(np.sum(weight ** 2 * [p[2] for p in parts])))
+    z = float(norm.ppf(0.5 + confidence / 2))
+    n1, n0 = int((arm & both).sum()), int((~arm & both).sum())
+    return AverageEffect(ate, se, ate - z * se, ate + z * se, float(y[arm & both].mean()),
+                         float(y[~arm & both].mean()), n1, n0)
+
+
 @dataclass(frozen=True)
 class CalibrationSlope:
     """How much of the predicted heterogeneity holds out of fold (1 = all of it, 0 = none)."""
@@ -388,6 +438,48 @@ class UpliftResult:
     effect_center: float = 0.0  # mean τ̂ of the refit learner over the campaign rows
     ineffective: bool = False
     reason: str = ""
+    # Whether churn was learned (False: the campaign recorded follow-up scores only; churn stays simulated).
+    churn_learned: bool = True
+    waves: int = 1  # campaign waves pooled (the ATE is post-stratified by wave)
+    # The learned effect on the score (follow-up survey answers of treated vs control); NaN when not learned.
+    score_learned: bool = False
+    score_n_treated: int = 0
+    score_n_control: int = 0
+    score_treated: float = float("nan")  # mean follow-up score of the treated
+    score_control: float = float("nan")
+    score_ate: float = float("nan")  # change in the expected score (positive = happier)
+    score_ate_se: float = float("nan")
+    score_ci_low: float = float("nan")
+    score_ci_high: float = float("nan")
+    top_ate: float = float("nan")  # change in P(top band)
+    top_ate_se: float = float("nan")
+    top_ci_low: float = float("nan")
+    top_ci_high: float = float("nan")
+    score_ineffective: bool = False
+    score_reason: str = ""
+
+    @property
+    def proven_ineffective(self) -> bool:
+        """Every outcome a campaign measured shows no benefit: credited nothing under every objective."""
+        learned = [flag for flag, on in ((self.ineffective, self.churn_learned),
+                                         (self.score_ineffective, self.score_learned)) if on]
+        return bool(learned) and all(learned)
+
+    def score_effects(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The learned change in expected score and in P(top band) per customer (the ATE for each).
+
+        A strategy not proven to raise the score (CI includes 0, or harmful) is credited no gain:
+        min(ATE, 0), as is one whose every measured outcome showed no benefit.
+
+        Args:
+            n: number of customers.
+        Returns:
+            (delta expected score, delta P(top band)), each of length n.
+        """
+        score, top = self.score_ate, self.top_ate
+        if self.score_ineffective or self.proven_ineffective:
+            score, top = min(score, 0.0), min(top, 0.0)
+        return np.full(n, score), np.full(n, top)
 
     def predict_effect(self, X: np.ndarray) -> np.ndarray:
         """The learned change in P(churn) per customer: ATE + shrinkage·(τ̂(x) − mean τ̂).
@@ -399,7 +491,7 @@ class UpliftResult:
         Returns:
             The effect per row.
         """
-        if self.ineffective:
+        if self.ineffective or self.proven_ineffective:
             return np.full(len(X), max(self.ate, 0.0))
         if self.shrinkage == 0.0:
             return np.full(len(X), self.ate)
@@ -408,7 +500,10 @@ class UpliftResult:
     def summary(self) -> dict[str, Any]:
         """Every reported figure, without the fitted model (JSON-ready)."""
         row = {k: v for k, v in asdict(self).items() if k != "model"}
-        row["method"] = "learned"
+        row["method"] = "learned" if self.churn_learned else "simulated"
+        row["churn_method"] = row["method"]
+        row["score_method"] = "learned" if self.score_learned else "simulated"
+        row["proven_ineffective"] = self.proven_ineffective
         return row
 
 
@@ -422,6 +517,7 @@ def fit_uplift(
     threads: int = 2,
     folds: int = CV_FOLDS,
     confidence: float = CONFIDENCE,
+    wave: np.ndarray | None = None,
 ) -> UpliftResult:
     """Learn one strategy's effect from its randomised campaign rows.
 
@@ -437,12 +533,13 @@ def fit_uplift(
         threads: LightGBM threads.
         folds: cross-validation folds.
         confidence: level of the ATE interval.
+        wave: campaign wave per row (the ATE is post-stratified by it); None means one wave.
     Returns:
         The fitted result with its ATE, Qini / AUUC against random, and the ineffective flag.
     """
     treated = np.asarray(treated, int)
     churned = np.asarray(churned, int)
-    effect = average_treatment_effect(treated, churned, confidence)
+    effect = stratified_effect(treated, churned, wave, confidence)
     if min(effect.n_treated, effect.n_control) < MIN_ARM_ROWS:
         raise ValueError(
             f"strategy '{strategy}': {effect.n_treated} treated and {effect.n_control} control rows; "
@@ -489,6 +586,54 @@ def fit_uplift(
         effect_center=float(np.mean(model.predict(X))),
         ineffective=ineffective,
         reason=reason,
+        waves=1 if wave is None else int(pd.Series(wave).nunique()),
+    )
+
+
+def score_only_result(strategy: str, waves: int = 1) -> UpliftResult:
+    """A result for a strategy whose campaigns recorded follow-up scores but no churn (churn stays simulated)."""
+    nan = float("nan")
+    return UpliftResult(strategy=strategy, learner="", model=None, n_treated=0, n_control=0, churn_treated=nan,
+                        churn_control=nan, ate=nan, ate_se=nan, ate_ci_low=nan, ate_ci_high=nan, qini=nan,
+                        qini_random=nan, auuc=nan, auuc_random=nan, churn_learned=False, waves=waves,
+                        reason="no churn outcome in its campaigns: churn effect simulated")
+
+
+def with_score_effect(
+    result: UpliftResult, treated: np.ndarray, score: np.ndarray, top: np.ndarray, wave: np.ndarray | None = None,
+    confidence: float = CONFIDENCE,
+) -> UpliftResult:
+    """The result with its learned effect on the score, from follow-up survey answers of both arms.
+
+    The effect on the expected score is the (wave-stratified) difference in mean follow-up scores,
+    and the effect on P(top band) the difference in top-band shares, each with a normal interval.
+    A strategy whose score interval does not lie wholly above zero is flagged score-ineffective.
+
+    Args:
+        result: the strategy's result (churn learned or `score_only_result`).
+        treated: 0/1 arm of the rows with a follow-up score.
+        score: their follow-up score.
+        top: 1 where that score is in the top band.
+        wave: their campaign wave.
+        confidence: interval level.
+    Returns:
+        A new result with the score fields set.
+    """
+    effect = stratified_effect(treated, score, wave, confidence, binary=False)
+    top_effect = stratified_effect(treated, top, wave, confidence, binary=True)
+    interval = f"({confidence:.0%} CI {effect.ci_low:+.2f} to {effect.ci_high:+.2f})"
+    if effect.ci_high < 0.0:
+        reason = f"harmful: the score falls by {-effect.ate:.2f} {interval}"
+    elif effect.ci_low <= 0.0:
+        reason = f"indistinguishable from no effect: {effect.ate:+.2f} {interval} includes 0"
+    else:
+        reason = f"effective: the score rises by {effect.ate:.2f} {interval}"
+    return replace(
+        result, score_learned=True, score_n_treated=effect.n_treated, score_n_control=effect.n_control,
+        score_treated=effect.rate_treated, score_control=effect.rate_control, score_ate=effect.ate,
+        score_ate_se=effect.se, score_ci_low=effect.ci_low, score_ci_high=effect.ci_high, top_ate=top_effect.ate,
+        top_ate_se=top_effect.se, top_ci_low=top_effect.ci_low, top_ci_high=top_effect.ci_high,
+        score_ineffective=bool(effect.ci_low <= 0.0), score_reason=reason,
     )
 
 
@@ -507,9 +652,13 @@ def uplift_report(uplift: Mapping[str, UpliftResult]) -> pd.DataFrame:
         row.update({f"cv_qini_{k}": v for k, v in cv.items()})
         rows.append(row)
     columns = [
-        "strategy", "method", "learner", "n_treated", "n_control", "churn_treated", "churn_control", "ate",
+        "strategy", "method", "churn_method", "score_method",
+        "learner", "n_treated", "n_control", "churn_treated", "churn_control", "ate",
         "ate_se", "ate_ci_low", "ate_ci_high", "ineffective", "reason", "qini", "qini_random", "auuc",
         "auuc_random", *(f"cv_qini_{k}" for k in LEARNERS), "heterogeneity", "heterogeneity_se", "shrinkage",
+        "waves", "score_n_treated", "score_n_control", "score_treated", "score_control", "score_ate", "score_ate_se",
+        "score_ci_low", "score_ci_high", "top_ate", "top_ci_low", "top_ci_high", "score_ineffective", "score_reason",
+        "proven_ineffective",
     ]
     frame = pd.DataFrame(rows)
     return frame.reindex(columns=columns) if rows else pd.DataFrame(columns=columns)

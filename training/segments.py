@@ -9,6 +9,7 @@ from cxpredict.features.config import CxConfig
 from cxpredict.features.load import DataError, Dataset
 from cxpredict.models.bundle import ScoringBundle, band_column
 from cxpredict.models.estimators import binary_probability, predict_raw
+from cxpredict.models.problems import predicted_column_names, with_predicted_columns
 from cxpredict.training import evaluate
 
 MISSING_SEGMENT = "(missing)"
@@ -69,10 +70,12 @@ def segment_figures(config: CxConfig, bundle: ScoringBundle, dataset: Dataset, b
         `index_dr`, `index_ci_low`, `index_ci_high`, `index_respondents`, `reliable`.
     """
     customers = dataset.customers
+    X = bundle.pipeline.transform(customers)
+    if by not in customers.columns and by in predicted_column_names(bundle):  # e.g. problem_group
+        customers = with_predicted_columns(bundle, customers, X, config.training.threads, columns=[by])
     if by not in customers.columns:
         raise DataError(f"{dataset.sources.get('customers', 'customers')}: no column '{by}' to segment by")
     seed = config.training.seed if seed is None else seed
-    X = bundle.pipeline.transform(customers)
     predicted = bundle.predict_matrix(X, config.training.threads, causes=False, drivers=False)
     net = predicted[band_column(bundle.top_band)] - predicted[band_column(bundle.bottom_band)]
     positions, observed, propensity = respondent_inputs(config, bundle, dataset, net, X, config.training.threads)

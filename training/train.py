@@ -37,13 +37,14 @@ from cxpredict.models.estimators import (
     multiclass_probabilities,
     predict_raw,
 )
+from cxpredict.models.problems import cause_base_rates
 from cxpredict.models.registry import NOTES_ARTIFACT, LoadedBundle
 from cxpredict.training import evaluate
 from cxpredict.training.conformal import calibrate_conformal, respondent_oof_frame
 from cxpredict.training.project import link_project_run
 from cxpredict.training.registry import configure_mlflow, log_bundle
 from cxpredict.training.tune import TuneResult, settle_rounds, study_name_for, tune_model
-from cxpredict.training.uplift import fit_campaign_uplift
+from cxpredict.training.uplift import fit_strategy_loop
 
 logger = logging.getLogger(__name__)
 OOF_FOLDS = 3
@@ -489,6 +490,8 @@ class Trainer:
             cause_boosters=cause_boosters,
             driver_boosters=driver_boosters,
             propensity_booster=self.propensity_booster,
+            cause_base_rates=cause_base_rates(self.targets.causes) if cause_boosters else {},
+            problem_min_lift=float(c.problem_groups.min_lift),
         )
         if include_churn and self.dataset.outcomes is not None and c.churn is not None:
             with self.timed("churn"):
@@ -535,7 +538,7 @@ def train(
         trainer = Trainer(config, dataset, tune_trials=tune_trials)
         bundle = trainer.fit()
         with trainer.timed("uplift"):
-            bundle.uplift = fit_campaign_uplift(config, dataset, bundle.pipeline, trainer.metrics, trainer.notes)
+            fit_strategy_loop(config, dataset, bundle, trainer.metrics, trainer.notes)
         bundle.metadata.update({"run_id": run.info.run_id, "model_name": config.registered_model_name})
         mlflow.log_metrics(_finite(trainer.metrics))
         mlflow.log_dict({"notes": trainer.notes}, NOTES_ARTIFACT)

@@ -23,6 +23,7 @@ from cxpredict.serving.api.model import ModelManager, ServingModel
 from cxpredict.serving.api.routes import (
     admin,
     alerts,
+    campaigns,
     customers,
     drivers,
     health,
@@ -100,7 +101,7 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
     app.state.metrics = metrics
     install_error_handlers(app)
     for router in (health.router, scores.router, customers.router, simulations.router, strategies.router,
-                   drivers.router, alerts.router, model.router, admin.router):
+                   drivers.router, alerts.router, model.router, admin.router, campaigns.router):
         app.include_router(router)
     install_console(app)
     install_docs(app)

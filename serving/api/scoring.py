@@ -14,6 +14,7 @@ import numpy as np
 from fastapi.exceptions import RequestValidationError
 
 from cxpredict.models.bundle import band_column, uncertainty_arrays
+from cxpredict.models.problems import PROBLEM_GROUP, PROBLEM_LIFT, bundle_problem_columns
 from cxpredict.serving.api.errors import UnknownCustomers, field_error
 from cxpredict.serving.api.explaining import explain_rows
 from cxpredict.serving.api.model import ServingModel
@@ -105,6 +106,10 @@ def check_explain(k: int, explain_max: int) -> None:
                                                   "less_than_equal")])
 
 
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
 def score_rows(model: ServingModel, customers: ResolvedCustomers, explain: int = 0) -> list[dict[str, Any]]:
     """One score per customer: the same figures as `cxpredict score`, plus survey facts.
 
@@ -112,6 +117,7 @@ def score_rows(model: ServingModel, customers: ResolvedCustomers, explain: int =
     targets (bottom band, expected score, churn).
     """
     predicted = model.bundle.predict_matrix(customers.X, model.threads)
+    problems = bundle_problem_columns(model.bundle, predicted)
     names = list(predicted)
     columns = np.column_stack([predicted[n] for n in names]).tolist() if names else []
     uncertainty = uncertainty_rows(model, customers.X, predicted)
@@ -125,6 +131,8 @@ def score_rows(model: ServingModel, customers: ResolvedCustomers, explain: int =
             "observed_score": customers.observed.get(customer_id) if stored and customer_id else None,
             "model_version": model.version,
             "predictions": dict(zip(names, columns[i], strict=True)),
+            "problem_group": str(problems[PROBLEM_GROUP][i]) if problems else None,
+            "problem_lift": _finite_or_none(problems[PROBLEM_LIFT][i]) if problems else None,
             "uncertainty": None if uncertainty is None else uncertainty[i],
             "explanations": None if explanations is None else explanations[i],
         })

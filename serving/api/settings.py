@@ -15,6 +15,7 @@ import yaml
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cxpredict.features.campaigns import default_store_url as campaign_store_default
 from cxpredict.features.config import CxConfig
 from cxpredict.models.registry import CHAMPION
 
@@ -77,9 +78,7 @@ class ServingSettings(BaseSettings):
 
 def default_store_url(config: CxConfig) -> str:
     """SQLite file `cxstore.db` beside the MLflow store (or beside the config when MLflow is remote)."""
-    uri = config.tracking_uri
-    folder = Path(uri.removeprefix("sqlite:///")).parent if uri.startswith("sqlite:///") else config.base_dir
-    return f"sqlite:///{(folder / 'cxstore.db').resolve()}"
+    return campaign_store_default(config)  # one definition: the CLI's campaign commands use it too
 
 
 def store_url(settings: ServingSettings, config: CxConfig) -> str:

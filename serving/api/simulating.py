@@ -21,7 +21,8 @@ from cxpredict.serving.api.model import ServingModel
 from cxpredict.serving.api.scoring import ResolvedCustomers
 
 _EFFECT_FIELDS = {
-    "strategy": "strategy", "method": "method", "score_method": "score_method", "cost": "cost",
+    "strategy": "strategy", "method": "method", "churn_method": "churn_method", "score_method": "score_method",
+    "cost": "cost",
     "churn_probability": "churn_strategy", "delta_churn": "delta_churn",
     "delta_churn_simulated": "delta_churn_simulated", "expected_score": "expected_score_strategy",
     "delta_expected_score": "delta_expected_score", "p_top_band": "p_top_strategy",

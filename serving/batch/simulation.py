@@ -19,6 +19,8 @@ from cxpredict.features.io import write_csv_atomic, write_json_atomic, write_par
 from cxpredict.features.load import DataError, Dataset
 from cxpredict.features.progress import StepProgress, no_progress
 from cxpredict.features.strategies import Strategy, config_strategies, eligible_mask, validate_strategies
+from cxpredict.models.bundle import ScoringBundle
+from cxpredict.models.problems import problem_kinds
 from cxpredict.models.registry import LoadedBundle
 from cxpredict.models.simulate import (
     OBJECTIVES,
@@ -138,8 +140,9 @@ def prepare_simulation(
     budget: float | None = None,
     segment_by: str | None = None,
     use_learned: bool = True,
+    bundle: ScoringBundle | None = None,
 ) -> SimulationRequest:
-    """Check everything that does not need the model, so bad input fails before it is loaded.
+    """Check everything that does not need the model's predictions, so bad input fails before scoring.
 
     Args:
         config: the dataset config (strategies file, id column).
@@ -150,6 +153,8 @@ def prepare_simulation(
         budget: total cost allowed for the budget plan (None: no plan).
         segment_by: column of the segment table (default: `segment` when the customers have it).
         use_learned: use effects learned from campaigns where the model has them.
+        bundle: the model, when loaded: eligibility rules and `--segment-by` may then name its
+            prediction columns (`p_cause_price`, `problem_group`, `churn_probability`, ...).
     Returns:
         The checked request.
     """
@@ -158,12 +163,15 @@ def prepare_simulation(
     if budget is not None and budget < 0:
         raise ConfigError(f"--budget must be non-negative, got {budget}")
     strategies, source = config_strategies(config)
-    validate_strategies(strategies, dataset.customers, source=source)
+    predicted = problem_kinds(bundle) if bundle is not None else {}
+    validate_strategies(strategies, dataset.customers, source=source, predicted=predicted)
     customers = select_customers(config, dataset.customers, ids_file, filters)
     if segment_by is None and DEFAULT_SEGMENT_COLUMN in customers.columns:
         segment_by = DEFAULT_SEGMENT_COLUMN
-    if segment_by is not None and segment_by not in customers.columns:
-        raise ConfigError(f"--segment-by: column '{segment_by}' not found in the customers")
+    if segment_by is not None and segment_by not in customers.columns and segment_by not in predicted:
+        known = ", ".join(sorted(predicted)) if predicted else "none without a model"
+        raise ConfigError(f"--segment-by: column '{segment_by}' not found in the customers "
+                          f"(nor among the model's predictions: {known})")
     return SimulationRequest(strategies, source, customers, objective, budget, segment_by, use_learned)
 
 
@@ -181,7 +189,8 @@ def run_simulation(config: CxConfig, loaded: LoadedBundle, request: SimulationRe
     """
     strategies, customers, objective = request.strategies, request.customers, request.objective
     budget, segment_by = request.budget, request.segment_by
-    validate_strategies(strategies, feature_schema=loaded.bundle.pipeline.schema(), source=request.source)
+    validate_strategies(strategies, feature_schema=loaded.bundle.pipeline.schema(), source=request.source,
+                        predicted=problem_kinds(loaded.bundle))
     steps = 2 + (budget is not None)
     progress(f"effects of {len(strategies)} strategies on {len(customers):,} customers", 0, steps)
     simulation = simulate_effects(
@@ -199,8 +208,10 @@ def run_simulation(config: CxConfig, loaded: LoadedBundle, request: SimulationRe
     effects = simulation.effects
     per_strategy = {
         s.id: {
-            "method": str(effects.loc[effects["strategy"] == s.id, "method"].iloc[0])
-            if (effects["strategy"] == s.id).any() else None,
+            **{column: str(effects.loc[effects["strategy"] == s.id, column].iloc[0])
+               if (effects["strategy"] == s.id).any() else None
+               for column in ("method", "churn_method", "score_method")},
+            "ineffective": bool(s.id in learned and learned[s.id].proven_ineffective),
             "n_eligible": int((effects["strategy"] == s.id).sum()),
             "n_best": int((best["best_strategy"] == s.id).sum()),
             "expected_total_value": float(effects.loc[effects["strategy"] == s.id, "expected_value"].sum()),
@@ -221,8 +232,22 @@ def run_simulation(config: CxConfig, loaded: LoadedBundle, request: SimulationRe
         "strategies": per_strategy,
         "budget_plan": plan.summary() if plan is not None else None,
         "notes": simulation.notes,
+        "warnings": untested_warnings(per_strategy, best, objective),
     }
     return SimulationReport(simulation, best, segments, uplift_report(learned), plan, summary)
+
+
+def untested_warnings(per_strategy: dict[str, dict[str, Any]], best: pd.DataFrame, objective: str) -> list[str]:
+    """One warning per recommended strategy whose objective's effect is only the model's what-if."""
+    column = "score_method" if objective == "score" else "churn_method"
+    warnings = []
+    for sid, row in per_strategy.items():
+        if row["n_best"] and row.get(column) == "simulated":
+            warnings.append(
+                f"strategy '{sid}' recommended to {row['n_best']} customers on a simulated {objective} effect "
+                f"(method=simulated: the model's what-if, no campaign with a control group yet)"
+            )
+    return warnings
 
 
 def write_simulation(report: SimulationReport, out_dir: Path) -> dict[str, Path]:

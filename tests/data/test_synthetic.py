@@ -410,7 +410,12 @@ def test_eligibility_operators() -> None:
 
 def test_campaign_is_randomised_and_eligible(company: SyntheticCompany) -> None:
     campaigns = company.campaigns
-    assert list(campaigns.columns) == ["customer_id", "strategy", "treated", "churned"]
+    assert list(campaigns.columns) == ["customer_id", "strategy", "treated", "churned", "nps", "campaign", "wave",
+                                       "date"]
+    # Half of both arms answered the follow-up survey (~4,000 rows: SE of the share 0.008).
+    answered = campaigns["nps"].notna()
+    assert abs(answered.mean() - 0.5) < 0.04
+    assert abs(answered[campaigns["treated"] == 1].mean() - answered[campaigns["treated"] == 0].mean()) < 0.05
     assert campaigns["customer_id"].is_unique
     assert abs(len(campaigns) / N - 0.20) < 0.02
     assert {"app_promo", "contract_upgrade"} <= set(campaigns["strategy"]) and campaigns[
@@ -433,3 +438,31 @@ def test_campaign_control_group_reveals_real_effects(company: SyntheticCompany) 
     # app_promo has no effect: ~500 per arm at ~0.18 churn gives SE ~0.024; 0.1 is ~4 SE.
     app_control, app_treated = rates.loc[("app_promo", 0)], rates.loc[("app_promo", 1)]
     assert abs(app_control["mean"] - app_treated["mean"]) < 0.1
+
+
+def test_truth_holds_true_score_effects_and_app_promo_is_spurious(company: SyntheticCompany) -> None:
+    truth = company.truth
+    for s in company.strategies:
+        assert f"true_score_effect_{s['id']}" in truth and f"true_promoter_effect_{s['id']}" in truth
+    # app_promo raises app use, a correlate of satisfaction, and changes nothing: 0 on both outcomes.
+    app = truth["true_score_effect_app_promo"].dropna()
+    assert len(app) > 0 and np.allclose(app, 0.0) and np.allclose(truth["true_effect_app_promo"].dropna(), 0.0)
+    # ... while app users are happier (engagement drives both): a what-if model of the score is fooled.
+    happier = truth.groupby(company.customers["app_user"].to_numpy())["true_expected_nps"].mean()
+    assert happier["Yes"] - happier["No"] > 0.3
+    # The real offers raise the score on average (a discount of 20 % is a large price improvement).
+    assert truth["true_score_effect_price_discount"].mean() > 0.3
+    assert (truth["true_score_effect_priority_support"].dropna() >= -1e-12).all()
+
+
+def test_campaign_follow_up_scores_reveal_score_effects(company: SyntheticCompany) -> None:
+    answered = company.campaigns.dropna(subset=["nps"])
+    truth = company.truth.set_index("customer_id")
+    for sid in ("price_discount", "contract_upgrade", "app_promo"):
+        rows = answered[answered["strategy"] == sid]
+        arm = rows.groupby("treated")["nps"]
+        diff = arm.mean()[1] - arm.mean()[0]
+        se = float(np.sqrt((arm.var() / arm.size()).sum()))
+        true_mean = truth.loc[rows["customer_id"], f"true_score_effect_{sid}"].mean()
+        # The difference in follow-up means estimates the true mean effect: within 4 SE of it.
+        assert abs(diff - true_mean) < 4 * se, (sid, diff, true_mean, se)

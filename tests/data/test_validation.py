@@ -399,7 +399,8 @@ def test_scoring_handles_unseen_categories_and_missing_values(
     customers.loc[20:29, "contract"] = np.nan
     scores = bundle.predict(customers)
     assert len(scores) == 40 and scores["customer_id"].tolist() == customers["customer_id"].tolist()
-    assert np.isfinite(scores.drop(columns="customer_id").to_numpy(float)).all()
+    assert set(scores["problem_group"]) <= {*bundle.cause_base_rates, "none"}
+    assert np.isfinite(scores.drop(columns=["customer_id", "problem_group"]).to_numpy(float)).all()
     probabilities = scores[[c for c in scores.columns if c.startswith("p_") or c == "churn_probability"]]
     assert ((probabilities >= 0) & (probabilities <= 1)).all().all()
     bands = scores[["p_detractor", "p_passive", "p_promoter"]].sum(axis=1)

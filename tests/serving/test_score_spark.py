@@ -39,7 +39,8 @@ def test_score_spark_equals_local_engine(scale_company: ScaleCompany, tmp_path: 
     assert not list((tmp_path).glob("spark.tmp-*"))
     assert by_spark.index.is_unique and by_spark.index.equals(by_local.index)
     assert list(by_spark.columns) == list(by_local.columns)
-    assert {"surveyed", "observed_nps", "prediction_set", "driver2_churn_value"} <= set(by_spark.columns)
+    assert {"surveyed", "observed_nps", "prediction_set", "driver2_churn_value", "problem_group",
+            "problem_lift"} <= set(by_spark.columns)
     numeric = by_local.select_dtypes("number").columns
     np.testing.assert_allclose(by_spark[numeric].to_numpy(float), by_local[numeric].to_numpy(float),
                                rtol=0, atol=1e-9)

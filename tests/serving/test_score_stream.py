@@ -100,6 +100,7 @@ def test_score_stream_folder_matches_in_memory_with_rejects(scale_company: Scale
     for column in expected.columns.difference(numeric):
         assert got[column].astype(str).tolist() == expected[column].astype(str).tolist(), column
     assert "driver2_churn_contribution" in got.columns and "prediction_set" in got.columns
+    assert {"problem_group", "problem_lift"} <= set(got.columns)  # the streamed table carries problem groups
     assert set(got["model_version"]) == {loaded.version}
     survey = pd.read_csv(scale_company.folder / "survey.csv", dtype={"customer_id": str}).set_index("customer_id")
     assert got["surveyed"].tolist() == got["customer_id"].isin(survey.index).tolist()

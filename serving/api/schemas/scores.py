@@ -109,6 +109,7 @@ class CustomerScore(BaseModel):
         "customer_id": "C0000042", "surveyed": False, "observed_score": None, "model_version": "3",
         "predictions": {"p_detractor": 0.41, "p_passive": 0.37, "p_promoter": 0.22, "expected_score": 6.8,
                         "p_cause_network": 0.32, "pred_rating_network": 6.1, "churn_probability": 0.18},
+        "problem_group": "network", "problem_lift": 2.1,
         "uncertainty": {"prediction_set": ["detractor", "passive"], "set_size": 2, "expected_score_low": 4.1,
                         "expected_score_high": 9.0, "low_support": False, "response_propensity": 0.04},
     }]})
@@ -120,6 +121,11 @@ class CustomerScore(BaseModel):
     predictions: dict[str, float] = Field(
         description="p_<band>, expected_score, p_cause_<code>, pred_<driver>, churn_probability",
     )
+    problem_group: str | None = Field(
+        None, description="the cause most raised over its base rate among respondents, or 'none' (null without "
+        "cause models)",
+    )
+    problem_lift: float | None = Field(None, description="P(cause) / the cause's share among respondents")
     uncertainty: Uncertainty | None = Field(None, description="null for models trained without calibration")
     explanations: dict[str, TargetExplanation] | None = Field(
         None, description="with ?explain=k: per target (bottom band, expected_score, churn) the k largest drivers",

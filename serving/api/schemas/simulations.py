@@ -38,8 +38,11 @@ class StrategyEffect(BaseModel):
     """One strategy for one customer: the figures under it, their changes, and how they were obtained."""
 
     strategy: str
-    method: Literal["simulated", "learned"] = Field(description="how the churn effect was obtained")
-    score_method: Literal["simulated", "learned"] = Field(description="how the score effects were obtained")
+    method: Literal["simulated", "learned"] = Field(description="how the churn effect was obtained (= churn_method)")
+    churn_method: Literal["simulated", "learned"] = Field(description="how the churn effect was obtained")
+    score_method: Literal["simulated", "learned"] = Field(
+        description="how the score effects were obtained: learned from follow-up scores of a campaign's two arms",
+    )
     cost: float
     churn_probability: float
     delta_churn: float
@@ -96,7 +99,8 @@ class SimulationResponse(BaseModel):
             "customer_id": "C0000042", "value": 2400.0, "best_strategy": "contract_upgrade",
             "baseline": {"churn_probability": 0.31, "expected_score": 6.2, "p_top_band": 0.18},
             "strategies": [{
-                "strategy": "contract_upgrade", "method": "learned", "score_method": "simulated", "cost": 30.0,
+                "strategy": "contract_upgrade", "method": "learned", "churn_method": "learned",
+                "score_method": "simulated", "cost": 30.0,
                 "churn_probability": 0.22, "delta_churn": -0.09, "delta_churn_simulated": -0.12,
                 "expected_score": 6.4, "delta_expected_score": 0.2, "p_top_band": 0.2, "delta_p_top_band": 0.02,
                 "expected_value": 186.0, "gain": 186.0,
