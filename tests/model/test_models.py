@@ -15,7 +15,7 @@ from sklearn.metrics import f1_score, roc_auc_score
 
 from cxpredict.features.load import load_dataset
 from cxpredict.models.bundle import ScoringBundle, cause_column
-from cxpredict.training.train import Trainer
+from cxpredict.training.train import fit_models
 from tests.conftest import TrainedCompany
 
 pytestmark = pytest.mark.model
@@ -152,6 +152,6 @@ def test_scores_do_not_depend_on_batch_size(small_training: TrainedCompany, cust
 def test_same_seed_trains_the_same_models(small_training: TrainedCompany, customers: pd.DataFrame,
                                           scores: pd.DataFrame) -> None:
     config = small_training.config
-    bundle: ScoringBundle = Trainer(config, load_dataset(config), tune_trials=2, log_trials=False).fit()
+    bundle: ScoringBundle = fit_models(config, load_dataset(config), tune_trials=2, log_trials=False).bundle
     again = bundle.predict(customers).set_index("customer_id")
     pd.testing.assert_frame_equal(again, scores, check_exact=False, rtol=0, atol=1e-12)
