@@ -17,7 +17,7 @@ import re
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -706,7 +706,7 @@ def fit_models(config: CxConfig, dataset: Dataset, tune_trials: int | None = Non
     with _timed("drivers", seconds):
         drivers, driver_notes = fit_drivers(data, weight, options)
         notes += driver_notes
-    bundle = ScoringBundle(
+    scoring = ScoringBundle(
         name=config.name,
         id_column=config.id_column,
         pipeline=data.pipeline,
@@ -723,28 +723,25 @@ def fit_models(config: CxConfig, dataset: Dataset, tune_trials: int | None = Non
     )
     # Band probabilities and expected score of every customer, from the score models only,
     # computed once (churn's inputs and the population figures both need them).
-    experience = bundle.predict_matrix(data.X, config.training.threads, causes=False, drivers=False, churn=False)
-    churn = None
+    experience = scoring.predict_matrix(data.X, config.training.threads, causes=False, drivers=False, churn=False)
+    churn, uses_experience = None, False
     if include_churn and dataset.outcomes is not None and config.churn is not None:
         with _timed("churn", seconds):
             uses_experience = config.churn.use_experience
             expected, p_bottom = (experience_features(data, experience, score, expected_score) if uses_experience
                                   else (None, None))
             churn = fit_churn(data, options, expected, p_bottom)
-            bundle.churn_booster = None if churn is None else churn.booster
-            bundle.churn_uses_experience = uses_experience
     with _timed("population", seconds):
-        population = score_population(data, bundle, score, propensity, experience)
+        population = score_population(data, scoring, score, propensity, experience)
     respondent_propensity = None if propensity is None else np.asarray(propensity.out_of_fold)
     with _timed("conformal", seconds):
         tg = data.targets
-        bundle.conformal = calibrate_conformal(
+        conformal = calibrate_conformal(
             config, np.asarray(score.out_of_fold), tg.band_index, np.asarray(expected_score.out_of_fold),
             tg.level_index, respondent_propensity, len(tg.positions) / len(data.X),
         )
         ids = dataset.customers[config.id_column].astype(str).to_numpy()[tg.positions]
-        bundle.respondent_oof = respondent_oof_frame(config, ids, np.asarray(score.out_of_fold), respondent_propensity)
-    bundle.drift_reference = DriftReference.fit(data.pipeline, data.X)
+        respondent_oof = respondent_oof_frame(config, ids, np.asarray(score.out_of_fold), respondent_propensity)
     metrics: dict[str, float] = {}
     for fit in [propensity, score, expected_score]:
         if fit is not None:
@@ -760,7 +757,11 @@ def fit_models(config: CxConfig, dataset: Dataset, tune_trials: int | None = Non
     metrics.update(seconds)
     metrics["n_customers"] = float(len(data.X))
     metrics["n_respondents"] = float(len(data.targets.positions))
-    bundle.metadata = {"metrics": _finite(metrics), "notes": list(notes)}
+    bundle = replace(
+        scoring, churn_booster=None if churn is None else churn.booster, churn_uses_experience=uses_experience,
+        conformal=conformal, respondent_oof=respondent_oof, drift_reference=DriftReference.fit(data.pipeline, data.X),
+        metadata={"metrics": _finite(metrics), "notes": list(notes)},
+    )
     return TrainedModels(
         data=data, propensity=propensity, respondent_weight=weight, score=score, expected_score=expected_score,
         causes=causes, drivers=drivers, churn=churn, population=population, bundle=bundle, metrics=metrics,

@@ -24,6 +24,9 @@ def test_pruned_trials_end_killed_with_their_params_and_intermediate_losses(tmp_
     y = (X[:, 0] + X[:, 1] * X[:, 2] + rng.normal(size=1000) > 0).astype(int)
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     try:
+        # Its own experiment: earlier tests leave another store's experiment active in this process
+        # (trial runs, nested, go to the active experiment, as under `train`).
+        mlflow.set_experiment("pruning")
         with mlflow.start_run() as parent:
             tune_model("toy", base_params(BINARY, 1, 0, 1), X, y, None, tuning_folds(len(y), y, 1), [],
                        n_trials=10, timeout_s=None, seed=0)
