@@ -143,7 +143,7 @@ def tune(
                             study_name=study_name, progress=progress)
     _print_rows("tuning (best validation loss per study)", ("model", "trials", "best loss", "study"),
                 [(s.model, str(s.n_trials), "" if s.validation_loss is None else f"{s.validation_loss:.4f}",
-                  s.study_name or "") for s in report.studies])
+                  s.study_name or "") for s in report.studies], wrap=3, right=(1, 2))
     typer.echo(f"run {report.run_id}; studies in {report.storage}")
     typer.echo(f"tracking store: {cfg.tracking_uri}")
 
@@ -632,14 +632,19 @@ def _report_drift(drift: Any, warnings: list[str], drift_path: Path) -> None:
         typer.echo(f"warning: drift: {message}", err=True)
 
 
-def _print_rows(title: str, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
-    # Names never wrap: output read by scripts and tests must keep each figure's name whole.
+def _print_rows(title: str, header: tuple[str, ...], rows: list[tuple[str, ...]], wrap: int = 0,
+                right: tuple[int, ...] = (2,)) -> None:
+    # Names and values never wrap (scripts and tests read them whole); only column `wrap` may.
+    # Off a terminal there is no width to fit, so the table gets room.
+    out = Console()
+    if not out.is_terminal:
+        out = Console(width=120)
     table = Table(title=title)
     for i, name in enumerate(header):
-        table.add_column(name, no_wrap=i < 2, justify="left" if i < 2 else "right")
+        table.add_column(name, no_wrap=i != wrap, justify="right" if i in right else "left")
     for row in rows:
         table.add_row(*row)
-    Console().print(table)
+    out.print(table)
 
 
 if __name__ == "__main__":

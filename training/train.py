@@ -882,7 +882,7 @@ def training_summary(result: TrainResult) -> list[SummaryRow]:
     for key in sorted(k for k in m if k.startswith("test_driver_mae_")):
         add(f"driver {key.removeprefix('test_driver_mae_')}", key)
     add("churn", "test_churn_roc_auc")
-    add("population score (doubly robust, 95%)", "population_index", "+.1f",
+    add("population score (doubly robust, 95% CI)", "population_index", "+.1f",
         "population_index_ci_low", "population_index_ci_high")
     add("population score (respondents only)", "population_index_respondents", "+.1f")
     for key in sorted(k for k in m if k.startswith("campaign_ate_") and "_ci_" not in k):
