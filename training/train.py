@@ -43,7 +43,7 @@ from cxpredict.models.estimators import (
     multiclass_probabilities,
     predict_raw,
 )
-from cxpredict.models.registry import LoadedBundle
+from cxpredict.models.registry import NOTES_ARTIFACT, LoadedBundle
 from cxpredict.training import evaluate
 from cxpredict.training.conformal import calibrate_conformal, respondent_oof_frame
 from cxpredict.training.drivers import log_training_drivers
@@ -813,7 +813,7 @@ def train(
         metrics.update(seconds)
         bundle.metadata.update({"run_id": run.info.run_id, "model_name": config.registered_model_name})
         mlflow.log_metrics(_finite(metrics))
-        mlflow.log_dict({"notes": notes}, "notes.json")
+        mlflow.log_dict({"notes": notes}, NOTES_ARTIFACT)
         sample = dataset.customers.head(500)
         with _timed("log_model", seconds):
             version = log_bundle(config, bundle, sample, register)
