@@ -18,6 +18,7 @@ import optuna
 import sqlalchemy.exc
 
 from cxpredict.models.estimators import fit_booster
+from cxpredict.models.registry import TAG_TRIAL_NUMBER, TAG_TRIAL_STATE
 
 EARLY_STOPPING_ROUNDS = 40
 MAX_BOOST_ROUNDS = 1000
@@ -174,10 +175,10 @@ def tune_model(
         mlflow.start_run(run_name=f"{name}-trial-{trial.number}", nested=True)
         try:
             mlflow.log_params({**trial.params, "model": name, "folds": len(folds)})
-            mlflow.set_tag("optuna.trial_number", str(trial.number))
+            mlflow.set_tag(TAG_TRIAL_NUMBER, str(trial.number))
             value = run_trial(trial, params)
         except optuna.TrialPruned:
-            mlflow.set_tag("optuna.state", "pruned")
+            mlflow.set_tag(TAG_TRIAL_STATE, "pruned")
             mlflow.end_run(status=PRUNED_RUN_STATUS)
             raise
         except BaseException:
@@ -185,7 +186,7 @@ def tune_model(
             raise
         mlflow.log_params({"num_boost_round": trial.user_attrs["num_boost_round"]})
         mlflow.log_metric(f"val_{params['metric']}", value)
-        mlflow.set_tag("optuna.state", "complete")
+        mlflow.set_tag(TAG_TRIAL_STATE, "complete")
         mlflow.end_run()
         return value
 

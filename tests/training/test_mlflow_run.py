@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from cxpredict.models.estimators import BINARY, base_params
-from cxpredict.training.registry import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
+from cxpredict.models.registry import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, TAG_TRIAL_STATE
 from cxpredict.training.train import model_params, tuning_folds
 from cxpredict.training.tune import TUNED_PARAMS, tune_model
 from tests.conftest import TrainedCompany
@@ -35,8 +35,8 @@ def test_pruned_trials_end_killed_with_their_params_and_intermediate_losses(tmp_
     finally:
         mlflow.set_tracking_uri(None)
     assert len(trials) == 10
-    pruned = [r for r in trials if r.data.tags["optuna.state"] == "pruned"]
-    complete = [r for r in trials if r.data.tags["optuna.state"] == "complete"]
+    pruned = [r for r in trials if r.data.tags[TAG_TRIAL_STATE] == "pruned"]
+    complete = [r for r in trials if r.data.tags[TAG_TRIAL_STATE] == "complete"]
     assert pruned and complete and len(pruned) + len(complete) == 10  # this search prunes (measured: 6 of 10)
     assert {r.info.status for r in pruned} == {"KILLED"}  # stopped on purpose, not FAILED
     assert {r.info.status for r in complete} == {"FINISHED"}
