@@ -36,6 +36,7 @@ NOTES_ARTIFACT = "notes.json"  # training run: what training decided and why
 UPLIFT_ARTIFACT = "uplift.json"  # training run: the campaign effects learned per strategy
 BACKTEST_ARTIFACT = "backtest.json"  # backtest run: the report
 DRIFT_ARTIFACT = "drift.json"  # drift run of `score`: per-feature PSI and the warnings
+STUDIES_ARTIFACT = "studies.json"  # tune run: each model's Optuna study, trials, best loss and settings
 FEEDBACK_ARTIFACT = "feedback.json"  # feedback run: the reason and per-segment figures
 # Driver tables: written by training/drivers.py (training and explain runs), read by the API's
 # driver catalogue. The folder's files keep these names on disk too (`cxpredict explain --out`).

@@ -43,7 +43,7 @@ from cxpredict.models.estimators import (
     multiclass_probabilities,
     predict_raw,
 )
-from cxpredict.models.registry import NOTES_ARTIFACT, LoadedBundle
+from cxpredict.models.registry import NOTES_ARTIFACT, STUDIES_ARTIFACT, LoadedBundle
 from cxpredict.training import evaluate
 from cxpredict.training.conformal import calibrate_conformal, respondent_oof_frame
 from cxpredict.training.drivers import log_training_drivers
@@ -962,9 +962,9 @@ def tune(
                             if s.validation_loss is not None and np.isfinite(s.validation_loss)})
         mlflow.log_metrics({f"n_trials_{_model_key(s.model)}": float(s.n_trials) for s in studies})
         mlflow.log_dict({"studies": [
-            {"model": s.model, "study_name": s.study_name, "n_trials": s.n_trials,
+            {"target": s.model, "study_name": s.study_name, "n_trials": s.n_trials,
              "validation_loss": s.validation_loss, "hyperparameters": dict(s.hyperparameters)} for s in studies
-        ]}, "studies.json")
+        ]}, STUDIES_ARTIFACT)
         link_project_run(run.info.run_id, config.tracking_uri)
     return TuneReport(run.info.run_id, _redact_url(storage), studies)
 
