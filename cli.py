@@ -202,24 +202,60 @@ def _load(config: Path) -> CxConfig:
     return load_config(config)
 
 
+StudyStorageOption = Annotated[
+    str | None, typer.Option(help="Optuna storage URL shared by processes (e.g. postgresql://...)")
+]
+StudyNameOption = Annotated[
+    str | None, typer.Option(help="Prefix of the Optuna study names: resume studies by name (default: by data)")
+]
+
+
 @app.command()
 @cli_errors
 def train(
     config: ConfigOption,
     tune_trials: TuneTrialsOption = None,
-    study_storage: Annotated[
-        str | None, typer.Option(help="Optuna storage URL shared by processes (e.g. postgresql://...)")
-    ] = None,
+    study_storage: StudyStorageOption = None,
+    study_name: StudyNameOption = None,
 ) -> None:
     """Train every model, log one MLflow run and register the bundle as `champion`."""
+    from cxpredict.training.progress import training_progress
     from cxpredict.training.train import train as run_training
+    from cxpredict.training.train import training_summary
 
     cfg = _load(config)
-    result = run_training(cfg, tune_trials=tune_trials or None, study_storage=study_storage)
-    _print_metrics("training (test_* on held-out rows)", result.metrics)
+    with training_progress() as progress:
+        result = run_training(cfg, tune_trials=tune_trials or None, study_storage=study_storage,
+                              study_name=study_name, progress=progress)
+    _print_rows("training (held-out figures; every metric is in the MLflow run)", ("model", "figure", "value"),
+                [(row.model, row.figure, row.value) for row in training_summary(result)])
     for note in result.notes:
         typer.echo(f"note: {note}")
     typer.echo(f"run {result.run_id}; registered {result.model_name} version {result.model_version} as champion")
+    typer.echo(f"tracking store: {cfg.tracking_uri}")
+
+
+@app.command()
+@cli_errors
+def tune(
+    config: ConfigOption,
+    tune_trials: TuneTrialsOption = None,
+    study_storage: Annotated[str | None, typer.Option(
+        help="Optuna storage URL (default: training.study_storage, else optuna.db beside the config)")] = None,
+    study_name: StudyNameOption = None,
+) -> None:
+    """Run the hyper-parameter searches alone (one MLflow run); run again to resume the studies."""
+    from cxpredict.training.progress import training_progress
+    from cxpredict.training.train import tune as run_tuning
+
+    cfg = _load(config)
+    with training_progress() as progress:
+        report = run_tuning(cfg, tune_trials=tune_trials or None, study_storage=study_storage,
+                            study_name=study_name, progress=progress)
+    _print_rows("tuning (best validation loss per study)", ("model", "trials", "best loss", "study"),
+                [(s.model, str(s.n_trials), "" if s.validation_loss is None else f"{s.validation_loss:.4f}",
+                  s.study_name or "") for s in report.studies], wrap=3, right=(1, 2))
+    typer.echo(f"run {report.run_id}; studies in {report.storage}")
     typer.echo(f"tracking store: {cfg.tracking_uri}")
 
 
@@ -870,13 +906,19 @@ def _report_drift(drift: Any, warnings: list[str], drift_path: Path) -> None:
         typer.echo(f"warning: drift: {message}", err=True)
 
 
-def _print_metrics(title: str, metrics: dict[str, float]) -> None:
+def _print_rows(title: str, header: tuple[str, ...], rows: list[tuple[str, ...]], wrap: int = 0,
+                right: tuple[int, ...] = (2,)) -> None:
+    # Names and values never wrap (scripts and tests read them whole); only column `wrap` may.
+    # Off a terminal there is no width to fit, so the table gets room.
+    out = Console()
+    if not out.is_terminal:
+        out = Console(width=120)
     table = Table(title=title)
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key in sorted(metrics):
-        table.add_row(key, f"{metrics[key]:.4f}")
-    Console().print(table)
+    for i, name in enumerate(header):
+        table.add_column(name, no_wrap=i != wrap, justify="right" if i in right else "left")
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Models: churn (binary), score (multiclass over the bands) and expected score (regression).
 
-Trains the real model set (training.train.Trainer, no MLflow) on a synthetic company, then
+Trains the real model set (training.train.fit_models, no MLflow) on a synthetic company, then
 explains 1,000,000 generated customers in chunks (each chunk a repeat), interleaving the two engines
 chunk by chunk so that load from other processes hits both alike. Our engine explains every row;
 `pred_contrib`, whose cost per row does not depend on the batch size, explains the first
@@ -31,7 +31,7 @@ from cxpredict.features.load import load_dataset
 from cxpredict.features.synthetic import generate_company, write_company
 from cxpredict.models.bundle import ScoringBundle, band_column, load_bundle, save_bundle
 from cxpredict.models.treeshap import TreeShap
-from cxpredict.training.train import Trainer
+from cxpredict.training.train import fit_models
 
 
 def train_bundle(train_customers: int, survey_rate: float, tune_trials: int, seed: int,
@@ -41,8 +41,7 @@ def train_bundle(train_customers: int, survey_rate: float, tune_trials: int, see
         path = write_company(generate_company(train_customers, survey_rate, seed), Path(tmp), name="bench")
         config = load_config(path)
         config = config.model_copy(update={"training": config.training.model_copy(update={"threads": threads})})
-        trainer = Trainer(config, load_dataset(config), tune_trials=tune_trials, log_trials=False)
-        return trainer.fit()
+        return fit_models(config, load_dataset(config), tune_trials=tune_trials, log_trials=False).bundle
 
 
 def main() -> None:

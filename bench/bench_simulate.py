@@ -22,7 +22,7 @@ from cxpredict.features.config import load_config
 from cxpredict.features.load import load_dataset
 from cxpredict.features.synthetic import generate_company, strategy_catalogue, write_company
 from cxpredict.models.simulate import assign_with_budget, best_strategy, segment_table, simulate_effects
-from cxpredict.training.train import Trainer
+from cxpredict.training.train import fit_models
 from cxpredict.training.uplift import fit_campaign_uplift
 
 
@@ -58,8 +58,7 @@ def main() -> None:
         config = load_config(write_company(generate_company(args.train_customers, 0.10, seed=1), Path(tmp)))
         config = config.model_copy(update={"training": config.training.model_copy(update={"threads": 1})})
         dataset = load_dataset(config)
-        trainer = Trainer(config, dataset, tune_trials=2, log_trials=False)
-        bundle = trainer.fit()
+        bundle = fit_models(config, dataset, tune_trials=2, log_trials=False).bundle
         bundle.uplift = fit_campaign_uplift(config, dataset, bundle.pipeline)
         train_s = time.perf_counter() - started
 

@@ -37,6 +37,7 @@ UPLIFT_ARTIFACT = "uplift.json"  # training run: the campaign effects learned pe
 ITERATION_HISTORY_ARTIFACT = "iteration_history.json"  # training run: the previous champion on each campaign wave
 BACKTEST_ARTIFACT = "backtest.json"  # backtest run: the report
 DRIFT_ARTIFACT = "drift.json"  # drift run of `score`: per-feature PSI and the warnings
+STUDIES_ARTIFACT = "studies.json"  # tune run: each model's Optuna study, trials, best loss and settings
 FEEDBACK_ARTIFACT = "feedback.json"  # feedback run: the reason and per-segment figures
 # Driver tables: written by training/drivers.py (training and explain runs), read by the API's
 # driver catalogue. The folder's files keep these names on disk too (`cxpredict explain --out`).
@@ -47,6 +48,7 @@ DRIVERS_SAMPLE_ARTIFACT = "drivers/sample.csv"
 DRIVERS_SUMMARY_ARTIFACT = "drivers/summary.json"
 DRIVERS_KEY_ARTIFACT = "drivers/key_drivers.csv"  # key-driver analysis of the rated attributes
 DRIVERS_SURVEY_TREND_ARTIFACT = "drivers/survey_trend.csv"
+DRIVERS_SHAP_SUMMARY_ARTIFACT = "drivers/shap_summary.json"  # training run: mean |SHAP| per target and feature
 
 # Run tags.
 TAG_BUNDLE_SHA256 = "cxpredict.bundle_sha256"  # training run: SHA-256 of the bundle's manifest
@@ -64,6 +66,13 @@ TAG_PROJECT_RUN = "cxpredict.project_run_id"  # on cxpredict's run: the launcher
 TAG_PROJECT_STORE = "cxpredict.project_tracking_uri"
 TAG_RUN = "cxpredict.run_id"  # on the launcher's run: cxpredict's run
 TAG_STORE = "cxpredict.tracking_uri"
+# Optuna trial runs (training/tune.py): how the trial ended and its number in the study.
+TAG_TRIAL_STATE = "optuna.state"  # "complete" or "pruned" (a pruned trial's run ends KILLED)
+TAG_TRIAL_NUMBER = "optuna.trial_number"
+# Experiment tag: MLflow 3's UI opens an experiment without it on the GenAI overview (traces,
+# prompts); `custom_model_development` opens it on the runs table, as a training experiment should.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 # Run params shared by a writer and a reader.
 PARAM_SEGMENT = "segment"  # explain run: the segment column of its per-segment table ("" for none)
 

@@ -11,7 +11,7 @@ data, as real response does), so the value of bias correction is measured, not a
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import mlflow
@@ -35,7 +35,7 @@ from cxpredict.models.registry import BACKTEST_ARTIFACT
 from cxpredict.training import evaluate
 from cxpredict.training.conformal import coverage_metrics
 from cxpredict.training.registry import configure_mlflow
-from cxpredict.training.train import Trainer, fit_target, respondent_targets
+from cxpredict.training.train import FitOptions, fit_models, fit_score, fit_target, respondent_targets, score_population
 
 logger = logging.getLogger(__name__)
 Selection = Literal["random", "biased"]
@@ -175,15 +175,15 @@ def evaluate_repeat(config: CxConfig, respondents: Dataset, kept: np.ndarray, tu
                     seed: int) -> dict[str, float]:
     """Train on the kept respondents and measure everything on the hidden ones."""
     repeat_config = config.model_copy(update={"training": config.training.model_copy(update={"seed": seed})})
-    trainer = Trainer(repeat_config, subset_survey(respondents, kept), tune_trials=tune_trials,
-                      holdout_fraction=0.0, log_trials=False)
-    bundle = trainer.fit(include_churn=False)
+    fitted = fit_models(repeat_config, subset_survey(respondents, kept), tune_trials=tune_trials,
+                        holdout_fraction=0.0, log_trials=False, include_churn=False)
+    bundle, X = fitted.bundle, fitted.data.X
 
     all_targets = respondent_targets(config, respondents)
     hidden = np.ones(len(respondents.survey), bool)
     hidden[kept] = False
     hidden_pos = all_targets.positions[hidden]
-    predicted = bundle.predict_matrix(trainer.X[hidden_pos], config.training.threads)
+    predicted = bundle.predict_matrix(X[hidden_pos], config.training.threads)
     names = config.score.band_names
     band_probs = np.column_stack([predicted[band_column(b)] for b in names])
     y_band = all_targets.band_index[hidden]
@@ -191,7 +191,7 @@ def evaluate_repeat(config: CxConfig, respondents: Dataset, kept: np.ndarray, tu
     observed = np.asarray(config.score.levels)[all_targets.level_index[hidden]]
     m["expected_score_mae"] = evaluate.expected_score_mae(predicted["expected_score"], observed)
     # The hidden respondents are the silent customers: does the conformal coverage hold for them?
-    m.update(coverage_metrics(bundle, trainer.X[hidden_pos], band_probs, predicted["expected_score"], y_band,
+    m.update(coverage_metrics(bundle, X[hidden_pos], band_probs, predicted["expected_score"], y_band,
                               observed, threads=config.training.threads))
 
     kept_bands = all_targets.band_index[kept]
@@ -200,29 +200,30 @@ def evaluate_repeat(config: CxConfig, respondents: Dataset, kept: np.ndarray, tu
         f1_score(y_band, np.full(len(y_band), majority), labels=np.arange(len(names)), average="macro", zero_division=0)
     )
     m["baseline_logistic_macro_f1"] = logistic_baseline_f1(
-        trainer.pipeline, trainer.X[all_targets.positions[kept]], kept_bands, trainer.X[hidden_pos], y_band,
-        len(names), seed,
+        fitted.data.pipeline, X[all_targets.positions[kept]], kept_bands, X[hidden_pos], y_band, len(names), seed,
     )
 
     top, bottom = names.index(config.score.top_band), names.index(config.score.bottom_band)
     true_index = evaluate.index_from_bands(all_targets.band_index, top, bottom)
     m["population_index_true"] = true_index
+    population = fitted.population
     estimates = {
-        "respondents_only": "population_index_respondents",
-        "ipw": "population_index_ipw",
-        "model": "population_index_model",
-        "doubly_robust": "population_index",
+        "respondents_only": population.respondents,
+        "ipw": population.ipw,
+        "model": population.model,
+        "doubly_robust": population.doubly_robust,
     }
-    for label, key in estimates.items():
-        if key in trainer.metrics:
-            m[f"population_error_{label}"] = abs(trainer.metrics[key] - true_index)
-    if trainer.respondent_weight is not None:
+    for label, estimate in estimates.items():
+        if estimate is not None:
+            m[f"population_error_{label}"] = abs(estimate - true_index)
+    if fitted.respondent_weight is not None:
         # The same score model without inverse-propensity weights: what weighted training buys.
-        trainer.respondent_weight = None
-        bundle.score_booster, bundle.score_temperature = trainer.fit_score()
-        trainer.population_figures(bundle)
-        m["population_error_model_unweighted"] = abs(trainer.metrics["population_index_model"] - true_index)
-    m["propensity_adversarial_auc"] = trainer.metrics.get("propensity_adversarial_auc", float("nan"))
+        unweighted = fit_score(fitted.data, None, FitOptions(tune_trials=tune_trials, log_trials=False))
+        unweighted_bundle = replace(bundle, score_booster=unweighted.booster,
+                                    score_temperature=float(unweighted.calibration))
+        figures = score_population(fitted.data, unweighted_bundle, unweighted, fitted.propensity)
+        m["population_error_model_unweighted"] = abs(figures.model - true_index)
+    m["propensity_adversarial_auc"] = fitted.metrics.get("propensity_adversarial_auc", float("nan"))
 
     if respondents.causes is not None:
         aucs = []

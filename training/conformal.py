@@ -2,64 +2,36 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import KFold
 
+from cxpredict.features.config import CxConfig
 from cxpredict.models.bundle import ScoringBundle, band_column
 from cxpredict.models.conformal import ConformalCalibration, interval_coverage, set_coverage
-from cxpredict.models.estimators import fit_booster, predict_raw
-
-if TYPE_CHECKING:
-    from cxpredict.training.train import Trainer
-
-OOF_FOLDS = 3
+from cxpredict.models.estimators import predict_raw
 
 
-def out_of_fold_expected(trainer: Trainer, bundle: ScoringBundle) -> np.ndarray:
-    """Respondents' expected score from models that did not see them (refits the final settings).
+def calibrate_conformal(
+    config: CxConfig, oof_band_probabilities: np.ndarray, band_index: np.ndarray, oof_expected: np.ndarray,
+    level_index: np.ndarray, respondent_propensity: np.ndarray | None, response_rate: float,
+) -> ConformalCalibration:
+    """The conformal calibration of fitted score models: band sets and expected-score intervals.
 
     Args:
-        trainer: a trainer whose score models are fitted.
-        bundle: the bundle holding the final expected-score booster (its settings are reused).
-    Returns:
-        One out-of-fold expected score per respondent, clipped to the scale.
-    """
-    cached = getattr(trainer, "respondent_oof_expected", None)
-    if cached is not None:
-        return np.asarray(cached, float)
-    c, tg = trainer.config, trainer.targets
-    X = trainer.X[tg.positions]
-    y = np.asarray(c.score.levels, float)[tg.level_index]
-    booster = bundle.expected_score_booster
-    params = {k: v for k, v in booster.params.items() if k not in ("num_iterations", "num_boost_round")}
-    rounds = max(booster.current_iteration(), 1)
-    out = np.zeros(len(y))
-    splitter = KFold(n_splits=OOF_FOLDS, shuffle=True, random_state=c.training.seed + 7)
-    for fit_rows, pred_rows in splitter.split(X):
-        w = None if trainer.respondent_weight is None else trainer.respondent_weight[fit_rows]
-        fold = fit_booster(X[fit_rows], y[fit_rows], params, trainer.categorical, rounds, weight=w)
-        out[pred_rows] = predict_raw(fold, X[pred_rows], c.training.threads)
-    return np.clip(out, c.score.scale[0], c.score.scale[1])
-
-
-def calibrate_conformal(trainer: Trainer, bundle: ScoringBundle) -> ConformalCalibration:
-    """The conformal calibration of a fitted trainer: band sets and expected-score intervals.
-
-    Args:
-        trainer: a trainer after `fit_propensity`, `fit_score` and `fit_expected_score`.
-        bundle: the bundle being built.
+        config: the dataset config (score levels, `trust.level`, `trust.low_support_ratio`).
+        oof_band_probabilities: the respondents' out-of-fold band probabilities (the score fit's).
+        band_index: the respondents' observed band.
+        oof_expected: the respondents' out-of-fold expected score (the expected-score fit's).
+        level_index: the respondents' observed score as an index into `config.score.levels`.
+        respondent_propensity: the respondents' out-of-fold P(responded) (None: everyone responded).
+        response_rate: respondents / customers.
     Returns:
         The calibration (stored on the bundle as `bundle.conformal`).
     """
-    c, tg = trainer.config, trainer.targets
-    observed = np.asarray(c.score.levels, float)[tg.level_index]
+    observed = np.asarray(config.score.levels, float)[level_index]
     return ConformalCalibration.from_respondents(
-        trainer.respondent_oof_bands, tg.band_index, out_of_fold_expected(trainer, bundle), observed,
-        trainer.respondent_propensity, len(tg.positions) / len(trainer.X),
-        level=c.trust.level, low_support_ratio=c.trust.low_support_ratio,
+        oof_band_probabilities, band_index, oof_expected, observed, respondent_propensity, response_rate,
+        level=config.trust.level, low_support_ratio=config.trust.low_support_ratio,
     )
 
 
@@ -102,22 +74,23 @@ def coverage_metrics(bundle: ScoringBundle, X: np.ndarray, band_probs: np.ndarra
     return m
 
 
-def respondent_oof_frame(trainer: Trainer) -> pd.DataFrame:
+def respondent_oof_frame(config: CxConfig, respondent_ids: np.ndarray, oof_band_probabilities: np.ndarray,
+                         respondent_propensity: np.ndarray | None) -> pd.DataFrame:
     """Respondents' out-of-fold band probabilities and propensity, by customer id.
 
     Stored in the bundle so figures computed later (segments, feedback) correct with residuals
     from models that did not see the respondent, as the training-time population figure does.
 
     Args:
-        trainer: a fitted trainer.
+        config: the dataset config (id column, bands).
+        respondent_ids: the respondents' customer ids, as text.
+        oof_band_probabilities: their out-of-fold band probabilities (respondents × bands).
+        respondent_propensity: their out-of-fold P(responded), or None.
     Returns:
         One row per respondent: id, `p_<band>` columns and `response_propensity`.
     """
-    c, tg = trainer.config, trainer.targets
-    ids = trainer.dataset.customers[c.id_column].astype(str).to_numpy()[tg.positions]
-    frame = pd.DataFrame({c.id_column: ids})
-    for j, band in enumerate(c.score.band_names):
-        frame[band_column(band)] = trainer.respondent_oof_bands[:, j]
-    propensity = trainer.respondent_propensity
-    frame["response_propensity"] = np.nan if propensity is None else propensity
+    frame = pd.DataFrame({config.id_column: respondent_ids})
+    for j, band in enumerate(config.score.band_names):
+        frame[band_column(band)] = np.array(oof_band_probabilities[:, j])
+    frame["response_propensity"] = np.nan if respondent_propensity is None else np.array(respondent_propensity)
     return frame

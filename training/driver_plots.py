@@ -11,7 +11,7 @@ import re
 import warnings
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -21,10 +21,25 @@ from cxpredict.features.build import BOOLEAN, CATEGORICAL, DATE
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from cxpredict.models.explain import Explanation
-    from cxpredict.training.drivers import DriversResult
+    from cxpredict.models.explain import Explanation, Target
 
 DPI = 110
+Z_95 = 1.959964  # two-sided 95 % normal quantile: the bars' error whiskers
+
+
+class DriverAnalysis(Protocol):
+    """What the plots read of a driver analysis (training/drivers.py's `DriversResult`).
+
+    A protocol rather than an import: drivers.py calls these plots, so importing it back would
+    make the two modules a circle.
+    """
+
+    sample: Any
+    targets: list[Target]
+    explanations: dict[str, Explanation]
+    global_table: pd.DataFrame
+    segment_table: pd.DataFrame | None
+    categories: dict[str, Any]
 
 
 def _pyplot() -> ModuleType:
@@ -50,8 +65,6 @@ def _save(fig: Figure, path: Path) -> Path:
 
 def plot_bar(table: pd.DataFrame, title: str, path: Path, top: int = 12) -> Path:
     """Mean |SHAP| per feature with a 95 % interval from the sampling error."""
-    from cxpredict.training.drivers import Z_95
-
     plt = _pyplot()
     rows = table.head(top).iloc[::-1]
     fig, ax = plt.subplots(figsize=(7.5, 0.38 * len(rows) + 1.4))
@@ -212,7 +225,7 @@ def plot_segments(segment_table: pd.DataFrame, target: str, label: str, path: Pa
     return _save(fig, path)
 
 
-def plot_drivers(result: DriversResult, out_dir: Path) -> dict[str, Path]:
+def plot_drivers(result: DriverAnalysis, out_dir: Path) -> dict[str, Path]:
     """Every plot of a driver analysis.
 
     Args:

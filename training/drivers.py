@@ -24,7 +24,14 @@ from cxpredict.features.build import BOOLEAN, CATEGORICAL
 from cxpredict.features.config import CxConfig
 from cxpredict.features.load import Dataset
 from cxpredict.features.progress import StepProgress, no_progress
-from cxpredict.models.explain import DriverExplainer, ExplainError, Explanation, Target, resolve_targets
+from cxpredict.models.explain import (
+    DriverExplainer,
+    ExplainError,
+    Explanation,
+    Target,
+    default_targets,
+    resolve_targets,
+)
 from cxpredict.models.key_drivers import KeyDriverAnalysis, KeyDriverError, key_drivers
 from cxpredict.models.registry import (
     DRIVERS_DIR,
@@ -32,6 +39,7 @@ from cxpredict.models.registry import (
     DRIVERS_KEY_ARTIFACT,
     DRIVERS_SAMPLE_ARTIFACT,
     DRIVERS_SEGMENTS_ARTIFACT,
+    DRIVERS_SHAP_SUMMARY_ARTIFACT,
     DRIVERS_SUMMARY_ARTIFACT,
     DRIVERS_SURVEY_TREND_ARTIFACT,
     KIND_EXPLAIN,
@@ -55,7 +63,6 @@ DEPENDENCE_PLOTS = 3
 BEESWARM_ROWS = 2_000
 HIGHLIGHTED_FEATURES = 3
 DIRECTION_THRESHOLD = 0.1
-Z_95 = 1.959964
 NOTE_ASSOCIATION = (
     "SHAP drivers describe how the model's predictions move with each customer column. They are "
     "associations learned from the data, not proven causes: changing a column will not necessarily "
@@ -525,6 +532,32 @@ def driver_metrics(result: DriversResult) -> dict[str, float]:
     return metrics
 
 
+def training_driver_metrics(result: DriversResult, headline: list[str]) -> dict[str, float]:
+    """The few SHAP figures a training run logs as metrics: additivity of the headline targets and the worst.
+
+    Mean |SHAP| per target and feature (hundreds of values) goes into the run as the artifact
+    `drivers/shap_summary.json` and the tables, not as metrics: a run's metrics stay the figures
+    one compares runs by.
+    """
+    errors = {k: e.additivity_error for k, e in result.explanations.items()}
+    metrics = {f"shap_additivity_error_{k}": v for k, v in errors.items() if k in headline}
+    if errors:
+        metrics["shap_additivity_error_max"] = float(max(errors.values()))
+    return metrics
+
+
+def shap_summary(result: DriversResult) -> dict[str, Any]:
+    """Mean |SHAP| per target and feature, largest first, with the sample it was measured on."""
+    table = result.global_table
+    return {
+        "sample_size": int(len(result.sample.positions)),
+        "mean_abs_shap": {
+            str(target): {str(r.feature): float(r.mean_abs_shap) for r in rows.itertuples()}
+            for target, rows in table.groupby("target", sort=False)
+        },
+    }
+
+
 def log_training_drivers(config: CxConfig, loaded: LoadedBundle, dataset: Dataset) -> None:
     """The new model's key-driver tables, in its training run (the active run).
 
@@ -535,8 +568,9 @@ def log_training_drivers(config: CxConfig, loaded: LoadedBundle, dataset: Datase
     result = compute_drivers(config, loaded, dataset, sample_size=config.training.driver_sample)
     with tempfile.TemporaryDirectory() as tmp:
         write_drivers(result, Path(tmp), plots=False)
+        (Path(tmp) / drivers_file(DRIVERS_SHAP_SUMMARY_ARTIFACT)).write_text(json.dumps(shap_summary(result), indent=2))
         mlflow.log_artifacts(tmp, artifact_path=DRIVERS_DIR)
-    mlflow.log_metrics(driver_metrics(result))
+    mlflow.log_metrics(training_driver_metrics(result, default_targets(loaded.bundle)))
 
 
 def log_drivers(config: CxConfig, result: DriversResult, out_dir: Path) -> str:

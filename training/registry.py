@@ -16,6 +16,7 @@ import importlib.metadata
 import shutil
 import tempfile
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 import mlflow
@@ -30,6 +31,7 @@ import cxpredict.features
 import cxpredict.models
 from cxpredict.features.build import DATE, NUMERIC
 from cxpredict.features.config import CxConfig
+from cxpredict.features.load import Dataset
 from cxpredict.models.bundle import ScoringBundle, save_bundle
 from cxpredict.models.bundle_files import files_sha256
 from cxpredict.models.pyfunc import PYFUNC_CODE
@@ -37,6 +39,8 @@ from cxpredict.models.registry import (
     BUNDLE_ARTIFACT,
     BUNDLE_SHA256_CONFIG,
     CHAMPION,
+    EXPERIMENT_KIND,
+    EXPERIMENT_KIND_TAG,
     FEATURE_SCHEMA_ARTIFACT,
     MODEL_ARTIFACT,
     MODEL_CODE_DIR,
@@ -73,6 +77,7 @@ def configure_mlflow(config: CxConfig) -> str:
     else:
         experiment_id = experiment.experiment_id
     mlflow.set_experiment(experiment_id=experiment_id)
+    tag_experiment_kind(experiment_id)
     return experiment_id
 
 
@@ -220,3 +225,106 @@ def log_bundle(config: CxConfig, bundle: ScoringBundle, sample: pd.DataFrame, re
     version = str(info.registered_model_version)
     tracking_client(config.tracking_uri).set_registered_model_alias(name, CHAMPION, version)
     return version
+
+
+# --- what a data scientist reads in the MLflow UI: the experiment's kind, the inputs, the version ---
+
+TRAINING_INPUT_CONTEXT = "training"  # the context of the run's dataset inputs
+
+
+def tag_experiment_kind(experiment_id: str) -> None:
+    """Mark the experiment as model training (MLflow 3's UI then opens it on its runs)."""
+    client = mlflow.MlflowClient()
+    if client.get_experiment(experiment_id).tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+        client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+
+
+def log_training_inputs(config: CxConfig, dataset: Dataset) -> None:
+    """Log the tables a training run read as MLflow dataset inputs (name, digest, source, schema, rows).
+
+    The source is the file the table was read from, or `<table> (SQL)` for a database table: a
+    connection URL may hold a password, so it is never logged.
+
+    Args:
+        config: the dataset config (its name prefixes each dataset's name).
+        dataset: the loaded tables (customers, survey, and outcomes / campaigns when present).
+    """
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.sources import LocalArtifactDatasetSource
+
+    tables = {"customers": dataset.customers, "survey": dataset.survey, "outcomes": dataset.outcomes,
+              "campaigns": dataset.campaigns}
+    for table, frame in tables.items():
+        if frame is None:
+            continue
+        label = dataset.sources.get(table) or _source_label(config, table)
+        source = (CodeDatasetSource({"table": label}) if label.endswith("(SQL)") or not label
+                  else LocalArtifactDatasetSource(label))
+        with warnings.catch_warnings():
+            # The schema is a record of the table, not a contract the model enforces: MLflow's hint
+            # about integer columns and missing values does not apply to it.
+            warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer", category=UserWarning)
+            inputs = mlflow.data.from_pandas(frame, source=source, name=f"{config.name}-{table}",
+                                             targets=_target_column(config, table))
+        mlflow.log_input(inputs, context=TRAINING_INPUT_CONTEXT)
+
+
+def _source_label(config: CxConfig, table: str) -> str:
+    from cxpredict.features.load import source_label
+
+    source = getattr(config.data, table, None)
+    if source is None or isinstance(source, list):
+        return ""
+    return source_label(config, source)
+
+
+def _target_column(config: CxConfig, table: str) -> str | None:
+    if table == "survey":
+        return config.score.column
+    if table == "outcomes" and config.churn is not None:
+        return config.churn.column
+    return None
+
+
+def model_version_description(
+    config: CxConfig, run_id: str, metrics: Mapping[str, float], n_customers: int, n_respondents: int,
+    sources: Mapping[str, str],
+) -> str:
+    """The registered version's description: the data it learned from, its headline figures and its run.
+
+    Args:
+        config: the dataset config.
+        run_id: the training run.
+        metrics: the run's metrics.
+        n_customers, n_respondents: the table sizes.
+        sources: table -> where it was read from.
+    Returns:
+        A few lines of Markdown (the registry UI renders it).
+    """
+    lines = [
+        f"cxpredict models of `{config.name}`, trained in run `{run_id}`.",
+        "",
+        f"Data: {n_customers:,} customers ({sources.get('customers', 'customers')}), "
+        f"{n_respondents:,} respondents ({sources.get('survey', 'survey')}).",
+    ]
+    headline = [
+        ("held-out band macro-F1", "test_macro_f1", ".3f"),
+        ("held-out expected-score MAE", "test_expected_score_mae", ".3f"),
+        ("held-out mean cause AUC", "test_cause_auc_mean", ".3f"),
+        ("held-out churn ROC AUC", "test_churn_roc_auc", ".3f"),
+        ("adversarial AUC (respondents vs all)", "propensity_adversarial_auc", ".3f"),
+    ]
+    figures = [f"{label} {metrics[key]:{fmt}}" for label, key, fmt in headline
+               if key in metrics and np.isfinite(metrics[key])]
+    if figures:
+        lines += ["", "Metrics: " + "; ".join(figures) + "."]
+    if "population_index" in metrics:
+        lines += ["", f"Population score (doubly robust): {metrics['population_index']:+.1f} "
+                      f"[{metrics.get('population_index_ci_low', float('nan')):+.1f}, "
+                      f"{metrics.get('population_index_ci_high', float('nan')):+.1f}] (95% bootstrap)."]
+    return "\n".join(lines)
+
+
+def describe_model_version(config: CxConfig, version: str, description: str) -> None:
+    """Set the description of a registered version of the config's model."""
+    mlflow.MlflowClient().update_model_version(config.registered_model_name, version, description=description)

@@ -6,10 +6,10 @@ import hashlib
 import logging
 import os
 import time
-from contextlib import nullcontext
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 import lightgbm as lgb
 import mlflow
@@ -18,24 +18,58 @@ import optuna
 import sqlalchemy.exc
 
 from cxpredict.models.estimators import fit_booster
+from cxpredict.models.registry import TAG_TRIAL_NUMBER, TAG_TRIAL_STATE
 
 EARLY_STOPPING_ROUNDS = 40
 MAX_BOOST_ROUNDS = 1000
 logger = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TuneResult:
+    """The best trial of one search: its settings, rounds and validation margins."""
+
     params: dict[str, Any]
     num_boost_round: int
     best_value: float
     n_trials: int
     valid_raw: np.ndarray  # the best trial's raw margins on `valid_rows` (out-of-fold under CV)
     valid_rows: np.ndarray
+    study_name: str | None = None  # the study's name in a shared storage (None: in memory)
 
 
 Fold = tuple[np.ndarray, np.ndarray]
 
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """What a progress display is told: a model starts, a trial ends, a model is fitted.
+
+    Attributes:
+        model: the model's name (`score`, `cause_price`, ...).
+        stage: `start` (before its search), `trial` (a trial ended), `done` (refit on all rows).
+        trial: the trial's number within this search (1-based; `trial` only).
+        trials: the search's trial budget (`start`, `trial`) or trials in the study (`done`).
+        state: the trial's end: `complete` or `pruned` (`trial` only).
+        value: the trial's (or the best) validation loss, when there is one.
+    """
+
+    model: str
+    stage: Literal["start", "trial", "done"]
+    trial: int = 0
+    trials: int = 0
+    state: str = ""
+    value: float | None = None
+
+
+# Passed down from the command to every search; no global display state.
+TrainingProgress = Callable[[ProgressEvent], None]
+
+# The LightGBM settings the search chooses (the rest of a model's parameters are fixed).
+TUNED_PARAMS = ("learning_rate", "num_leaves", "min_data_in_leaf", "feature_fraction", "bagging_fraction",
+                "lambda_l2", "cat_smooth")
+# MLflow's status for a run stopped on purpose; a pruned trial is not a failure.
+PRUNED_RUN_STATUS = "KILLED"
 
 LARGE_TARGET_ROWS = 20_000
 LARGE_TARGET_MIN_LEARNING_RATE = 0.05  # big tables need no tiny steps, and tiny steps cost thousands of rounds
@@ -54,14 +88,20 @@ def suggest_params(trial: optuna.Trial, n_rows: int = 0) -> dict[str, Any]:
     }
 
 
-def _pruning_callback(trial: optuna.Trial, every: int = 10):
-    """Report the validation loss to Optuna as boosting goes, and stop hopeless trials early."""
+def _pruning_callback(trial: optuna.Trial, every: int = 10, log_to_mlflow: bool = False):
+    """Report the validation loss to Optuna as boosting goes, and stop hopeless trials early.
+
+    With `log_to_mlflow` each reported value is also a step of the trial run's
+    `intermediate_<metric>` metric, so a pruned trial shows the curve it was stopped on.
+    """
 
     def callback(env: lgb.callback.CallbackEnv) -> None:
         if not env.evaluation_result_list or env.iteration % every:
             return
-        value = env.evaluation_result_list[0][2]
+        _, metric, value, _ = env.evaluation_result_list[0][:4]
         trial.report(value, env.iteration)
+        if log_to_mlflow:
+            mlflow.log_metric(f"intermediate_{metric}", value, step=env.iteration)
         if trial.should_prune():
             raise optuna.TrialPruned(f"pruned at iteration {env.iteration}")
 
@@ -99,6 +139,7 @@ def tune_model(
     log_trials: bool = True,
     storage: str | None = None,
     study_name: str | None = None,
+    progress: TrainingProgress | None = None,
 ) -> TuneResult:
     """Tune one model over validation folds; every trial is a nested MLflow run.
 
@@ -116,7 +157,9 @@ def tune_model(
         log_trials: log each trial as a nested run of the active MLflow run.
         storage: an Optuna storage URL shared by several processes (e.g. PostgreSQL).
         study_name: the study to create or join (default: `name`); processes tuning the same
-            data must pass the same name (see `study_name_for`).
+            data must pass the same name (see `study_name_for`). With a storage an existing study
+            is resumed: its trials count towards the best, and `n_trials` more are run.
+        progress: told after every trial (its number, state and loss).
     Returns:
         The best parameters, boosting rounds, validation loss and validation raw margins.
     """
@@ -125,31 +168,57 @@ def tune_model(
 
     def objective(trial: optuna.Trial) -> float:
         params = {**base, **suggest_params(trial, len(y)), "metric": _metric(base)}
-        run = mlflow.start_run(run_name=f"{name}-trial-{trial.number}", nested=True) if log_trials else nullcontext()
-        with run:
-            losses, rounds, raws = [], [], []
-            for k, (fit_rows, valid) in enumerate(folds):
-                booster = fit_booster(
-                    X[fit_rows], y[fit_rows], params, categorical, MAX_BOOST_ROUNDS,
-                    weight=None if weight is None else weight[fit_rows],
-                    valid=(X[valid], y[valid], None if weight is None else weight[valid]),
-                    callbacks=[_pruning_callback(trial)] if k == 0 else None,
-                    early_stopping_rounds=EARLY_STOPPING_ROUNDS,
-                )
-                losses.append(float(booster.best_score["valid_0"][params["metric"]]))
-                best = max(int(booster.best_iteration or booster.current_iteration()), 1)
-                rounds.append(best)
-                raws.append(booster.predict(X[valid], raw_score=True, num_iteration=best))
-            value = float(np.mean(losses))
-            num_rounds = max(int(round(np.mean(rounds))), 1)
-            trial.set_user_attr("num_boost_round", num_rounds)
-            trial.set_user_attr("fold_rounds", rounds)  # lets another process rebuild this trial's margins
-            trial.set_user_attr("pid", os.getpid())
-            if log_trials:
-                mlflow.log_params({**trial.params, "model": name, "num_boost_round": num_rounds, "folds": len(folds)})
-                mlflow.log_metric(f"val_{params['metric']}", value)
+        if not log_trials:
+            return run_trial(trial, params)
+        # The trial's settings are logged before boosting, so a pruned trial keeps them; a pruned
+        # trial ends KILLED (stopped on purpose), only an error ends FAILED.
+        mlflow.start_run(run_name=f"{name}-trial-{trial.number}", nested=True)
+        try:
+            mlflow.log_params({**trial.params, "model": name, "folds": len(folds)})
+            mlflow.set_tag(TAG_TRIAL_NUMBER, str(trial.number))
+            value = run_trial(trial, params)
+        except optuna.TrialPruned:
+            mlflow.set_tag(TAG_TRIAL_STATE, "pruned")
+            mlflow.end_run(status=PRUNED_RUN_STATUS)
+            raise
+        except BaseException:
+            mlflow.end_run(status="FAILED")
+            raise
+        mlflow.log_params({"num_boost_round": trial.user_attrs["num_boost_round"]})
+        mlflow.log_metric(f"val_{params['metric']}", value)
+        mlflow.set_tag(TAG_TRIAL_STATE, "complete")
+        mlflow.end_run()
+        return value
+
+    def run_trial(trial: optuna.Trial, params: dict[str, Any]) -> float:
+        losses, rounds, raws = [], [], []
+        for k, (fit_rows, valid) in enumerate(folds):
+            booster = fit_booster(
+                X[fit_rows], y[fit_rows], params, categorical, MAX_BOOST_ROUNDS,
+                weight=None if weight is None else weight[fit_rows],
+                valid=(X[valid], y[valid], None if weight is None else weight[valid]),
+                callbacks=[_pruning_callback(trial, log_to_mlflow=log_trials)] if k == 0 else None,
+                early_stopping_rounds=EARLY_STOPPING_ROUNDS,
+            )
+            losses.append(float(booster.best_score["valid_0"][params["metric"]]))
+            best = max(int(booster.best_iteration or booster.current_iteration()), 1)
+            rounds.append(best)
+            raws.append(booster.predict(X[valid], raw_score=True, num_iteration=best))
+        value = float(np.mean(losses))
+        trial.set_user_attr("num_boost_round", max(int(round(np.mean(rounds))), 1))
+        trial.set_user_attr("fold_rounds", rounds)  # lets another process rebuild this trial's margins
+        trial.set_user_attr("pid", os.getpid())
         best_raw[trial.number] = np.concatenate(raws)
         return value
+
+    started_with = 0
+
+    def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if progress is None:
+            return
+        state = "pruned" if trial.state == optuna.trial.TrialState.PRUNED else "complete"
+        progress(ProgressEvent(model=name, stage="trial", trial=len(study.trials) - started_with, trials=n_trials,
+                               state=state, value=trial.value))
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # Processes sharing a study must not replay one another's seeded suggestions: mix in the pid.
@@ -162,7 +231,8 @@ def tune_model(
         storage=None if storage is None else open_storage(storage),
         load_if_exists=storage is not None,
     )
-    study.optimize(objective, n_trials=n_trials, timeout=timeout_s, catch=())
+    started_with = len(study.trials)
+    study.optimize(objective, n_trials=n_trials, timeout=timeout_s, catch=(), callbacks=[report])
     best = study.best_trial
     logger.info("tuned %s: %d trials, best %.4f", name, len(study.trials), best.value)
     params = {**base, **best.params}
@@ -178,6 +248,7 @@ def tune_model(
         n_trials=len(study.trials),
         valid_raw=valid_raw,
         valid_rows=valid_rows,
+        study_name=None if storage is None else study.study_name,
     )
 
 

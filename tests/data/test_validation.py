@@ -18,7 +18,7 @@ import yaml
 from cxpredict.features.config import ConfigError, CxConfig, load_config
 from cxpredict.features.load import DataError, load_dataset
 from cxpredict.models.bundle import ScoringBundle
-from cxpredict.training.train import Trainer, train
+from cxpredict.training.train import fit_models, train
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.data
@@ -336,9 +336,8 @@ def test_too_few_respondents_through_the_trainer(tmp_path: Path) -> None:
     raw = valid_raw()
     raw["training"] = {"min_respondents": 7}
     config = load_config(write_dataset(tmp_path, raw=raw))
-    trainer = Trainer(config, load_dataset(config), tune_trials=1, log_trials=False)
     with pytest.raises(DataError) as err:
-        trainer.fit()
+        fit_models(config, load_dataset(config), tune_trials=1, log_trials=False)
     message = str(err.value)
     assert message.startswith(f"{tmp_path / 'survey.csv'}: 6 respondents;")
     assert "needs at least 7 (training.min_respondents)" in message

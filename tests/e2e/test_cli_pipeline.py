@@ -25,6 +25,12 @@ def test_generate_train_score_backtest(tmp_path: Path) -> None:
     done = run_cli("train", "--config", str(config), "--tune-trials", "2", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "as champion" in done.stdout
+    # a short summary, not every metric: headline figures per model, the population score, the version
+    for figure in ("test_macro_f1", "test_expected_score_mae", "test_cause_auc_mean", "test_churn_roc_auc",
+                   "population_index", "registered model"):
+        assert figure in done.stdout, figure
+    assert "train_seconds_" not in done.stdout and "test_cause_auc_price" not in done.stdout
+    assert "\x1b[" not in done.stdout  # no progress bars drawn into captured output
 
     store = f"sqlite:///{data / 'mlflow.db'}"
     client = mlflow.MlflowClient(tracking_uri=store, registry_uri=store)

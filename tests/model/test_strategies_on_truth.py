@@ -22,7 +22,7 @@ from cxpredict.features.load import load_dataset
 from cxpredict.features.synthetic import SyntheticCompany, generate_company, write_company
 from cxpredict.models.bundle import ScoringBundle
 from cxpredict.models.simulate import Simulation, assign_with_budget, best_strategy, simulate_effects
-from cxpredict.training.train import Trainer
+from cxpredict.training.train import fit_models
 from cxpredict.training.uplift import fit_campaign_uplift
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
@@ -46,9 +46,8 @@ def config(company: SyntheticCompany, tmp_path_factory: pytest.TempPathFactory) 
 @pytest.fixture(scope="module")
 def bundle(config: CxConfig) -> ScoringBundle:
     dataset = load_dataset(config)
-    trainer = Trainer(config, dataset, tune_trials=2, log_trials=False)
-    bundle = trainer.fit()
-    bundle.uplift = fit_campaign_uplift(config, dataset, bundle.pipeline, trainer.metrics, trainer.notes)
+    bundle = fit_models(config, dataset, tune_trials=2, log_trials=False).bundle
+    bundle.uplift = fit_campaign_uplift(config, dataset, bundle.pipeline)
     return bundle
 
 

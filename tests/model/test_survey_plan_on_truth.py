@@ -19,7 +19,7 @@ from cxpredict.features.load import Dataset, load_dataset
 from cxpredict.features.synthetic import generate_company, write_company
 from cxpredict.models.bundle import ScoringBundle, band_column
 from cxpredict.training.survey_plan import plan_survey
-from cxpredict.training.train import Trainer
+from cxpredict.training.train import fit_models
 
 pytestmark = pytest.mark.model
 SEEDS = (300, 301, 302)
@@ -27,7 +27,8 @@ BUDGET = 400
 
 
 def _fit(config: CxConfig, dataset: Dataset) -> ScoringBundle:
-    return Trainer(config, dataset, tune_trials=2, holdout_fraction=0.0, log_trials=False).fit(include_churn=False)
+    return fit_models(config, dataset, tune_trials=2, holdout_fraction=0.0, log_trials=False,
+                      include_churn=False).bundle
 
 
 def _with_answers(dataset: Dataset, truth: pd.DataFrame, ids: np.ndarray) -> Dataset:

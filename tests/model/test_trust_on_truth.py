@@ -19,7 +19,7 @@ from cxpredict.features.synthetic import generate_company, write_company
 from cxpredict.models.bundle import band_column
 from cxpredict.training.conformal import coverage_metrics
 from cxpredict.training.segments import segment_figures
-from cxpredict.training.train import Trainer
+from cxpredict.training.train import fit_models
 
 pytestmark = pytest.mark.model
 SEEDS = (200, 201, 202)
@@ -43,16 +43,16 @@ def _run_seed(seed: int, folder: Path) -> SeedResult:
     config = load_config(folder / "cxpredict.yaml")
     config = config.model_copy(update={"training": config.training.model_copy(update={"threads": 1})})
     dataset = load_dataset(config)
-    trainer = Trainer(config, dataset, tune_trials=2, holdout_fraction=0.0, log_trials=False)
-    bundle = trainer.fit(include_churn=False)
+    fitted = fit_models(config, dataset, tune_trials=2, holdout_fraction=0.0, log_trials=False, include_churn=False)
+    bundle = fitted.bundle
     truth = pd.read_parquet(folder / "truth.parquet").set_index("customer_id").loc[dataset.customers["customer_id"]]
-    silent = np.ones(len(trainer.X), bool)
-    silent[trainer.targets.positions] = False
-    predicted = bundle.predict_matrix(trainer.X[silent], 1)
+    silent = np.ones(len(fitted.data.X), bool)
+    silent[fitted.data.targets.positions] = False
+    predicted = bundle.predict_matrix(fitted.data.X[silent], 1)
     names = config.score.band_names
     band_probs = np.column_stack([predicted[band_column(b)] for b in names])
     true_band = np.array([names.index(b) for b in truth["true_band"].to_numpy()[silent]])
-    coverage = coverage_metrics(bundle, trainer.X[silent], band_probs, predicted["expected_score"], true_band,
+    coverage = coverage_metrics(bundle, fitted.data.X[silent], band_probs, predicted["expected_score"], true_band,
                                 truth["true_nps"].to_numpy()[silent], level=LEVEL, threads=1)
     covered, err_dr, err_resp = [], [], []
     bands = truth["true_band"].to_numpy()
