@@ -736,7 +736,7 @@ def alert_catalogue() -> list[dict[str, Any]]:
         {"id": "surveyed_detractor", "name": "Detractor in the last survey", "level": "high",
          "when": [{"column": "observed_score", "op": "<=", "value": 6}], "route_by": "region"},
         {"id": "predicted_detractor", "name": "Silent customer predicted to be a detractor", "level": "medium",
-         "population": "silent", "when": [{"column": "p_bottom_band", "op": ">=", "value": 0.7}],
+         "population": "silent", "when": [{"column": "p_bottom_band", "op": ">=", "value": 0.6}],
          "route_by": "region"},
         {"id": "valuable_churn_risk", "name": "Valuable customer likely to leave", "level": "critical",
          "when": [{"column": "churn_probability", "op": ">=", "value": 0.5},
