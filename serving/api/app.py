@@ -13,11 +13,13 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from cxpredict.features.config import load_config
+from cxpredict.features.config import ConfigError, CxConfig, load_config
 from cxpredict.features.strategies import config_strategies
+from cxpredict.serving.api.alerting import BackgroundAlerts, load_alert_setup
 from cxpredict.serving.api.errors import SafeErrorsMiddleware, install_error_handlers
 from cxpredict.serving.api.metrics import ApiMetrics, BodySizeLimitMiddleware, MetricsMiddleware
 from cxpredict.serving.api.model import ModelManager, ServingModel
+from cxpredict.serving.api.notify import notifier_for
 from cxpredict.serving.api.routes import (
     admin,
     alerts,
@@ -29,8 +31,12 @@ from cxpredict.serving.api.routes import (
     simulations,
     strategies,
 )
+from cxpredict.serving.api.routes import (
+    tasks as task_routes,
+)
 from cxpredict.serving.api.settings import ServingSettings, store_url
 from cxpredict.serving.api.store import CustomerStore
+from cxpredict.serving.api.tasks import TaskStore
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +54,25 @@ async def _poll_alias(manager: ModelManager, every_s: float) -> None:
     while True:
         await asyncio.sleep(every_s)
         await asyncio.to_thread(manager.poll_once)
+
+
+def _background_alerts(config: CxConfig, settings: ServingSettings, store: CustomerStore,
+                       tasks: TaskStore) -> BackgroundAlerts | None:
+    """The alert runner for champion changes, or None (no `alerts` key, switched off, or rules that do not load)."""
+    try:
+        tasks.create()
+    except Exception as err:  # an unreachable store: /readyz says so; task routes answer 503
+        logger.error("task tables not created: %s", type(err).__name__)
+    if not config.alerts or not settings.alerts_on_change:
+        return None
+    try:
+        setup = load_alert_setup(config)
+    except ConfigError as err:
+        logger.error("alert rules not loaded, alerts will not run on model changes: %s", err)
+        return None
+    notifier = notifier_for(config)
+    return BackgroundAlerts(config, setup, store, tasks, settings.predict_threads,
+                            on_created=notifier.notify_created if notifier else None)
 
 
 def create_app(settings: ServingSettings | None = None) -> FastAPI:
@@ -70,12 +95,22 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
             metrics.set_model(served.loaded.model_name, served.version, served.loaded_at.timestamp())
 
         catalogue = config_strategies(config)[0] if config.strategies else []
+        tasks = TaskStore(store.url, settings.store_table, engine=store.engine)
+        background = _background_alerts(config, settings, store, tasks)
+
+        def on_change(old: ServingModel, new: ServingModel) -> None:
+            if background is not None:
+                background.start(new.bundle, new.version)
+
         manager = ModelManager(
             config, store, alias=settings.model_alias, threads=settings.predict_threads,
             alerts_pool=settings.alerts_pool, on_swap=on_swap,
             on_reload=lambda outcome: metrics.reloads.labels(outcome=outcome).inc(), strategies=catalogue,
+            on_change=on_change,
         )
         app.state.config, app.state.store, app.state.models = config, store, manager
+        app.state.tasks, app.state.background_alerts = tasks, background
+        metrics.watch_tasks(tasks)
         app.state.strategies = catalogue
         status = await asyncio.to_thread(manager.reload)
         if manager.current is None:
@@ -89,6 +124,8 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await poller
             manager.wait(timeout=30)
+            if background is not None:
+                background.wait(timeout=60)
             store.close()
 
     app = FastAPI(title="cxpredict", version="1", description=DESCRIPTION, lifespan=lifespan)
@@ -96,7 +133,7 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
     app.state.metrics = metrics
     install_error_handlers(app)
     for router in (health.router, scores.router, customers.router, simulations.router, strategies.router,
-                   drivers.router, alerts.router, model.router, admin.router):
+                   drivers.router, alerts.router, model.router, admin.router, task_routes.router):
         app.include_router(router)
     # Added last = outermost: metrics see every response, 413s and 500s included.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
