@@ -560,7 +560,10 @@ def store_load(
     typer.echo(f"stored {report.customers} customers ({report.respondents} surveyed) in table "
                f"'{report.table}' of {report.url}")
     if alerts and cfg.alerts and champion is not None:
-        _run_alerts(cfg, champion, resolve_store_url(settings, cfg), settings.store_table, "store load (cli)")
+        try:
+            _run_alerts(cfg, champion, resolve_store_url(settings, cfg), settings.store_table, "store load (cli)")
+        except ConfigError as err:
+            raise ConfigError(f"store loaded, but the alert rules did not run: {err}") from None
 
 
 alerts_app = typer.Typer(no_args_is_help=True, help="Alert rules and the tasks they open for the front line.")

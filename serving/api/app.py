@@ -133,7 +133,8 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
     app.state.metrics = metrics
     install_error_handlers(app)
     for router in (health.router, scores.router, customers.router, simulations.router, strategies.router,
-                   drivers.router, alerts.router, model.router, admin.router, task_routes.router):
+                   drivers.router, alerts.router, model.router, admin.router, task_routes.router,
+                   task_routes.rules_router):
         app.include_router(router)
     # Added last = outermost: metrics see every response, 413s and 500s included.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)

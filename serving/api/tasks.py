@@ -259,6 +259,10 @@ class TaskStore:
             t, s = self.tasks, staging
             same_pair = and_(t.c.customer_id == s.c.customer_id, t.c.rule_id == s.c.rule_id)
             with self.engine.begin() as conn:
+                if self.engine.dialect.name == "postgresql":
+                    # Concurrent runs queue here instead of inserting in different orders and deadlocking;
+                    # the partial unique index is still what forbids a duplicate.
+                    conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": t.name})
                 still_open = exists().where(same_pair, t.c.state != CLOSED)
                 new_columns = [*TASK_COLUMNS, "state", "created_at", "updated_at", "created_run", "version"]
                 source = select(
@@ -267,25 +271,27 @@ class TaskStore:
                     _literal(now, t.c.updated_at.type), _literal(run_id, t.c.created_run.type),
                     _literal(1, t.c.version.type),
                 ).where(~still_open)
-                created = conn.execute(
+                conn.execute(
                     self._insert(t).from_select(new_columns, source).on_conflict_do_nothing()
                     if self.engine.dialect.name in ("postgresql", "sqlite")
                     else insert(t).from_select(new_columns, source)
-                ).rowcount
+                )
+                # Counted by run id: drivers differ in what rowcount says for INSERT ... SELECT ... ON CONFLICT.
+                created = conn.execute(select(func.count()).where(t.c.created_run == run_id)).scalar_one()
                 self._events_for(conn, t.c.created_run == run_id, actor, "created", None, OPEN, None, now)
                 matched_now = exists().where(s.c.customer_id == t.c.customer_id, s.c.rule_id == t.c.rule_id)
-                resolved = conn.execute(
+                conn.execute(
                     update(t).where(t.c.state == OPEN, ~matched_now).values(
                         state=CLOSED, outcome=RESOLVED_BY_MODEL, closed_at=now, closed_by=actor, updated_at=now,
                         closed_run=run_id, version=t.c.version + 1,
                     )
-                ).rowcount
+                )
+                resolved = conn.execute(select(func.count()).where(t.c.closed_run == run_id)).scalar_one()
                 self._events_for(conn, t.c.closed_run == run_id, actor, RESOLVED_BY_MODEL, OPEN, CLOSED,
                                  RESOLVED_BY_MODEL, now)
         finally:
             staging.drop(self.engine, checkfirst=True)
-        created = max(int(created or 0), 0)
-        return SyncReport(run_id, len(rows), created, len(rows) - created, int(resolved or 0))
+        return SyncReport(run_id, len(rows), int(created), len(rows) - int(created), int(resolved))
 
     def _events_for(self, conn: Any, where: Any, actor: str, action: str, from_state: str | None,
                     to_state: str, outcome: str | None, at: datetime) -> None:
@@ -373,7 +379,7 @@ class TaskStore:
         """open or acked -> closed with an outcome; TaskConflict when already closed."""
         if outcome not in OUTCOMES:
             raise TaskError(f"unknown outcome '{outcome}', use one of {list(OUTCOMES)}")
-        return self._change(task_id, actor, restrict_owner, (OPEN, ACKED), CLOSED, "closed", outcome, note)
+        return self._change(task_id, actor, restrict_owner, (ACKED, OPEN), CLOSED, "closed", outcome, note)
 
     def _change(self, task_id: int, actor: str, restrict_owner: str | None, from_states: Sequence[str],
                 to_state: str, action: str, outcome: str | None, note: str | None) -> dict[str, Any]:
@@ -385,19 +391,25 @@ class TaskStore:
         else:
             values.update(closed_at=now, closed_by=actor, outcome=outcome, note=note)
         with self.engine.begin() as conn:
-            row = conn.execute(select(t.c.state, t.c.owner_id).where(t.c.task_id == task_id)).mappings().first()
-            if row is None:
-                raise TaskNotFound(f"task {task_id} not found")
-            _check_owner(row, restrict_owner)
-            # The state condition is what makes two concurrent changes safe: one UPDATE wins.
-            changed = conn.execute(
-                update(t).where(t.c.task_id == task_id, t.c.state.in_(list(from_states))).values(**values)
-            ).rowcount
-            if changed != 1:
-                current = conn.execute(select(t.c.state).where(t.c.task_id == task_id)).scalar_one()
-                raise TaskConflict(f"task {task_id} is {current}: cannot {action.removesuffix('ed')} it")
+            # Writes first: SQLite then takes its write lock at once (a read first could not upgrade under
+            # contention), and PostgreSQL locks the row; the state condition lets exactly one change win.
+            from_state = None
+            for state in from_states:
+                where = [t.c.task_id == task_id, t.c.state == state]
+                if restrict_owner is not None:
+                    where.append(t.c.owner_id == restrict_owner)
+                if conn.execute(update(t).where(*where).values(**values)).rowcount == 1:
+                    from_state = state
+                    break
+            if from_state is None:
+                row = conn.execute(select(t.c.state, t.c.owner_id).where(t.c.task_id == task_id)).mappings().first()
+                if row is None:
+                    raise TaskNotFound(f"task {task_id} not found")
+                _check_owner(row, restrict_owner)
+                verb = "ack" if action == "acked" else "close"
+                raise TaskConflict(f"task {task_id} is {row['state']}: cannot {verb} it")
             conn.execute(insert(self.events).values(
-                task_id=task_id, at=now, actor=actor, action=action, from_state=row["state"], to_state=to_state,
+                task_id=task_id, at=now, actor=actor, action=action, from_state=from_state, to_state=to_state,
                 outcome=outcome, note=note,
             ))
         return self.get(task_id)

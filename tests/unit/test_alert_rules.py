@@ -121,3 +121,23 @@ def test_generated_company_writes_alert_defaults(tmp_path: Path) -> None:
     assert config.alerts == "alerts.yaml" and config.data.owners == "owners.csv"
     assert [r["id"] for r in yaml.safe_load((tmp_path / "alerts.yaml").read_text())] == [
         r["id"] for r in alert_catalogue()]
+
+
+def test_handoff_sheet_ranks_rounds_and_adds_contacts() -> None:
+    from cxpredict.serving.api.handoff import contact_columns, handoff_table
+
+    tasks = pd.DataFrame({
+        "task_id": [1, 2, 3, 4], "customer_id": ["A", "B", "C", "D"], "level": ["medium", "critical", "high", "high"],
+        "basis": ["predicted", "observed", "observed", "predicted"], "reason": ["r1", "r2", "r3", "r4"],
+        "strategy_name": ["Half-price voice", None, "Loyalty bonus", "Loyalty bonus"],
+        "expected_value": [10.0, np.nan, 12.3456, 99.999], "value": [1.0, 2.0, 3.0, 4.0],
+        "state": ["open", "acked", "open", "closed"], "created_at": pd.Timestamp("2026-12-01", tz="UTC"),
+    })
+    contacts = pd.DataFrame({"customer_id": ["A", "C"], "email": ["a@example.com", "c@example.com"]})
+    sheet = handoff_table(tasks, contacts)
+    assert sheet["customer_id"].tolist() == ["B", "C", "A"]  # critical, high, medium; the closed task is gone
+    assert sheet["rank"].tolist() == [1, 2, 3]
+    assert sheet["expected_value"].tolist()[1] == 12.35 and sheet["suggested_offer"].tolist() == [
+        "", "Loyalty bonus", "Half-price voice"]
+    assert sheet["email"].fillna("").tolist() == ["", "c@example.com", "a@example.com"]
+    assert contact_columns(["customer_id", "Email", "mobile_phone", "region"]) == ["Email", "mobile_phone"]

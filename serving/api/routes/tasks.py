@@ -1,5 +1,6 @@
 """Tasks: GET /v1/tasks (paged), GET /v1/tasks/{id}, POST /v1/tasks/{id}/ack and /close.
 
+GET /v1/alert-rules (scope `admin`) shows the rules and owners the server runs.
 Scopes: `tasks:read` to list and read, `tasks:write` to ack and close (`admin` implies both). A
 key restricted to an owner (`{"owner": "north"}` in CXPREDICT_API_KEYS) sees and changes only
 that owner's tasks. Handlers are sync: they wait on the database, so they run in the thread pool.
@@ -11,9 +12,18 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 
+from cxpredict.features.config import ConfigError
+from cxpredict.serving.api.alerting import load_alert_setup
 from cxpredict.serving.api.errors import field_error
 from cxpredict.serving.api.schemas.common import AUTH_ERRORS, ErrorResponse
-from cxpredict.serving.api.schemas.tasks import CloseTaskRequest, Level, State, TaskDetail, TaskPageResponse
+from cxpredict.serving.api.schemas.tasks import (
+    AlertRulesResponse,
+    CloseTaskRequest,
+    Level,
+    State,
+    TaskDetail,
+    TaskPageResponse,
+)
 from cxpredict.serving.api.security import Caller, require_caller
 from cxpredict.serving.api.settings import Scope
 from cxpredict.serving.api.tasks import TaskError, TaskStore
@@ -78,3 +88,25 @@ def close_task(request: Request, caller: WriteCaller, task_id: TaskId, body: Clo
                                           restrict_owner=caller.owner)
     except TaskError as err:
         raise _fail(err) from None
+
+
+rules_router = APIRouter(prefix="/v1/alert-rules", tags=["tasks"], responses=AUTH_ERRORS)
+AdminCaller = Annotated[Caller, Depends(require_caller(Scope.admin))]
+
+
+@rules_router.get("", response_model=AlertRulesResponse, summary="The alert rules and owners the server runs",
+                  responses={404: {"model": ErrorResponse, "description": "no `alerts` key in the config"}})
+def list_alert_rules(request: Request, caller: AdminCaller) -> dict[str, Any]:
+    config = request.app.state.config
+    if not config.alerts:
+        raise HTTPException(404, detail="config key 'alerts' is not set: no alert rules")
+    try:
+        setup = load_alert_setup(config)
+    except ConfigError as err:
+        raise HTTPException(409, detail=str(err)) from None
+    return {
+        "source": setup.source,
+        "rules": [{**rule.model_dump(), "basis": rule.basis, "applies_to": rule.applies_to} for rule in setup.rules],
+        "owners": [{"owner_id": o.owner_id, "name": o.name, "contact": o.contact, "covers": list(o.covers)}
+                   for o in setup.owners.owners],
+    }

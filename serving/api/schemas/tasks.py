@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -67,3 +67,34 @@ class CloseTaskRequest(BaseModel):
 
     outcome: Outcome
     note: str | None = Field(None, max_length=2000)
+
+
+class RuleCondition(BaseModel):
+    column: str
+    op: str
+    value: Any
+
+
+class AlertRuleItem(BaseModel):
+    id: str
+    name: str
+    level: Level
+    when: list[RuleCondition]
+    population: str | None
+    route_by: str | None
+    owner: str | None
+    basis: Literal["observed", "predicted"]
+    applies_to: Literal["all", "surveyed", "silent"]
+
+
+class OwnerItem(BaseModel):
+    owner_id: str
+    name: str
+    contact: str
+    covers: list[str]
+
+
+class AlertRulesResponse(BaseModel):
+    source: str = Field(description="the rules file")
+    rules: list[AlertRuleItem]
+    owners: list[OwnerItem]
