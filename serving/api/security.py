@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from cxpredict.serving.api.settings import ApiKeyEntry, Scope, ServingSettings
+from cxpredict.serving.api.settings import ApiKeyEntry, Scope, ServingSettings, key_entry
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key (or Authorization: Bearer)")
 bearer = HTTPBearer(auto_error=False, description="API key as a bearer token")
@@ -36,9 +36,9 @@ def key_name(key: str, entry: ApiKeyEntry) -> str:
 def find_key(settings: ServingSettings, presented: str) -> tuple[str, ApiKeyEntry] | None:
     """The configured key matching a presented one, comparing in constant time against every key."""
     found: tuple[str, ApiKeyEntry] | None = None
-    for key, entry in settings.api_keys.items():
+    for key, value in settings.api_keys.items():
         if hmac.compare_digest(key.encode(), presented.encode()):
-            found = (key, entry)
+            found = (key, key_entry(value))
     return found
 
 

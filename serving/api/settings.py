@@ -47,12 +47,13 @@ class ApiKeyEntry(BaseModel):
         return frozenset(self.scopes).union(*(IMPLIED_SCOPES.get(s, frozenset()) for s in self.scopes))
 
 
-def _entry(value: object) -> object:
-    """A key's value as given: a list of scopes (the original form) or a mapping {scopes, name, owner}."""
-    return {"scopes": value} if isinstance(value, list | tuple) else value
+def key_entry(value: list[Scope] | ApiKeyEntry) -> ApiKeyEntry:
+    """A key's value as configured, a list of scopes (the original form) or a mapping, as one entry."""
+    return value if isinstance(value, ApiKeyEntry) else ApiKeyEntry(scopes=list(value))
 
 
-ApiKeys = dict[str, ApiKeyEntry]
+# A key maps to its scopes (the original form, kept as given) or to {scopes, name, owner}.
+ApiKeys = dict[str, list[Scope] | ApiKeyEntry]
 
 
 class ServingSettings(BaseSettings):
@@ -81,8 +82,7 @@ class ServingSettings(BaseSettings):
     @field_validator("api_keys", mode="before")
     @classmethod
     def _keys_from_json(cls, value: object) -> object:
-        value = json.loads(value) if isinstance(value, str) else value
-        return {k: _entry(v) for k, v in value.items()} if isinstance(value, dict) else value
+        return json.loads(value) if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _merge_key_file(self) -> ServingSettings:
@@ -92,7 +92,8 @@ class ServingSettings(BaseSettings):
             raw = yaml.safe_load(self.api_keys_file.read_text()) or {}
             if not isinstance(raw, dict):
                 raise ValueError(f"api_keys_file {self.api_keys_file}: expected a mapping key -> [scopes]")
-            merged = {**{str(k): ApiKeyEntry.model_validate(_entry(v)) for k, v in raw.items()}, **self.api_keys}
+            merged = {**{str(k): ApiKeyEntry.model_validate(v) if isinstance(v, dict) else [Scope(s) for s in v]
+                         for k, v in raw.items()}, **self.api_keys}
             object.__setattr__(self, "api_keys", merged)
         for key in self.api_keys:
             if len(key) < 16:
