@@ -34,6 +34,7 @@ WriteCaller = Annotated[Caller, Depends(require_caller(Scope.tasks_write))]
 TaskId = Annotated[int, Path(ge=1, le=2**62, description="the task id")]
 NOT_FOUND = {404: {"model": ErrorResponse, "description": "no such task"}}
 CONFLICT = {409: {"model": ErrorResponse, "description": "the task's state does not allow it (or another client won)"}}
+BAD_BODY = {400: {"model": ErrorResponse, "description": "the body cannot be decoded (not JSON / not UTF-8)"}}
 
 
 def _tasks(request: Request) -> TaskStore:
@@ -81,7 +82,7 @@ def ack_task(request: Request, caller: WriteCaller, task_id: TaskId) -> dict[str
 
 
 @router.post("/{task_id}/close", response_model=TaskDetail, summary="Close a task with its outcome",
-             responses={**NOT_FOUND, **CONFLICT})
+             responses={**NOT_FOUND, **CONFLICT, **BAD_BODY})
 def close_task(request: Request, caller: WriteCaller, task_id: TaskId, body: CloseTaskRequest) -> dict[str, Any]:
     try:
         return _tasks(request).close_task(task_id, caller.name, body.outcome, body.note,
