@@ -611,6 +611,7 @@ def alerts_run(
     model_version: ModelVersionOption = None,
     chunk_rows: Annotated[int, typer.Option(min=100, help="Customers scored at a time (bounds memory)")] = 50_000,
     threads: Annotated[int | None, typer.Option(help="LightGBM threads (default: training.threads)")] = None,
+    actor: Annotated[str, typer.Option(help="Who the task events name")] = "alerts run (cli)",
 ) -> None:
     """Evaluate the alert rules for every customer of the store and sync the tasks (idempotent)."""
     from cxpredict.models.registry import load_champion
@@ -621,8 +622,7 @@ def alerts_run(
         raise ConfigError(f"{config}: config key 'alerts' is not set (a file of alert rules, like strategies)")
     settings = _serving_settings(config=config, store_url=store_url, store_table=table)
     loaded = load_champion(cfg, model_version)
-    _run_alerts(cfg, loaded, resolve_store_url(settings, cfg), settings.store_table, "alerts run (cli)",
-                chunk_rows, threads)
+    _run_alerts(cfg, loaded, resolve_store_url(settings, cfg), settings.store_table, actor, chunk_rows, threads)
 
 
 @alerts_app.command("export")

@@ -8,18 +8,23 @@ The resulting (customer, rule) pairs go to `TaskStore.sync` in one step at the e
 run changes nothing.
 
 Used by `cxpredict alerts run`, after `cxpredict store load`, and by the API when the champion
-changes (a background thread: it never blocks scoring requests).
+changes (a child process at low priority: it never blocks scoring requests).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -369,39 +374,55 @@ def append_task_results(config: CxConfig, tasks: TaskStore,
 
 
 class BackgroundAlerts:
-    """Runs the alert rules on a background thread when the API's champion changes (never on the request path).
+    """Runs the alert rules when the API's champion changes, in a child process (`cxpredict alerts run`).
 
-    Runs are serialised; each uses the model it was started for. A failure is logged and kept in
-    `last_error`, and the server goes on serving.
+    A child process rather than a thread: a run over the whole store scores, explains and simulates
+    for minutes, and in the server's process it would compete with requests for the GIL and memory.
+    The child runs at a lower CPU priority (nice 10); runs are serialised; a failure is logged and
+    kept in `last_error`, and the server goes on serving.
     """
 
-    def __init__(self, config: CxConfig, setup: AlertSetup, store: CustomerStore, tasks: TaskStore, threads: int = 1,
-                 on_created: Callable[[TaskStore, str], None] | None = None):
-        self.config, self.setup, self.store, self.tasks = config, setup, store, tasks
-        self.threads, self.on_created = threads, on_created
+    def __init__(self, config_path: Path, store_url: str, table: str, threads: int = 1):
+        self.config_path, self.store_url, self.table, self.threads = config_path, store_url, table, threads
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
-        self.last_report: AlertRunReport | None = None
+        self.last_output: str | None = None
         self.last_error: str | None = None
 
-    def start(self, bundle: ScoringBundle, version: str) -> threading.Thread:
-        thread = threading.Thread(target=self._run, args=(bundle, version), name="alerts-run", daemon=True)
+    def start(self, version: str) -> threading.Thread:
+        thread = threading.Thread(target=self._run, args=(version,), name="alerts-run", daemon=True)
         self._threads = [t for t in self._threads if t.is_alive()] + [thread]
         thread.start()
         return thread
 
-    def _run(self, bundle: ScoringBundle, version: str) -> None:
+    def command(self, version: str) -> list[str]:
+        return [sys.executable, "-m", "cxpredict.cli", "alerts", "run", "--config", str(self.config_path),
+                "--model-version", version, "--threads", str(self.threads),
+                "--actor", f"model change to v{version} (api)"]
+
+    def _run(self, version: str) -> None:
         with self._lock:
             try:
-                self.last_report = run_alerts(self.config, bundle, version, self.store, self.tasks, self.setup,
-                                              f"model change to v{version} (api)", self.threads,
-                                              on_created=self.on_created)
+                # The store URL goes by environment, never argv: a password in it would show in `ps`.
+                env = {**os.environ, "CXPREDICT_STORE_URL": self.store_url, "CXPREDICT_STORE_TABLE": self.table}
+                child = subprocess.Popen(self.command(version), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         text=True, env=env)
+                # Below the server's priority: requests first (no preexec_fn: the server has threads).
+                with contextlib.suppress(OSError):
+                    os.setpriority(os.PRIO_PROCESS, child.pid, 10)
+                stdout, stderr = child.communicate(timeout=6 * 3600)
+            except (OSError, subprocess.TimeoutExpired) as err:
+                self.last_error = f"{type(err).__name__}"
+                logger.error("alerts run after the model change to v%s did not finish: %s", version, self.last_error)
+                return
+            done = subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr)
+            self.last_output = done.stdout.strip()
+            if done.returncode != 0:
+                self.last_error = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+                logger.error("alerts run after the model change to v%s failed: %s", version, self.last_error)
+            else:
                 self.last_error = None
-                sync = self.last_report.sync
-                logger.info("alerts for v%s: %d opened, %d resolved_by_model", version, sync.created, sync.resolved)
-            except Exception as err:
-                self.last_error = f"{type(err).__name__}: {err}"
-                logger.error("alerts run after the model change failed: %s", self.last_error)
+                logger.info("alerts run after the model change to v%s: %s", version, self.last_output)
 
     def wait(self, timeout: float | None = None) -> None:
         for thread in list(self._threads):

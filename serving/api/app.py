@@ -19,7 +19,6 @@ from cxpredict.serving.api.alerting import BackgroundAlerts, load_alert_setup
 from cxpredict.serving.api.errors import SafeErrorsMiddleware, install_error_handlers
 from cxpredict.serving.api.metrics import ApiMetrics, BodySizeLimitMiddleware, MetricsMiddleware
 from cxpredict.serving.api.model import ModelManager, ServingModel
-from cxpredict.serving.api.notify import notifier_for
 from cxpredict.serving.api.routes import (
     admin,
     alerts,
@@ -66,13 +65,11 @@ def _background_alerts(config: CxConfig, settings: ServingSettings, store: Custo
     if not config.alerts or not settings.alerts_on_change:
         return None
     try:
-        setup = load_alert_setup(config)
+        load_alert_setup(config)  # checked once here, so a broken catalogue is reported at start
     except ConfigError as err:
         logger.error("alert rules not loaded, alerts will not run on model changes: %s", err)
         return None
-    notifier = notifier_for(config)
-    return BackgroundAlerts(config, setup, store, tasks, settings.predict_threads,
-                            on_created=notifier.notify_created if notifier else None)
+    return BackgroundAlerts(settings.config.resolve(), store.url, settings.store_table, settings.predict_threads)
 
 
 def create_app(settings: ServingSettings | None = None) -> FastAPI:
@@ -100,7 +97,7 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
 
         def on_change(old: ServingModel, new: ServingModel) -> None:
             if background is not None:
-                background.start(new.bundle, new.version)
+                background.start(new.version)
 
         manager = ModelManager(
             config, store, alias=settings.model_alias, threads=settings.predict_threads,
