@@ -7,22 +7,119 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from enum import StrEnum
 from functools import wraps
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
 from cxpredict.features.config import ConfigError, CxConfig, load_config
+from cxpredict.features.progress import StepProgress
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_show_locals=False)
+
+class OneLineErrors(TyperGroup):
+    """A mistyped option or value ends with one `error:` line and exit 2, like every other bad input.
+
+    Click's usage errors are a usage line, a hint and a boxed message; scripts and people read one
+    line (`error: cxpredict serve: Invalid value for '--log-level': ...`).
+    """
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except Exception as err:
+            if _is_click_error(err, "Abort"):  # a prompt answered with Ctrl-C / Ctrl-D
+                typer.echo("aborted", err=True)
+                sys.exit(1)
+            if _is_click_error(err, "NoArgsIsHelpError"):  # `cxpredict store`: typer printed the help
+                sys.exit(err.exit_code)  # type: ignore[attr-defined]
+            if not _is_click_error(err, "ClickException"):
+                raise
+            ctx = getattr(err, "ctx", None)
+            where = f"{ctx.command_path}: " if _is_click_error(err, "UsageError") and ctx is not None else ""
+            typer.echo(f"error: {where}{err.format_message()}", err=True)  # type: ignore[attr-defined]
+            sys.exit(err.exit_code)  # type: ignore[attr-defined]
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+def _is_click_error(err: BaseException, name: str) -> bool:
+    """Whether `err` is click's exception `name`: matched by class name, as newer typer vendors click."""
+    return any(cls.__name__ == name for cls in type(err).__mro__)
+
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_show_locals=False,
+                  cls=OneLineErrors)
 console = Console(stderr=True)
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Path to cxpredict.yaml")]
 ModelVersionOption = Annotated[str | None, typer.Option(help="Registered version (default: champion)")]
-SegmentByOption = Annotated[str | None, typer.Option("--by", help="Segment column (default: 'segment' if present)")]
+# One spelling for the segment column everywhere; the old ones (`--segment`, `--by`) still work, unlisted.
+SegmentByOption = Annotated[str | None, typer.Option(
+    "--segment-by", help="Customers column to compare segments by (default: 'segment' if present)")]
+SegmentAliasOption = Annotated[str | None, typer.Option("--segment", "--by", hidden=True)]
+CompareSegmentsOption = Annotated[str | None, typer.Option(
+    "--segment-by", help="Customers column to compare segments by (default: none)")]
+
+
+class LogLevel(StrEnum):
+    critical = "critical"
+    error = "error"
+    warning = "warning"
+    info = "info"
+    debug = "debug"
+    trace = "trace"
+
+
+class Engine(StrEnum):
+    local = "local"
+    spark = "spark"
+
+
+class Selection(StrEnum):
+    random = "random"
+    biased = "biased"
+
+
+class Objective(StrEnum):
+    value = "value"
+    churn = "churn"
+    score = "score"
+
+
+def _segment_column(segment_by: str | None, alias: str | None) -> str | None:
+    """The segment column, from --segment-by or one of its old spellings (not two different ones)."""
+    if segment_by is not None and alias is not None and segment_by != alias:
+        raise ConfigError(f"--segment-by '{segment_by}' and its old spelling '{alias}' disagree: give one")
+    return segment_by if segment_by is not None else alias
+
+
+@contextmanager
+def step_progress(title: str, console: Console | None = None) -> Iterator[StepProgress]:
+    """A rich progress bar (stage, steps done, elapsed) on a terminal; nothing at all off one."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    console = console or Console(stderr=True)
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console, disable=not console.is_terminal, transient=True) as bar:
+        task = bar.add_task(title, total=None)
+
+        def step(description: str, done: int, total: int) -> None:
+            bar.update(task, description=f"{title}: {description}", completed=done, total=total)
+
+        yield step
+
+
 # 0 means "the config's value": MLproject parameters cannot be left out, so `mlflow run` passes 0.
 TuneTrialsOption = Annotated[
     int | None, typer.Option(min=0, help="Override training.tune_trials (0: the config's value)")
@@ -31,9 +128,10 @@ TuneTrialsOption = Annotated[
 
 def _user_errors() -> tuple[type[Exception], ...]:
     from cxpredict.features.load import DataError
+    from cxpredict.models.bundle_files import BundleError
     from cxpredict.serving.api.store import StoreError
 
-    return (ConfigError, DataError, StoreError)
+    return (ConfigError, DataError, BundleError, StoreError)
 
 
 def cli_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -56,8 +154,21 @@ def _setup_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        try:
+            typer.echo(f"cxpredict {installed_version('cxpredict')}")
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            typer.echo("cxpredict (not installed)")
+        raise typer.Exit()
+
+
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress")] = False) -> None:
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress")] = False,
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True, help="Print the installed version and exit")] = False,
+) -> None:
     """cxpredict: experience scores, causes and churn for every silent customer."""
     from cxpredict.training.project import detach_project_run
 
@@ -127,7 +238,7 @@ def score(
         Path | None, typer.Option("--input", help="Parquet file or folder of customers to stream-score")
     ] = None,
     chunk_rows: Annotated[int, typer.Option(help="Rows per streamed chunk (bounds memory)")] = 200_000,
-    engine: Annotated[str, typer.Option(help="local (streaming, in process) or spark")] = "local",
+    engine: Annotated[Engine, typer.Option(help="local (streaming, in process) or spark")] = Engine.local,
     master: Annotated[str, typer.Option(help="Spark master for --engine spark")] = "local[2]",
     threads: Annotated[int | None, typer.Option(help="LightGBM threads (default: training.threads)")] = None,
     survey_columns: Annotated[bool, typer.Option(
@@ -148,10 +259,8 @@ def score(
     if level is not None and not 0 < level < 1:
         raise ConfigError(f"--level must be between 0 and 1, got {level}")
     cfg = _load(config)
-    if engine not in ("local", "spark"):
-        raise ConfigError(f"--engine must be 'local' or 'spark', got '{engine}'")
     if input_path is None:
-        if engine != "local":
+        if engine is not Engine.local:
             raise ConfigError("--engine spark needs --input (a Parquet file or folder)")
         from cxpredict.features.io import write_parquet_atomic
         from cxpredict.models.registry import load_scoring_inputs
@@ -177,7 +286,7 @@ def score(
         observed = observed_scores(cfg) if survey_columns else None
     except DataError as err:  # a scoring job may run where the survey is not: say how to go on
         raise DataError(f"{err} (the survey columns need it; --no-survey-columns scores without them)") from None
-    if engine == "spark":
+    if engine is Engine.spark:
         from cxpredict.serving.batch.spark import score_spark
 
         summary = score_spark(cfg, loaded, input_path, out, master=master, options=options, observed=observed)
@@ -206,7 +315,8 @@ def backtest(
     survey_rate: Annotated[float, typer.Option(help="Share of customers kept as respondents")] = 0.03,
     repeats: Annotated[int, typer.Option(help="Independent repeats")] = 3,
     seed: Annotated[int, typer.Option(help="Seed of the hiding draws")] = 0,
-    selection: Annotated[str, typer.Option(help="random or biased choice of kept respondents")] = "biased",
+    selection: Annotated[Selection, typer.Option(help="random or biased choice of kept respondents")]
+    = Selection.biased,
     tune_trials: TuneTrialsOption = None,
     out: Annotated[Path | None, typer.Option(help="Write the report as JSON here")] = None,
 ) -> None:
@@ -215,12 +325,11 @@ def backtest(
     from cxpredict.training.backtest import backtest as run_backtest
     from cxpredict.training.project import link_project_run
 
-    if selection not in ("random", "biased"):
-        raise ConfigError(f"--selection must be 'random' or 'biased', got '{selection}'")
     cfg = _load(config)
-    report = run_backtest(
-        cfg, load_dataset(cfg), survey_rate, repeats, seed, selection, tune_trials or None  # type: ignore[arg-type]
-    )
+    dataset = load_dataset(cfg)
+    with step_progress("backtest") as progress:
+        report = run_backtest(cfg, dataset, survey_rate, repeats, seed, selection.value,  # type: ignore[arg-type]
+                              tune_trials or None, progress=progress)
     if report.run_id:
         link_project_run(report.run_id, cfg.tracking_uri)
     summary = report.summary()
@@ -242,7 +351,6 @@ def backtest(
 TargetOption = Annotated[list[str] | None, typer.Option(
     "--target", help="Target to explain (repeatable): the bottom band, expected_score, cause_<code>, a driver "
                      "rating or churn; default all")]
-SegmentOption = Annotated[str | None, typer.Option(help="Customers column to compare segments by")]
 SampleOption = Annotated[int, typer.Option(help="Customers explained for the tables (stratified sample)")]
 MinSegmentOption = Annotated[int, typer.Option(help="Smallest segment allowed (customers)")]
 
@@ -252,7 +360,8 @@ MinSegmentOption = Annotated[int, typer.Option(help="Smallest segment allowed (c
 def explain(
     config: ConfigOption,
     out: Annotated[Path, typer.Option(help="Folder for the driver tables and plots")],
-    segment: SegmentOption = None,
+    segment_by: CompareSegmentsOption = None,
+    segment_alias: SegmentAliasOption = None,
     target: TargetOption = None,
     sample: SampleOption = 20_000,
     min_segment_size: MinSegmentOption = 30,
@@ -263,10 +372,12 @@ def explain(
     from cxpredict.models.registry import load_scoring_inputs
     from cxpredict.training.drivers import explain_drivers
 
+    segment = _segment_column(segment_by, segment_alias)
     cfg = _load(config)
     dataset, loaded = load_scoring_inputs(cfg, model_version)
-    result = explain_drivers(cfg, loaded, dataset, out, segment=segment, targets=target, sample_size=sample,
-                             min_segment_size=min_segment_size, seed=seed)
+    with step_progress("explain") as progress:
+        result = explain_drivers(cfg, loaded, dataset, out, segment=segment, targets=target, sample_size=sample,
+                                 min_segment_size=min_segment_size, seed=seed, progress=progress)
     table = Table(title=f"top drivers ({result.sample.describe()})")
     for column in ("target", "rank", "feature", "mean |SHAP| ± SE", "direction"):
         table.add_column(column)
@@ -285,7 +396,8 @@ def explain(
 def report(
     config: ConfigOption,
     out: Annotated[Path, typer.Option(help="HTML file to write")],
-    segment: SegmentOption = None,
+    segment_by: CompareSegmentsOption = None,
+    segment_alias: SegmentAliasOption = None,
     target: TargetOption = None,
     sample: SampleOption = 5_000,
     min_segment_size: MinSegmentOption = 30,
@@ -295,10 +407,12 @@ def report(
     from cxpredict.models.registry import load_scoring_inputs
     from cxpredict.training.report import build_report
 
+    segment = _segment_column(segment_by, segment_alias)
     cfg = _load(config)
     dataset, loaded = load_scoring_inputs(cfg, model_version)
-    path = build_report(cfg, loaded, dataset, out, segment=segment, targets=target, sample_size=sample,
-                        min_segment_size=min_segment_size)
+    with step_progress("report") as progress:
+        path = build_report(cfg, loaded, dataset, out, segment=segment, targets=target, sample_size=sample,
+                            min_segment_size=min_segment_size, progress=progress)
     typer.echo(f"report -> {path}")
 
 
@@ -306,7 +420,8 @@ def report(
 @cli_errors
 def segments(
     config: ConfigOption,
-    by: Annotated[str, typer.Option("--by", help="Customers' column to segment by")],
+    segment_by: Annotated[str | None, typer.Option("--segment-by", help="Customers column to segment by")] = None,
+    segment_alias: SegmentAliasOption = None,
     out: Annotated[Path | None, typer.Option(help="Write the table as CSV here")] = None,
     level: Annotated[float, typer.Option(help="Confidence level of the intervals")] = 0.95,
     model_version: ModelVersionOption = None,
@@ -316,6 +431,9 @@ def segments(
     from cxpredict.models.registry import load_scoring_inputs
     from cxpredict.training.segments import segment_figures
 
+    by = _segment_column(segment_by, segment_alias)
+    if by is None:
+        raise ConfigError("segments needs --segment-by COLUMN (a customers column)")
     if not 0 < level < 1:
         raise ConfigError(f"--level must be between 0 and 1, got {level}")
     cfg = _load(config)
@@ -347,7 +465,8 @@ def segments(
 def feedback(
     config: ConfigOption,
     survey: Annotated[Path, typer.Option("--survey", help="The new wave's answers (id and score columns)")],
-    by: SegmentByOption = None,
+    segment_by: SegmentByOption = None,
+    segment_alias: SegmentAliasOption = None,
     history: Annotated[Path | None, typer.Option(help="History CSV (default: beside the config)")] = None,
     model_version: ModelVersionOption = None,
 ) -> None:
@@ -355,6 +474,7 @@ def feedback(
     from cxpredict.models.registry import load_scoring_inputs
     from cxpredict.training.feedback import record_feedback
 
+    by = _segment_column(segment_by, segment_alias)
     cfg = _load(config)
     dataset, loaded = load_scoring_inputs(cfg, model_version)
     result = record_feedback(cfg, loaded, dataset, survey, by, history)
@@ -376,7 +496,8 @@ def survey_plan(
     config: ConfigOption,
     budget: Annotated[int, typer.Option(help="Number of silent customers to propose")],
     out: Annotated[Path, typer.Option(help="CSV for the survey tool")] = Path("survey_plan.csv"),
-    by: SegmentByOption = None,
+    segment_by: SegmentByOption = None,
+    segment_alias: SegmentAliasOption = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the draw (default: training.seed)")] = None,
     model_version: ModelVersionOption = None,
 ) -> None:
@@ -384,6 +505,7 @@ def survey_plan(
     from cxpredict.models.registry import load_scoring_inputs
     from cxpredict.training.survey_plan import plan_survey
 
+    by = _segment_column(segment_by, segment_alias)
     cfg = _load(config)
     dataset, loaded = load_scoring_inputs(cfg, model_version)
     plan = plan_survey(cfg, loaded.bundle, dataset, budget, by, seed)
@@ -404,9 +526,10 @@ def simulate(
     segment_filter: Annotated[
         list[str] | None, typer.Option("--segment-filter", help="COL=VAL (or COL=A,B); repeat to combine")
     ] = None,
-    objective: Annotated[str, typer.Option(help="value | churn | score: what 'best' maximises")] = "value",
+    objective: Annotated[Objective, typer.Option(help="What 'best' maximises")] = Objective.value,
     budget: Annotated[float | None, typer.Option(help="Total cost allowed: plan customers and offers")] = None,
-    segment_by: Annotated[str | None, typer.Option(help="Segment column (default: 'segment' if present)")] = None,
+    segment_by: SegmentByOption = None,
+    segment_alias: SegmentAliasOption = None,
     simulated_only: Annotated[
         bool, typer.Option("--simulated-only", help="Ignore effects learned from campaigns")
     ] = False,
@@ -419,22 +542,23 @@ def simulate(
     cfg = _load(config)
     dataset, loaded = load_scoring_inputs(cfg, model_version)
     request = prepare_simulation(
-        cfg, dataset, ids_file=customers, filters=segment_filter or [], objective=objective,
-        budget=budget, segment_by=segment_by, use_learned=not simulated_only,
+        cfg, dataset, ids_file=customers, filters=segment_filter or [], objective=objective.value,
+        budget=budget, segment_by=_segment_column(segment_by, segment_alias), use_learned=not simulated_only,
     )
-    report = run_simulation(cfg, loaded, request)
+    with step_progress("simulate") as progress:
+        report = run_simulation(cfg, loaded, request, progress=progress)
     paths = write_simulation(report, out)
     _print_segments(report.segments)
     summary = report.summary
     typer.echo(
         f"{summary['n_customers']} customers, {summary['n_effects']} eligible (customer, strategy) pairs; "
-        f"{summary['n_with_strategy']} get a strategy (objective {objective})"
+        f"{summary['n_with_strategy']} get a strategy (objective {objective.value})"
     )
     if report.plan is not None:
         plan = report.plan.summary()
         typer.echo(
             f"budget {plan['budget']:.2f}: {plan['n_targeted']} customers, spent {plan['spent']:.2f}, "
-            f"total {objective} gain {plan['total_gain']:.2f} (LP bound {plan['lp_bound']:.2f})"
+            f"total {objective.value} gain {plan['total_gain']:.2f} (LP bound {plan['lp_bound']:.2f})"
         )
     for note in summary["notes"]:
         typer.echo(f"note: {note}")
@@ -671,7 +795,7 @@ def serve(
     store_url: Annotated[str | None, typer.Option(help="Customer store URL (default: SQLite beside MLflow)")]
     = None,
     reload_poll: Annotated[float | None, typer.Option(help="Check the champion alias every N seconds")] = None,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+    log_level: Annotated[LogLevel, typer.Option(case_sensitive=False, help="uvicorn log level")] = LogLevel.info,
 ) -> None:
     """Start the HTTP API (docs at /docs) serving the champion model."""
     import os
@@ -687,7 +811,7 @@ def serve(
         if value is not None:
             os.environ[f"CXPREDICT_{key.upper()}"] = str(value)
     uvicorn.run("cxpredict.serving.api.app:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level=log_level)
+                log_level=log_level.value)
 
 
 def _report_drift(drift: Any, warnings: list[str], drift_path: Path) -> None:
@@ -710,4 +834,4 @@ def _print_metrics(title: str, metrics: dict[str, float]) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(app())
+    sys.exit(app(prog_name="cxpredict"))  # `python -m cxpredict.cli` (MLproject) names itself as the command

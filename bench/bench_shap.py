@@ -24,13 +24,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import joblib
 import numpy as np
 
 from cxpredict.features.config import load_config
 from cxpredict.features.load import load_dataset
 from cxpredict.features.synthetic import generate_company, write_company
-from cxpredict.models.bundle import ScoringBundle, band_column
+from cxpredict.models.bundle import ScoringBundle, band_column, load_bundle, save_bundle
 from cxpredict.models.treeshap import TreeShap
 from cxpredict.training.train import Trainer
 
@@ -52,7 +51,7 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=100_000, help="rows per timed chunk (a repeat)")
     parser.add_argument("--baseline-rows", type=int, default=5_000,
                         help="rows of each chunk that pred_contrib also explains (0: the whole chunk)")
-    parser.add_argument("--bundle", type=Path, default=None, help="reuse (or save) the trained bundle here")
+    parser.add_argument("--bundle", type=Path, default=None, help="reuse (or save) the trained bundle folder here")
     parser.add_argument("--train-customers", type=int, default=100_000)
     parser.add_argument("--survey-rate", type=float, default=0.05)
     parser.add_argument("--tune-trials", type=int, default=5)
@@ -62,12 +61,12 @@ def main() -> None:
     args = parser.parse_args()
 
     started = time.perf_counter()
-    if args.bundle is not None and args.bundle.is_file():
-        bundle = joblib.load(args.bundle)
+    if args.bundle is not None and args.bundle.is_dir():
+        bundle = load_bundle(args.bundle)
     else:
         bundle = train_bundle(args.train_customers, args.survey_rate, args.tune_trials, args.seed, args.threads)
         if args.bundle is not None:
-            joblib.dump(bundle, args.bundle)
+            save_bundle(bundle, args.bundle)
     print(f"trained in {time.perf_counter() - started:.0f}s: score {bundle.score_booster.num_trees()} trees, "
           f"churn {bundle.churn_booster.num_trees()} trees", flush=True)
     customers = generate_company(args.customers, 0.03, args.seed + 1).customers

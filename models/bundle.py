@@ -1,7 +1,9 @@
-"""The trained set of models as one object, its MLflow pyfunc wrapper, and loading it back.
+"""The trained set of models as one object, and writing it to / reading it from a folder of data files.
 
 `ScoringBundle` is what training logs and what serving and batch scoring load: the fitted
 feature pipeline plus every booster, so the same code turns customer rows into scores everywhere.
+On disk it is data, not a pickle (LightGBM model text, JSON, Parquet with a SHA-256 manifest;
+models/bundle_files.py), so loading a registered model never runs code it carries.
 """
 
 from __future__ import annotations
@@ -10,12 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import joblib
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
 from cxpredict.features.build import FeaturePipeline
+from cxpredict.models.bundle_files import BundleError, BundleFiles, read_bundle_files, write_bundle_files
 from cxpredict.models.conformal import ConformalCalibration
 from cxpredict.models.drift import DriftReference
 from cxpredict.models.estimators import binary_probability, multiclass_probabilities, predict_raw
@@ -187,11 +189,25 @@ def population_index(band_probabilities: pd.DataFrame, top_band: str, bottom_ban
     )
 
 
-def save_bundle(bundle: ScoringBundle, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    joblib.dump(bundle, path)
-    return path
+def save_bundle(bundle: ScoringBundle, folder: Path) -> BundleFiles:
+    """Write the bundle as a folder of data files (created; must be new or empty).
+
+    Returns:
+        The folder and its manifest's SHA-256, which the training run records.
+    """
+    return write_bundle_files(bundle, Path(folder))
 
 
-def load_bundle(path: Path) -> ScoringBundle:
-    return joblib.load(path)
+def load_bundle(folder: Path, expected_sha256: str | None = None, label: str | None = None) -> ScoringBundle:
+    """Read a bundle folder back, refusing it when a file differs from its manifest or the
+    manifest from `expected_sha256` (what the training run recorded). `label` names the bundle
+    in errors (default: the folder).
+
+    Raises:
+        BundleIntegrityError: a changed, missing or added file.
+        BundleError: not a bundle folder, or not a bundle inside.
+    """
+    bundle = read_bundle_files(Path(folder), expected_sha256, label)
+    if not isinstance(bundle, ScoringBundle):
+        raise BundleError(f"{folder}: holds a {type(bundle).__name__}, not a ScoringBundle")
+    return bundle

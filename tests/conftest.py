@@ -104,6 +104,17 @@ def run_cli(*args: str, cwd: Path, timeout: float = 900) -> subprocess.Completed
     )
 
 
+# What the CLI's progress bars draw (escape codes, elapsed time, stage texts; not the bar's line, which
+# rich tables draw too): none of it may reach captured output.
+PROGRESS_MARKS = ("\x1b[", "0:00:", "repeat 1/", "SHAP values for", "effects of ", "logging to MLflow", "budget plan (")
+
+
+def assert_no_progress(done: subprocess.CompletedProcess[str]) -> None:
+    """Off a terminal (captured, piped, in CI) a command prints its results and nothing of its progress."""
+    for mark in PROGRESS_MARKS:
+        assert mark not in done.stdout and mark not in done.stderr, f"progress output {mark!r} off a terminal"
+
+
 @pytest.fixture(scope="session")
 def trained_company(small_company_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The small company copied to its own folder and trained once (2 trials): its cxpredict.yaml.

@@ -28,8 +28,10 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from cxpredict.features.build import CATEGORICAL, FeaturePipeline
 from cxpredict.features.config import CxConfig
 from cxpredict.features.load import DataError, Dataset
+from cxpredict.features.progress import StepProgress, no_progress
 from cxpredict.models.bundle import band_column, cause_column, driver_column
 from cxpredict.models.estimators import BINARY, base_params, binary_probability, fit_booster, predict_raw
+from cxpredict.models.registry import BACKTEST_ARTIFACT
 from cxpredict.training import evaluate
 from cxpredict.training.conformal import coverage_metrics
 from cxpredict.training.registry import configure_mlflow
@@ -247,6 +249,7 @@ def backtest(
     selection: Selection = "biased",
     tune_trials: int | None = None,
     log_to_mlflow: bool = True,
+    progress: StepProgress = no_progress,
 ) -> BacktestReport:
     """Treat the respondents as the base, keep `survey_rate` of them surveyed, and score the rest.
 
@@ -259,6 +262,7 @@ def backtest(
         selection: `random` or `biased` choice of the kept respondents.
         tune_trials: tuning budget per model (defaults to the config's).
         log_to_mlflow: log the summary as a run of the dataset's experiment.
+        progress: told when the churn cross-validation and each repeat start and end.
     Returns:
         Per-repeat metrics and their summary.
     """
@@ -280,13 +284,18 @@ def backtest(
     X_respondents = full_pipeline.transform(respondents.customers)
     churn_metrics: dict[str, float] = {}
     churn = churn_rows(config, dataset, full_pipeline.transform(dataset.customers))
+    before = int(churn is not None)  # the churn cross-validation is one step before the repeats
+    steps = before + repeats
     if churn is not None:
+        progress("churn: 5-fold cross-validation", 0, steps)
         churn_metrics = churn_cross_validation(config, *churn, full_pipeline.categorical_indices_, tune_trials)
     for r in range(repeats):
+        progress(f"repeat {r + 1}/{repeats}: train on {n_keep} kept respondents", before + r, steps)
         kept = kept_respondents(config, respondents, full_pipeline, X_respondents, n_keep, selection, rng)
         metrics = evaluate_repeat(config, respondents, kept, tune_trials, seed + r)
         report.per_repeat.append({**metrics, **churn_metrics})
         logger.info("backtest repeat %d/%d done", r + 1, repeats)
+    progress("done", steps, steps)
     if log_to_mlflow:
         configure_mlflow(config)
         with mlflow.start_run(run_name=f"backtest-{config.name}-{selection}-{survey_rate}") as run:
@@ -294,7 +303,7 @@ def backtest(
                                "tune_trials": tune_trials or config.training.tune_trials})
             summary = report.summary()
             mlflow.log_metrics({f"backtest_{k}": v["mean"] for k, v in summary.items() if np.isfinite(v["mean"])})
-            mlflow.log_dict(report.to_dict(), "backtest.json")
+            mlflow.log_dict(report.to_dict(), BACKTEST_ARTIFACT)
             report.run_id = run.info.run_id
     return report
 

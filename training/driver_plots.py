@@ -8,6 +8,7 @@ and, with a segment column, a segment-comparison chart.
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -81,7 +82,11 @@ def plot_beeswarm(explanation: Explanation, rows: np.ndarray, title: str, path: 
         data=_numeric_data(explanation, rows), feature_names=list(explanation.feature_names),
     )
     fig = plt.figure()
-    shap.plots.beeswarm(values, max_display=top, show=False, plot_size=(8.0, 0.4 * top + 1.5))
+    with warnings.catch_warnings():
+        # shap takes percentiles of each column's values for its colour scale; the grey (all-NaN)
+        # categorical columns make numpy warn once per column, which tells the user nothing.
+        warnings.filterwarnings("ignore", message="All-NaN slice encountered", category=RuntimeWarning)
+        shap.plots.beeswarm(values, max_display=top, show=False, plot_size=(8.0, 0.4 * top + 1.5))
     fig = plt.gcf()
     fig.axes[0].set_title(title, fontsize=11)
     fig.axes[0].set_xlabel(f"SHAP value ({explanation.target.space})")

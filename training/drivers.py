@@ -23,8 +23,23 @@ import pandas as pd
 from cxpredict.features.build import BOOLEAN, CATEGORICAL
 from cxpredict.features.config import CxConfig
 from cxpredict.features.load import Dataset
+from cxpredict.features.progress import StepProgress, no_progress
 from cxpredict.models.explain import DriverExplainer, ExplainError, Explanation, Target, resolve_targets
-from cxpredict.models.registry import LoadedBundle
+from cxpredict.models.registry import (
+    DRIVERS_DIR,
+    DRIVERS_GLOBAL_ARTIFACT,
+    DRIVERS_SAMPLE_ARTIFACT,
+    DRIVERS_SEGMENTS_ARTIFACT,
+    DRIVERS_SUMMARY_ARTIFACT,
+    KIND_EXPLAIN,
+    PARAM_SEGMENT,
+    TAG_EXPLAINED_VERSION,
+    TAG_KIND,
+    TAG_MODEL_NAME,
+    TAG_MODEL_RUN_ID,
+    LoadedBundle,
+    drivers_file,
+)
 from cxpredict.training.registry import configure_mlflow
 
 logger = logging.getLogger(__name__)
@@ -388,14 +403,14 @@ def write_drivers(result: DriversResult, out_dir: Path, plots: bool = True) -> d
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     files: dict[str, Path] = {}
-    files["drivers_global"] = out_dir / "drivers_global.csv"
+    files["drivers_global"] = out_dir / drivers_file(DRIVERS_GLOBAL_ARTIFACT)
     result.global_table.to_csv(files["drivers_global"], index=False)
     if result.segment_table is not None:
-        files["drivers_segments"] = out_dir / "drivers_segments.csv"
+        files["drivers_segments"] = out_dir / drivers_file(DRIVERS_SEGMENTS_ARTIFACT)
         result.segment_table.to_csv(files["drivers_segments"], index=False)
-    files["sample"] = out_dir / "sample.csv"
+    files["sample"] = out_dir / drivers_file(DRIVERS_SAMPLE_ARTIFACT)
     result.sample.strata_table.to_csv(files["sample"], index=False)
-    files["summary"] = out_dir / "summary.json"
+    files["summary"] = out_dir / drivers_file(DRIVERS_SUMMARY_ARTIFACT)
     files["summary"].write_text(json.dumps(result.summary(), indent=2, default=float))
     if plots:
         files.update(driver_plots.plot_drivers(result, out_dir / "plots"))
@@ -423,7 +438,7 @@ def log_training_drivers(config: CxConfig, loaded: LoadedBundle, dataset: Datase
     result = compute_drivers(config, loaded, dataset, sample_size=config.training.driver_sample)
     with tempfile.TemporaryDirectory() as tmp:
         write_drivers(result, Path(tmp), plots=False)
-        mlflow.log_artifacts(tmp, artifact_path="drivers")
+        mlflow.log_artifacts(tmp, artifact_path=DRIVERS_DIR)
     mlflow.log_metrics(driver_metrics(result))
 
 
@@ -437,16 +452,16 @@ def log_drivers(config: CxConfig, result: DriversResult, out_dir: Path) -> str:
         The explain run's id.
     """
     configure_mlflow(config)
-    tags = {"cxpredict.kind": "explain", "cxpredict.model_name": result.model_name,
-            "cxpredict.model_version": result.model_version, "cxpredict.model_run_id": result.model_run_id}
+    tags = {TAG_KIND: KIND_EXPLAIN, TAG_MODEL_NAME: result.model_name,
+            TAG_EXPLAINED_VERSION: result.model_version, TAG_MODEL_RUN_ID: result.model_run_id}
     with mlflow.start_run(run_name=f"explain-{config.name}", tags=tags) as run:
         mlflow.log_params({
-            "model_version": result.model_version, "segment": result.segment_column or "",
+            "model_version": result.model_version, PARAM_SEGMENT: result.segment_column or "",
             "sample_size": len(result.sample.positions), "population": result.sample.population,
             "seed": result.sample.seed, "targets": ",".join(t.name for t in result.targets),
         })
         mlflow.log_metrics(driver_metrics(result))
-        mlflow.log_artifacts(str(out_dir), artifact_path="drivers")
+        mlflow.log_artifacts(str(out_dir), artifact_path=DRIVERS_DIR)
         result.run_id = run.info.run_id
     return run.info.run_id
 
@@ -455,6 +470,7 @@ def explain_drivers(
     config: CxConfig, loaded: LoadedBundle, dataset: Dataset, out_dir: Path, segment: str | None = None,
     targets: list[str] | None = None, sample_size: int = DEFAULT_SAMPLE_SIZE,
     min_segment_size: int = MIN_SEGMENT_SIZE, seed: int | None = None, log_to_mlflow: bool = True,
+    progress: StepProgress = no_progress,
 ) -> DriversResult:
     """Compute, write and log the key-driver analysis (what `cxpredict explain` runs).
 
@@ -463,11 +479,17 @@ def explain_drivers(
         out_dir: where tables and plots go.
         segment, targets, sample_size, min_segment_size, seed: see `compute_drivers`.
         log_to_mlflow: log everything as artifacts of an `explain-` run.
+        progress: told as each stage (SHAP values, tables and plots, MLflow) starts and ends.
     Returns:
         The result, with `files` and `run_id` set.
     """
+    steps = 2 + log_to_mlflow
+    progress(f"SHAP values for up to {sample_size:,} customers", 0, steps)
     result = compute_drivers(config, loaded, dataset, segment, targets, sample_size, min_segment_size, seed)
+    progress(f"tables and plots for {len(result.targets)} targets", 1, steps)
     write_drivers(result, out_dir)
     if log_to_mlflow:
+        progress("logging to MLflow", 2, steps)
         log_drivers(config, result, out_dir)
+    progress("done", steps, steps)
     return result

@@ -19,7 +19,7 @@ from cxpredict.features.config import CxConfig
 from cxpredict.features.load import DataError, Dataset, check_ids, check_score
 from cxpredict.models.bundle import band_column, predict_uncertainty
 from cxpredict.models.conformal import interval_coverage, set_coverage
-from cxpredict.models.registry import LoadedBundle
+from cxpredict.models.registry import FEEDBACK_ARTIFACT, TAG_MODEL_VERSION, TAG_RETRAIN_ADVISED, LoadedBundle
 from cxpredict.training import evaluate
 from cxpredict.training.registry import configure_mlflow
 
@@ -187,12 +187,12 @@ def record_feedback(config: CxConfig, loaded: LoadedBundle, dataset: Dataset, su
     if log_to_mlflow:
         configure_mlflow(config)
         with mlflow.start_run(run_name=f"feedback-{config.name}-{survey.stem}") as run:
-            mlflow.set_tags({"model_version": loaded.version, "retrain_advised": str(retrain)})
+            mlflow.set_tags({TAG_MODEL_VERSION: loaded.version, TAG_RETRAIN_ADVISED: str(retrain)})
             mlflow.log_metrics({f"feedback_{k}": v for k, v in metrics.items() if np.isfinite(v)})
             for seg in segment_rows:
                 mlflow.log_metrics({f"feedback_{k}_{seg['segment']}": v for k, v in seg.items()
                                     if k in ("log_loss", "macro_f1") and np.isfinite(v)})
             mlflow.log_artifact(str(plot))
-            mlflow.log_dict({"reason": reason, "segments": segment_rows}, "feedback.json")
+            mlflow.log_dict({"reason": reason, "segments": segment_rows}, FEEDBACK_ARTIFACT)
             result.run_id = run.info.run_id
     return result

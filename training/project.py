@@ -16,6 +16,18 @@ from dataclasses import dataclass
 
 import mlflow
 
+from cxpredict.models.registry import (
+    TAG_PROJECT_RUN,
+    TAG_PROJECT_STORE,
+    TAG_RUN,
+    TAG_STORE,
+    tracking_client,
+)
+
+# The tag names are the registry's; they are re-exported for the callers that name them with this module.
+__all__ = ["TAG_PROJECT_RUN", "TAG_PROJECT_STORE", "TAG_RUN", "TAG_STORE", "ProjectRun", "detach_project_run",
+           "link_project_run", "project_run"]
+
 logger = logging.getLogger(__name__)
 
 RUN_ID_ENV = "MLFLOW_RUN_ID"
@@ -23,10 +35,6 @@ TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 # Where the launcher's run is remembered once MLFLOW_RUN_ID has been taken out of the environment.
 PROJECT_RUN_ENV = "CXPREDICT_PROJECT_RUN_ID"
 PROJECT_STORE_ENV = "CXPREDICT_PROJECT_TRACKING_URI"
-TAG_PROJECT_RUN = "cxpredict.project_run_id"  # on cxpredict's run: the launcher's run
-TAG_PROJECT_STORE = "cxpredict.project_tracking_uri"
-TAG_RUN = "cxpredict.run_id"  # on the launcher's run: cxpredict's run
-TAG_STORE = "cxpredict.tracking_uri"
 
 
 @dataclass(frozen=True)
@@ -74,7 +82,7 @@ def link_project_run(run_id: str, tracking_uri: str) -> ProjectRun | None:
     launcher = project_run()
     if launcher is None:
         return None
-    own = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    own = tracking_client(tracking_uri)
     own.set_tag(run_id, TAG_PROJECT_RUN, launcher.run_id)
     own.set_tag(run_id, TAG_PROJECT_STORE, launcher.tracking_uri)
     try:

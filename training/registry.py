@@ -2,11 +2,20 @@
 
 Names (artifact paths, aliases, tags) come from `models/registry.py`, the read side; training
 and the analyses that log runs open them through `configure_mlflow`.
+
+The logged model leaves the venv: its code is `models/pyfunc.py` logged as MLflow "models from
+code" with cxpredict's feature and model packages as code paths (laid out as
+`code/cxpredict/{features,models}`, so `import cxpredict.models...` works in a fresh
+environment), its bundle is data files whose manifest SHA-256 the run records, and its
+requirements are the libraries loading and predicting import, with cxpredict's own ranges.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import mlflow
@@ -14,14 +23,40 @@ import numpy as np
 import pandas as pd
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.types.schema import AnyType, ColSpec, DataType, Schema
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
-from cxpredict.features.build import NUMERIC
+import cxpredict.features
+import cxpredict.models
+from cxpredict.features.build import DATE, NUMERIC
 from cxpredict.features.config import CxConfig
 from cxpredict.models.bundle import ScoringBundle, save_bundle
-from cxpredict.models.pyfunc import CxPyfuncModel
-from cxpredict.models.registry import BUNDLE_ARTIFACT, BUNDLE_FILE, CHAMPION
+from cxpredict.models.bundle_files import files_sha256
+from cxpredict.models.pyfunc import PYFUNC_CODE
+from cxpredict.models.registry import (
+    BUNDLE_ARTIFACT,
+    BUNDLE_SHA256_CONFIG,
+    CHAMPION,
+    FEATURE_SCHEMA_ARTIFACT,
+    MODEL_ARTIFACT,
+    MODEL_CODE_DIR,
+    MODEL_CODE_FILE,
+    TAG_BUNDLE_SHA256,
+    TAG_CODE_SHA256,
+    tracking_client,
+    use_tracking_store,
+)
 from cxpredict.models.scoring import pyfunc_param_schema
 from cxpredict.training.project import detach_project_run
+
+# What loading and predicting the logged model imports (tests/training/test_model_files.py checks
+# this against the modules a loaded model really imports); the ranges are cxpredict's own.
+MODEL_DEPENDENCIES = (
+    "mlflow", "lightgbm", "numba", "numpy", "pandas", "pyarrow", "scikit-learn", "scipy", "pydantic", "pyyaml",
+)
+# The packages the model's code needs (models imports features; neither imports training or serving).
+MODEL_CODE_PACKAGES = (cxpredict.features, cxpredict.models)
+INPUT_EXAMPLE_ROWS = 5
 
 
 def configure_mlflow(config: CxConfig) -> str:
@@ -31,8 +66,7 @@ def configure_mlflow(config: CxConfig) -> str:
     opened next are new runs of this store rather than an attempt to resume the launcher's.
     """
     detach_project_run()
-    mlflow.set_tracking_uri(config.tracking_uri)
-    mlflow.set_registry_uri(config.tracking_uri)
+    use_tracking_store(config.tracking_uri)
     experiment = mlflow.get_experiment_by_name(config.experiment_name)
     if experiment is None:
         experiment_id = mlflow.create_experiment(config.experiment_name, artifact_location=config.artifact_location)
@@ -61,7 +95,7 @@ def model_signature(bundle: ScoringBundle, sample: pd.DataFrame) -> ModelSignatu
     """
     columns = [bundle.id_column, *[c for c in bundle.pipeline.feature_names_ if c != bundle.id_column]]
     present = [c for c in columns if c in sample.columns]
-    inferred = {spec.name: spec.type for spec in infer_signature(sample[present]).inputs.inputs}
+    inferred = {spec.name: spec.type for spec in _quiet_infer_signature(sample[present]).inputs.inputs}
     kinds = {spec.name: spec.kind for spec in bundle.pipeline.specs_}
     specs = []
     for column in columns:
@@ -71,26 +105,118 @@ def model_signature(bundle: ScoringBundle, sample: pd.DataFrame) -> ModelSignatu
             values = pd.to_numeric(sample[column], errors="coerce").dropna()
             keep = keep and not (values == np.round(values)).all()  # whole numbers: an integer column
         specs.append(ColSpec(dtype if keep else AnyType(), column, required=column == bundle.id_column))
-    return ModelSignature(inputs=Schema(specs), outputs=infer_signature(sample, bundle.predict(sample)).outputs,
+    return ModelSignature(inputs=Schema(specs), outputs=_quiet_infer_signature(sample, bundle.predict(sample)).outputs,
                           params=pyfunc_param_schema())
 
 
-def log_bundle(config: CxConfig, bundle: ScoringBundle, sample: pd.DataFrame, register: bool) -> str | None:
-    """Log the bundle as a pyfunc model with its signature and feature schema; register it as champion."""
-    signature = model_signature(bundle, sample)
+def _quiet_infer_signature(*data: pd.DataFrame) -> ModelSignature:
+    """MLflow's inferred signature without its hint about integer columns and missing values.
+
+    The hint tells the user to declare integer columns as doubles; `model_signature` already
+    declares every integer-like column `Any`, so the hint is noise on every `train`.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column", category=UserWarning)
+        return infer_signature(*data)
+
+
+def model_requirements() -> list[str]:
+    """The logged model's pip requirements: `MODEL_DEPENDENCIES` with the ranges cxpredict declares.
+
+    Not `cxpredict` itself (it is not published; its code travels as the model's code paths).
+    """
+    declared = {}
+    for line in importlib.metadata.requires("cxpredict") or []:
+        requirement = Requirement(line)
+        if requirement.marker is None:  # extras (test, spark, bench) are not the model's
+            declared[canonicalize_name(requirement.name)] = str(requirement)
+    return [declared[canonicalize_name(name)] for name in MODEL_DEPENDENCIES]
+
+
+def model_input_example(bundle: ScoringBundle, sample: pd.DataFrame) -> pd.DataFrame:
+    """A few customer rows as the served model receives them (JSON): the signature's columns, dates as ISO text.
+
+    MLflow stores the example as JSON and checks it against the signature; a datetime column
+    would be written as epoch milliseconds, which the pipeline would read as numbers, so dates go
+    as the ISO 8601 text a JSON client sends (and the pipeline parses).
+    """
+    kinds = {spec.name: spec.kind for spec in bundle.pipeline.specs_}
+    columns = [bundle.id_column, *[c for c in bundle.pipeline.feature_names_ if c != bundle.id_column]]
+    example = sample[[c for c in columns if c in sample.columns]].head(INPUT_EXAMPLE_ROWS).copy()
+    for column in example.columns:
+        if kinds.get(column) == DATE and pd.api.types.is_datetime64_any_dtype(example[column]):
+            example[column] = example[column].dt.strftime("%Y-%m-%d").astype(object)
+    return example
+
+
+def ship_model_code(folder: Path) -> Path:
+    """Copy cxpredict's feature and model packages to `folder/cxpredict/` (the model's code path).
+
+    `cxpredict` is a namespace package, so the copy imports as `cxpredict.features` and
+    `cxpredict.models` wherever MLflow puts the code folder on `sys.path`.
+    """
+    root = folder / "cxpredict"
+    for package in MODEL_CODE_PACKAGES:
+        source = Path(package.__file__).parent
+        shutil.copytree(source, root / source.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return root
+
+
+def log_pyfunc_model(bundle: ScoringBundle, registered_model_name: str | None = None,
+                     signature: ModelSignature | None = None,
+                     input_example: pd.DataFrame | None = None) -> mlflow.models.model.ModelInfo:
+    """Log the bundle's files as the active run's pyfunc model (from code) and record their digests.
+
+    The bundle manifest's SHA-256 and the code's are tagged on the run before the model is
+    logged, so a registered version is never readable without them; the bundle's digest also
+    goes into the model's config for the pyfunc to check when MLflow serves it.
+
+    Args:
+        bundle: the bundle to log.
+        registered_model_name: register the model under this name (None: not registered).
+        signature: the model signature (`model_signature`).
+        input_example: rows MLflow stores (and checks against the signature) with the model.
+    Returns:
+        MLflow's record of the logged model.
+    """
     with tempfile.TemporaryDirectory() as tmp:
-        path = save_bundle(bundle, Path(tmp) / BUNDLE_FILE)
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=CxPyfuncModel(),
-            artifacts={BUNDLE_ARTIFACT: str(path)},
+        files = save_bundle(bundle, Path(tmp) / BUNDLE_ARTIFACT)
+        code = ship_model_code(Path(tmp) / MODEL_CODE_DIR)
+        # The files MLflow will run as this model's code, under the names they get in the model folder.
+        code_files = {MODEL_CODE_FILE: PYFUNC_CODE, **{
+            f"{MODEL_CODE_DIR}/{p.relative_to(code.parent).as_posix()}": p for p in code.rglob("*") if p.is_file()}}
+        mlflow.set_tags({TAG_BUNDLE_SHA256: files.sha256, TAG_CODE_SHA256: files_sha256(code_files)})
+        return mlflow.pyfunc.log_model(
+            name=MODEL_ARTIFACT,
+            python_model=str(PYFUNC_CODE),
+            artifacts={BUNDLE_ARTIFACT: str(files.folder)},
+            code_paths=[str(code)],
+            model_config={BUNDLE_SHA256_CONFIG: files.sha256},
             signature=signature,
-            registered_model_name=config.registered_model_name if register else None,
+            input_example=input_example,
+            pip_requirements=model_requirements(),
+            registered_model_name=registered_model_name,
         )
-    mlflow.log_dict({"features": bundle.pipeline.schema(), "skipped": bundle.pipeline.skipped_}, "feature_schema.json")
+
+
+def log_bundle(config: CxConfig, bundle: ScoringBundle, sample: pd.DataFrame, register: bool) -> str | None:
+    """Log the bundle as a pyfunc model with its signature, input example and feature schema; register it as champion.
+
+    Args:
+        config: the dataset config (registered model name).
+        bundle: the trained bundle.
+        sample: customer rows as loaded (signature types and the input example).
+        register: register the model under the config's name and move `champion` to it.
+    Returns:
+        The registered version, or None when not registered.
+    """
+    name = config.registered_model_name
+    info = log_pyfunc_model(bundle, name if register else None, model_signature(bundle, sample),
+                            model_input_example(bundle, sample))
+    mlflow.log_dict({"features": bundle.pipeline.schema(), "skipped": bundle.pipeline.skipped_},
+                    FEATURE_SCHEMA_ARTIFACT)
     if not register:
         return None
     version = str(info.registered_model_version)
-    client = mlflow.MlflowClient()
-    client.set_registered_model_alias(config.registered_model_name, CHAMPION, version)
+    tracking_client(config.tracking_uri).set_registered_model_alias(name, CHAMPION, version)
     return version

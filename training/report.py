@@ -23,8 +23,9 @@ import pandas as pd
 from cxpredict.features.config import CxConfig
 from cxpredict.features.io import write_text_atomic
 from cxpredict.features.load import Dataset
+from cxpredict.features.progress import StepProgress, no_progress
 from cxpredict.models.bundle import band_column
-from cxpredict.models.registry import LoadedBundle
+from cxpredict.models.registry import LoadedBundle, tracking_client, use_tracking_store
 from cxpredict.training.drivers import NOTE_ASSOCIATION, DriversResult, compute_drivers, write_drivers
 
 TOP_ROWS = 8
@@ -70,7 +71,7 @@ def band_mix(config: CxConfig, loaded: LoadedBundle, dataset: Dataset) -> pd.Dat
 
 def latest_backtest(config: CxConfig) -> dict[str, Any] | None:
     """The most recent `backtest-*` run of the dataset's experiment: its parameters and metrics."""
-    mlflow.set_tracking_uri(config.tracking_uri)
+    use_tracking_store(config.tracking_uri)
     experiment = mlflow.get_experiment_by_name(config.experiment_name)
     if experiment is None:
         return None
@@ -89,7 +90,7 @@ def model_metrics(config: CxConfig, loaded: LoadedBundle) -> dict[str, float]:
     """Metrics of the run that trained the model (falling back to those saved in the bundle)."""
     metrics = dict(loaded.bundle.metadata.get("metrics", {}))
     if loaded.run_id:
-        client = mlflow.MlflowClient(tracking_uri=config.tracking_uri)
+        client = tracking_client(config.tracking_uri)
         metrics.update(client.get_run(loaded.run_id).data.metrics)
     return metrics
 
@@ -221,7 +222,7 @@ def render_report(config: CxConfig, loaded: LoadedBundle, drivers: DriversResult
 def build_report(
     config: CxConfig, loaded: LoadedBundle, dataset: Dataset, out: Path, segment: str | None = None,
     targets: list[str] | None = None, sample_size: int = 5_000, min_segment_size: int = 30,
-    seed: int | None = None,
+    seed: int | None = None, progress: StepProgress = no_progress,
 ) -> Path:
     """Compute the drivers on a sample, gather metrics and backtest, and write the HTML report.
 
@@ -231,17 +232,23 @@ def build_report(
         segment: a customers column to compare segments by.
         targets: targets to show (default: bottom band, expected score, causes, churn).
         sample_size, min_segment_size, seed: see `training.drivers.compute_drivers`.
+        progress: told as each stage (SHAP values, figures, plots and page) starts and ends.
     Returns:
         The path written.
     """
     if targets is None:
         targets = [t for t in _report_targets(loaded)]
+    progress(f"SHAP values for up to {sample_size:,} customers", 0, 3)
     drivers = compute_drivers(config, loaded, dataset, segment, targets, sample_size, min_segment_size, seed)
+    progress("metrics, band mix and latest backtest", 1, 3)
     inputs = ReportInputs(model_metrics(config, loaded), band_mix(config, loaded, dataset), latest_backtest(config))
+    progress("plots and page", 2, 3)
     with tempfile.TemporaryDirectory() as tmp:
         write_drivers(drivers, Path(tmp))
         page = render_report(config, loaded, drivers, inputs)
-    return write_text_atomic(page, Path(out))
+    written = write_text_atomic(page, Path(out))
+    progress("done", 3, 3)
+    return written
 
 
 def _report_targets(loaded: LoadedBundle) -> list[str]:

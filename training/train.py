@@ -37,7 +37,7 @@ from cxpredict.models.estimators import (
     multiclass_probabilities,
     predict_raw,
 )
-from cxpredict.models.registry import LoadedBundle
+from cxpredict.models.registry import NOTES_ARTIFACT, LoadedBundle
 from cxpredict.training import evaluate
 from cxpredict.training.conformal import calibrate_conformal, respondent_oof_frame
 from cxpredict.training.project import link_project_run
@@ -538,7 +538,7 @@ def train(
             bundle.uplift = fit_campaign_uplift(config, dataset, bundle.pipeline, trainer.metrics, trainer.notes)
         bundle.metadata.update({"run_id": run.info.run_id, "model_name": config.registered_model_name})
         mlflow.log_metrics(_finite(trainer.metrics))
-        mlflow.log_dict({"notes": trainer.notes}, "notes.json")
+        mlflow.log_dict({"notes": trainer.notes}, NOTES_ARTIFACT)
         sample = dataset.customers.head(500)
         with trainer.timed("log_model"):
             version = log_bundle(config, bundle, sample, register)

@@ -16,6 +16,7 @@ from cxpredict.features.build import FeaturePipeline
 from cxpredict.features.config import CxConfig
 from cxpredict.features.load import DataError, Dataset, source_label
 from cxpredict.features.strategies import StrategyError, config_strategies
+from cxpredict.models.registry import UPLIFT_ARTIFACT
 from cxpredict.models.uplift import MIN_ARM_ROWS, UpliftResult, fit_uplift, uplift_report
 
 logger = logging.getLogger(__name__)
@@ -115,7 +116,7 @@ def fit_campaign_uplift(
         if result.ineffective:
             notes.append(f"campaign strategy '{sid}' flagged ineffective: {result.reason}")
     if results and mlflow.active_run() is not None:
-        mlflow.log_dict({"strategies": uplift_report(results).to_dict(orient="records")}, "uplift.json")
+        mlflow.log_dict({"strategies": uplift_report(results).to_dict(orient="records")}, UPLIFT_ARTIFACT)
     return results
 
 

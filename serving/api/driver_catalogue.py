@@ -17,13 +17,19 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
+from cxpredict.models.registry import (
+    DRIVERS_GLOBAL_ARTIFACT,
+    DRIVERS_SEGMENTS_ARTIFACT,
+    PARAM_SEGMENT,
+    explain_runs_filter,
+    tracking_client,
+)
+
 NOTE = (
     "SHAP drivers describe how the model's predictions move with each customer column: associations "
     "learned from the data, not proven causes. Test an action (a randomised campaign) before attributing "
     "an effect to it."
 )
-GLOBAL_FILE = "drivers/drivers_global.csv"
-SEGMENTS_FILE = "drivers/drivers_segments.csv"
 MAX_RUNS = 200  # explain runs of one model version searched for the asked segment column
 
 
@@ -57,21 +63,20 @@ class DriverCatalogue:
             return self._cache[segment]
 
     def _fetch(self, segment: str | None) -> DriverTables:
-        client = mlflow.MlflowClient(tracking_uri=self.tracking_uri)
+        client = tracking_client(self.tracking_uri)
         experiment = client.get_experiment_by_name(self.experiment_name)
-        wanted = (f"tags.`cxpredict.kind` = 'explain' and tags.`cxpredict.model_name` = '{self.model_name}' "
-                  f"and tags.`cxpredict.model_version` = '{self.model_version}'")
+        wanted = explain_runs_filter(self.model_name, self.model_version)
         # The segment is matched here, not in the filter string: a user's text never becomes MLflow syntax.
         runs = [] if experiment is None else client.search_runs(
             [experiment.experiment_id], wanted, order_by=["attributes.start_time DESC"], max_results=MAX_RUNS)
-        runs = [r for r in runs if r.data.params.get("segment") == segment or segment is None][:1]
+        runs = [r for r in runs if r.data.params.get(PARAM_SEGMENT) == segment or segment is None][:1]
         if not runs:
-            how = f" --segment {segment}" if segment else ""
+            how = f" --segment-by {segment}" if segment else ""
             raise DriversNotFound(
                 f"no driver analysis of {self.model_name} version {self.model_version}"
                 f"{f' by {segment!r}' if segment else ''}: run `cxpredict explain --config ...{how}`")
         run = runs[0]
-        path = SEGMENTS_FILE if segment is not None else GLOBAL_FILE
+        path = DRIVERS_SEGMENTS_ARTIFACT if segment is not None else DRIVERS_GLOBAL_ARTIFACT
         with tempfile.TemporaryDirectory() as tmp:
             local = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=path, dst_path=tmp,
                                                         tracking_uri=self.tracking_uri)

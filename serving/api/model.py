@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import mlflow
 import numpy as np
 from sqlalchemy import Boolean, Date, DateTime, Float, Integer, Numeric, String
 from sqlalchemy.types import TypeEngine
@@ -26,8 +25,9 @@ from cxpredict.features.config import ConfigError, CxConfig
 from cxpredict.features.records import RecordEncoder
 from cxpredict.features.strategies import Strategy, validate_strategies
 from cxpredict.models.bundle import ScoringBundle
+from cxpredict.models.bundle_files import BundleError
 from cxpredict.models.explain import DriverExplainer
-from cxpredict.models.registry import LoadedBundle, load_registered_bundle
+from cxpredict.models.registry import CHAMPION, LoadedBundle, load_registered_bundle, tracking_client
 from cxpredict.serving.api.alerts import AlertList, rank_alerts
 from cxpredict.serving.api.driver_catalogue import DriverCatalogue
 from cxpredict.serving.api.explaining import warm_up
@@ -120,7 +120,7 @@ class ModelManager:
     """
 
     def __init__(
-        self, config: CxConfig, store: CustomerStore, alias: str = "champion", threads: int = 1,
+        self, config: CxConfig, store: CustomerStore, alias: str = CHAMPION, threads: int = 1,
         alerts_pool: int = 10_000, on_swap: Callable[[ServingModel], None] | None = None,
         on_reload: Callable[[str], None] | None = None, loader: Loader = _registry_loader,
         strategies: Sequence[Strategy] = (),
@@ -150,7 +150,7 @@ class ModelManager:
 
     def alias_version(self) -> str:
         """The version the alias points to now (a cheap registry call)."""
-        client = mlflow.MlflowClient(tracking_uri=self.config.tracking_uri, registry_uri=self.config.tracking_uri)
+        client = tracking_client(self.config.tracking_uri)
         return str(client.get_model_version_by_alias(self.config.registered_model_name, self.alias).version)
 
     def prepare(self, loaded: LoadedBundle) -> ServingModel:
@@ -203,7 +203,7 @@ class ModelManager:
                 if self.on_change is not None and current is not None and current.version != model.version:
                     self.on_change(current, model)
             status.state = "idle"
-        except ValueError as err:
+        except (ValueError, BundleError) as err:  # a model that does not fit, or whose files changed
             status.state, status.error, outcome = "failed", str(err), "refused"
             self._failed_version = status.version
             logger.error("model reload refused: %s", err)

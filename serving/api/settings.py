@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cxpredict.features.config import CxConfig
+from cxpredict.models.registry import CHAMPION
 
 
 class Scope(StrEnum):
@@ -66,7 +67,7 @@ class ServingSettings(BaseSettings):
         None, description="SQLAlchemy URL of the customer store; default: SQLite file beside the MLflow store"
     )
     store_table: str = Field("customers", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
-    model_alias: str = "champion"
+    model_alias: str = CHAMPION
     api_keys: ApiKeys = Field(default_factory=dict, description='{"<key>": ["score", "simulate", "admin"]} or '
                               '{"<key>": {"scopes": ["tasks:read"], "name": "north desk", "owner": "north"}}')
     api_keys_file: Path | None = Field(None, description="YAML or JSON file with the same mapping as api_keys")

@@ -16,7 +16,13 @@ from cxpredict.features.load import (
     source_label,
 )
 from cxpredict.models.drift import DriftCounts, drift_counts, drift_report_from_counts, drift_warnings
-from cxpredict.models.registry import LoadedBundle
+from cxpredict.models.registry import (
+    DRIFT_ARTIFACT,
+    TAG_DRIFT_WARNING,
+    TAG_MODEL_VERSION,
+    LoadedBundle,
+    use_tracking_store,
+)
 from cxpredict.models.scoring import CustomerScorer, ScoringOptions
 
 logger = logging.getLogger(__name__)
@@ -88,15 +94,15 @@ def check_drift(config: CxConfig, loaded: LoadedBundle, customers: pd.DataFrame 
     for message in warnings:
         logger.warning("drift: %s", message)
     if log_to_mlflow:
-        mlflow.set_tracking_uri(config.tracking_uri)
+        use_tracking_store(config.tracking_uri)
         mlflow.set_experiment(config.experiment_name)
         with mlflow.start_run(run_name=f"drift-{config.name}"):
-            mlflow.set_tags({"model_version": loaded.version, "drift_warning": str(bool(warnings))})
+            mlflow.set_tags({TAG_MODEL_VERSION: loaded.version, TAG_DRIFT_WARNING: str(bool(warnings))})
             mlflow.log_metrics({
                 "drift_psi_max": float(report["psi"].max()),
                 "drift_unseen_share_max": float(report["unseen_share"].max()),
                 "drift_n_scored": float(counts.rows),
                 **{f"drift_psi_{f}": float(v) for f, v in zip(report["feature"], report["psi"], strict=True)},
             })
-            mlflow.log_dict({"features": report.to_dict("records"), "warnings": warnings}, "drift.json")
+            mlflow.log_dict({"features": report.to_dict("records"), "warnings": warnings}, DRIFT_ARTIFACT)
     return report, warnings

@@ -17,6 +17,7 @@ import pandas as pd
 from cxpredict.features.config import ConfigError, CxConfig
 from cxpredict.features.io import write_csv_atomic, write_json_atomic, write_parquet_atomic
 from cxpredict.features.load import DataError, Dataset
+from cxpredict.features.progress import StepProgress, no_progress
 from cxpredict.features.strategies import Strategy, config_strategies, eligible_mask, validate_strategies
 from cxpredict.models.registry import LoadedBundle
 from cxpredict.models.simulate import (
@@ -166,27 +167,35 @@ def prepare_simulation(
     return SimulationRequest(strategies, source, customers, objective, budget, segment_by, use_learned)
 
 
-def run_simulation(config: CxConfig, loaded: LoadedBundle, request: SimulationRequest) -> SimulationReport:
+def run_simulation(config: CxConfig, loaded: LoadedBundle, request: SimulationRequest,
+                   progress: StepProgress = no_progress) -> SimulationReport:
     """Simulate the request's strategies for its customers with a loaded model.
 
     Args:
         config: the dataset config (value column, threads).
         loaded: the champion (or an explicit version) bundle.
         request: the checked inputs from `prepare_simulation`.
+        progress: told as each stage (effects, ranking, budget plan) starts and ends.
     Returns:
         The simulation, best strategy per customer, segment table, uplift report and budget plan.
     """
     strategies, customers, objective = request.strategies, request.customers, request.objective
     budget, segment_by = request.budget, request.segment_by
     validate_strategies(strategies, feature_schema=loaded.bundle.pipeline.schema(), source=request.source)
+    steps = 2 + (budget is not None)
+    progress(f"effects of {len(strategies)} strategies on {len(customers):,} customers", 0, steps)
     simulation = simulate_effects(
         loaded.bundle, customers, strategies, value_column=config.value_column, segment_column=segment_by,
         use_learned=request.use_learned, threads=config.training.threads,
     )
+    progress(f"best strategy per customer and segment ({objective})", 1, steps)
     best = best_strategy(simulation, objective)
     segments = segment_table(simulation, objective)
     learned = getattr(loaded.bundle, "uplift", {}) or {}
+    if budget is not None:
+        progress(f"budget plan ({budget:,.2f})", 2, steps)
     plan = assign_with_budget(simulation, budget, objective) if budget is not None else None
+    progress("done", steps, steps)
     effects = simulation.effects
     per_strategy = {
         s.id: {

@@ -12,6 +12,7 @@ import operator
 import os
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -30,7 +31,7 @@ from cxpredict.features.io import MANIFEST, read_manifest, write_manifest
 from cxpredict.features.load import DataError
 from cxpredict.models.bundle import ScoringBundle
 from cxpredict.models.drift import DriftCounts, drift_counts
-from cxpredict.models.registry import LoadedBundle
+from cxpredict.models.registry import LoadedBundle, download_checked_model, use_tracking_store
 from cxpredict.models.scoring import CustomerScorer, ScoringOptions, params_from_options
 from cxpredict.serving.batch.files import add_survey_columns
 from cxpredict.serving.batch.stream import (
@@ -68,14 +69,13 @@ def spark_session(master: str, app_name: str = "cxpredict-score") -> Any:
     )
 
 
-def signature_casts(loaded: LoadedBundle, tracking_uri: str) -> dict[str, str | None]:
+def signature_casts(loaded: LoadedBundle, model_dir: Path) -> dict[str, str | None]:
     """Every input column of the model signature, with the Spark type to cast it to.
 
     Columns the signature declares `Any` (integer-like numbers, dates) are kept as they are
     (None), except dates, which become timestamps so nanosecond longs are read as dates.
     """
-    mlflow.set_tracking_uri(tracking_uri)
-    info = mlflow.models.get_model_info(f"models:/{loaded.model_name}/{loaded.version}")
+    info = mlflow.models.get_model_info(str(model_dir))
     if info.signature is None or info.signature.inputs is None:
         return {}
     kinds = {spec.name: spec.kind for spec in loaded.bundle.pipeline.specs_}
@@ -234,6 +234,10 @@ def score_spark(
 ) -> StreamSummary:
     """Score a Parquet file or folder on Spark through the registered model's pyfunc UDF.
 
+    The UDF runs the model's own code (MLflow loads it), so the model folder is downloaded once
+    and its code and bundle checked against the training run's digests first
+    (`download_checked_model`); Spark gets that checked copy.
+
     The same rows are rejected as by the in-process engine (missing id, an id seen earlier in the
     input, an unreadable value, no feature values), with the same global input row numbers, and
     the scores carry the same columns. The job writes to a temporary folder that is renamed into
@@ -252,6 +256,15 @@ def score_spark(
     Returns:
         Counts of input, scored and rejected rows.
     """
+    with tempfile.TemporaryDirectory(prefix="cxpredict-model-") as tmp:
+        model_dir = download_checked_model(config.tracking_uri, loaded, Path(tmp))
+        return _score_on_spark(config, loaded, model_dir, input_path, out_dir, master, options, observed)
+
+
+def _score_on_spark(
+    config: CxConfig, loaded: LoadedBundle, model_dir: Path, input_path: Path, out_dir: Path, master: str,
+    options: ScoringOptions | None, observed: pd.Series | None,
+) -> StreamSummary:
     from pyspark.sql import functions as F
 
     started = time.perf_counter()
@@ -267,13 +280,12 @@ def score_spark(
         summary.parts_resumed = summary.parts
         return summary
     spark = spark_session(master)
-    mlflow.set_tracking_uri(config.tracking_uri)
-    mlflow.set_registry_uri(config.tracking_uri)
+    use_tracking_store(config.tracking_uri)
     frame = spark.read.parquet(*[str(f) for f in files])
     if id_column not in frame.columns:
         raise DataError(f"{input_path}: column '{id_column}' (the id column) not found")
     frame = with_input_rows(frame, files)
-    casts = signature_casts(loaded, config.tracking_uri)
+    casts = signature_casts(loaded, model_dir)
     inputs = [c for c in casts if c in frame.columns] or [c for c in frame.columns if not c.startswith("__")]
     typed = with_reject_reasons(frame, inputs, casts, bundle).cache()
 
@@ -285,7 +297,7 @@ def score_spark(
         empty = add_survey_columns(empty, id_column, observed, config.score.column)
     added = ("model_version", "surveyed", f"observed_{config.score.column}")
     udf = mlflow.pyfunc.spark_udf(
-        spark, f"models:/{loaded.model_name}/{loaded.version}",
+        spark, str(model_dir),
         result_type=spark_result_type(empty[[c for c in empty.columns if c not in added]]),
         env_manager="local", params=params_from_options(options),
     )

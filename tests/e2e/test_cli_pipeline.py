@@ -9,7 +9,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import assert_no_progress, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -56,6 +56,7 @@ def test_generate_train_score_backtest(tmp_path: Path) -> None:
     done = run_cli("backtest", "--config", str(config), "--survey-rate", "0.1", "--repeats", "1",
                    "--tune-trials", "2", "--out", str(report), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
+    assert_no_progress(done)
     metrics = json.loads(report.read_text())["metrics"]
     for key in ("band_accuracy", "macro_f1", "log_loss", "ece", "expected_score_mae", "cause_auc_mean",
                 "population_error_model", "population_error_respondents_only", "churn_cv_roc_auc_tuned"):

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import run_cli
+from tests.conftest import assert_no_progress, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -39,6 +39,7 @@ def test_simulate_segment_filter_with_budget(trained: Path, tmp_path: Path) -> N
     done = run_cli("simulate", "--config", str(trained), "--segment-filter", "contract=month_to_month,one_year",
                    "--budget", "5000", "--out", str(out), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
+    assert_no_progress(done)
     customers = pd.read_parquet(trained.parent / "customers.parquet")
     selected = customers[customers["contract"].isin(["month_to_month", "one_year"])]
 

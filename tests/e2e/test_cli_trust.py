@@ -50,7 +50,7 @@ def test_score_output_has_sets_intervals_and_support(trained: Path, tmp_path: Pa
 
 def test_segments_by_column_writes_table(trained: Path, tmp_path: Path) -> None:
     out = tmp_path / "segments.csv"
-    done = run_cli("segments", "--config", str(trained), "--by", "segment", "--out", str(out), cwd=tmp_path)
+    done = run_cli("segments", "--config", str(trained), "--segment-by", "segment", "--out", str(out), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     table = pd.read_csv(out)
     assert table["n_customers"].sum() == 3000

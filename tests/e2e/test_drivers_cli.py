@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from cxpredict.features.config import load_config
-from tests.conftest import run_cli
+from tests.conftest import assert_no_progress, run_cli
 
 # Trains and registers a model once (the session fixture), then runs several commands: slow.
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -19,9 +19,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 def test_explain_writes_tables_plots_and_logs_them(trained_company: Path, tmp_path: Path) -> None:
     out = tmp_path / "drivers"
-    done = run_cli("explain", "--config", str(trained_company), "--out", str(out), "--segment", "segment",
+    done = run_cli("explain", "--config", str(trained_company), "--out", str(out), "--segment-by", "segment",
                    "--target", "detractor", "--target", "churn", "--sample", "1500", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
+    assert_no_progress(done)
     table = pd.read_csv(out / "drivers_global.csv")
     assert set(table["target"]) == {"detractor", "churn"}
     churn = table[table["target"] == "churn"]
@@ -67,10 +68,13 @@ def test_report_is_one_self_contained_page(trained_company: Path, tmp_path: Path
     done = run_cli("backtest", "--config", str(trained_company), "--survey-rate", "0.08", "--repeats", "1",
                    "--tune-trials", "1", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
+    assert_no_progress(done)
     report = tmp_path / "report.html"
+    # `--segment`: the old spelling of --segment-by still works.
     done = run_cli("report", "--config", str(trained_company), "--out", str(report), "--segment", "segment",
                    "--target", "detractor", "--target", "churn", "--sample", "1000", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
+    assert_no_progress(done)
     page = report.read_text()
     assert page.count("data:image/png;base64,") >= 6
     assert not re.search(r"""(src|href)=["'](?!data:)""", page)  # nothing outside the file
@@ -81,7 +85,7 @@ def test_report_is_one_self_contained_page(trained_company: Path, tmp_path: Path
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (("--segment", "favourite_colour"), "segment column 'favourite_colour' not found"),
+    (("--segment-by", "favourite_colour"), "segment column 'favourite_colour' not found"),
     (("--segment", "segment", "--min-segment-size", "100000"), "below the minimum of 100000"),
     (("--target", "nps_drop"), "target 'nps_drop' is not explained"),
 ])

@@ -91,3 +91,15 @@ def test_mlflow_run_generate_train_score_backtest(tmp_path: Path) -> None:
     assert report["selection"] == "random" and report["repeats"] == 1
     assert project_runs["backtest"].data.tags[TAG_RUN] == report["run_id"]
     assert store.get_run(report["run_id"]).data.tags[TAG_PROJECT_RUN] == project_runs["backtest"].info.run_id
+
+
+def test_mlproject_declares_a_python_env_that_installs_cxpredict() -> None:
+    """Plain `mlflow run .` (no --env-manager) builds this environment: pyenv's Python plus this checkout."""
+    import yaml
+
+    project = yaml.safe_load((REPO_ROOT / "MLproject").read_text())
+    assert project["python_env"] == "python_env.yaml"
+    env = yaml.safe_load((REPO_ROOT / project["python_env"]).read_text())
+    assert env["python"].count(".") == 2  # a full version: pyenv installs exactly that one
+    assert env["dependencies"] == ["."]
+    assert all(entry["command"].startswith("python -m cxpredict.cli ") for entry in project["entry_points"].values())

@@ -8,7 +8,7 @@ empty artifact folder.
 from __future__ import annotations
 
 import copy
-import tempfile
+import dataclasses
 import threading
 import time
 from collections import Counter
@@ -20,12 +20,13 @@ import mlflow
 import pytest
 
 from cxpredict.features.build import CATEGORICAL, FeatureSpec
-from cxpredict.models.bundle import save_bundle
-from cxpredict.models.pyfunc import CxPyfuncModel
-from cxpredict.models.registry import BUNDLE_ARTIFACT, BUNDLE_FILE, load_registered_bundle
+from cxpredict.models.bundle_files import BundleIntegrityError
+from cxpredict.models.registry import BUNDLE_ARTIFACT, MODEL_CODE_FILE, download_checked_model, load_registered_bundle
 from cxpredict.serving.api.model import ModelManager
 from cxpredict.serving.api.settings import default_store_url
 from cxpredict.serving.api.store import CustomerStore, load_store
+from cxpredict.training.registry import log_pyfunc_model
+from tests.conftest import run_cli
 from tests.serving.conftest import (
     ADMIN_KEY,
     MODEL_NAME,
@@ -59,13 +60,29 @@ def register_mismatched_model(company: Company) -> str:
     loaded = load_registered_bundle(company.config.tracking_uri, MODEL_NAME)
     bundle = copy.deepcopy(loaded.bundle)
     bundle.pipeline.specs_ = [*bundle.pipeline.specs_, FeatureSpec("loyalty_tier", CATEGORICAL, ("gold", "silver"))]
-    with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(experiment_id=_client(company).get_run(
-            loaded.run_id).info.experiment_id):
-        path = save_bundle(bundle, Path(tmp) / BUNDLE_FILE)
-        info = mlflow.pyfunc.log_model(name="model", python_model=CxPyfuncModel(),
-                                       artifacts={BUNDLE_ARTIFACT: str(path)}, pip_requirements=[],
-                                       registered_model_name=MODEL_NAME)
+    with mlflow.start_run(experiment_id=_client(company).get_run(loaded.run_id).info.experiment_id):
+        info = log_pyfunc_model(bundle, MODEL_NAME)
     return str(info.registered_model_version)
+
+
+def register_tampered_model(company: Company, code: bool = False) -> str:
+    """A version with the first champion's run and files, one booster edited after training (a changed leaf
+    value), or with `code`, a line added to the model's code (what the Spark UDF would run)."""
+    client = _client(company)
+    champion = client.get_model_version(MODEL_NAME, "1")
+    source = client.get_model_version_download_uri(MODEL_NAME, champion.version)
+    folder = company.folder / ("tampered_code" if code else "tampered")
+    tampered = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(folder),
+                                                        tracking_uri=company.config.tracking_uri))
+    if code:
+        with open(tampered / MODEL_CODE_FILE, "a") as handle:
+            handle.write("\nimport os  # anything at all\n")
+    else:
+        booster = next((tampered / "artifacts" / BUNDLE_ARTIFACT / "boosters").glob("*churn_booster.txt"))
+        text = booster.read_text()
+        start = text.index("leaf_value=") + len("leaf_value=")
+        booster.write_text(text[:start] + "9" + text[start:])
+    return str(client.create_model_version(MODEL_NAME, tampered.as_uri(), run_id=champion.run_id).version)
 
 
 def register_broken_model(company: Company) -> str:
@@ -164,6 +181,37 @@ def test_reload_model_keeps_old_on_load_failure(reload_server: Server, reload_co
     assert body["status"]["outcome"] == "failed" and body["serving_version"] == serving
     assert httpx.get(f"{reload_server.url}/readyz").json()["model_version"] == serving
     assert 'outcome="failed"' in httpx.get(f"{reload_server.url}/metrics").text
+
+
+def test_reload_model_refuses_tampered_files(reload_server: Server, reload_company: Company, tmp_path: Path) -> None:
+    """A booster changed after training is refused by the API (old model serves) and by the CLI (one line, exit 2)."""
+    serving = served_version(reload_server)
+    tampered = register_tampered_model(reload_company)
+    with pytest.raises(BundleIntegrityError, match="churn_booster.txt has SHA-256"):
+        load_registered_bundle(reload_company.config.tracking_uri, MODEL_NAME, version=tampered)
+    done = run_cli("score", "--config", str(reload_company.config_path), "--out", str(tmp_path / "s.parquet"),
+                   "--model-version", tampered, cwd=tmp_path)
+    assert done.returncode == 2 and not (tmp_path / "s.parquet").exists()
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {MODEL_NAME} version {tampered}, bundle/: ")
+    assert "churn_booster.txt has SHA-256" in lines[0] and "refused" in lines[0] and "Traceback" not in done.stderr
+    move_champion(reload_company, tampered)
+    body = reload_and_wait(reload_server)
+    assert body["status"]["outcome"] == "refused" and "churn_booster.txt" in body["status"]["error"]
+    assert body["serving_version"] == serving == served_version(reload_server)
+    ready = httpx.get(f"{reload_server.url}/readyz").json()
+    assert ready["model_version"] == serving
+
+
+def test_spark_model_folder_refuses_changed_code(reload_company: Company, tmp_path: Path) -> None:
+    """The Spark engine hands MLflow the model folder, whose code MLflow runs: it is checked first."""
+    original = load_registered_bundle(reload_company.config.tracking_uri, MODEL_NAME, version="1")
+    folder = download_checked_model(reload_company.config.tracking_uri, original, tmp_path / "good")
+    assert (folder / "MLmodel").is_file() and (folder / MODEL_CODE_FILE).is_file()
+    tampered = dataclasses.replace(original, version=register_tampered_model(reload_company, code=True))
+    load_registered_bundle(reload_company.config.tracking_uri, MODEL_NAME, version=tampered.version)  # data intact
+    with pytest.raises(BundleIntegrityError, match=rf"version {tampered.version}: its code .* refused"):
+        download_checked_model(reload_company.config.tracking_uri, tampered, tmp_path / "bad")
 
 
 def test_poll_model_follows_alias_and_skips_failed_version(company_copy_factory) -> None:  # noqa: ANN001

@@ -79,15 +79,3 @@ def test_weighted_sets_cover_silent_customers_unweighted_do_not() -> None:
 
 def test_shift_weight_is_odds_of_silence() -> None:
     assert shift_weight(np.array([0.5, 0.2])) == pytest.approx([1.0, 4.0])
-
-
-def test_bundles_pickled_before_trust_fields_still_load() -> None:
-    """Old bundles lack the new attributes: the dataclass defaults stand in for them."""
-    import pickle
-
-    from cxpredict.models.bundle import ScoringBundle
-
-    old = object.__new__(ScoringBundle)
-    old.__dict__.update({"name": "old", "metadata": {}})
-    restored = pickle.loads(pickle.dumps(old))
-    assert restored.conformal is None and restored.respondent_oof is None and restored.drift_reference is None

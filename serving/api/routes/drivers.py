@@ -28,7 +28,7 @@ Name = Annotated[str | None, Query(min_length=1, max_length=100, pattern=r"^[^\x
             responses={404: {"model": ErrorResponse, "description": "no driver analysis of this model yet"}})
 def list_drivers(model: ModelDep, target: Name = None, segment: Name = None) -> DriversResponse | JSONResponse:
     """The tables of the latest `cxpredict explain` run for the served version; `segment` names the
-    segment column (`cxpredict explain --segment COLUMN`)."""
+    segment column (`cxpredict explain --segment-by COLUMN`)."""
     targets = [t.name for t in available_targets(model.bundle)]
     if target is not None and target not in targets:
         raise RequestValidationError([field_error(("query", "target"), f"unknown target; targets are {targets}",

@@ -6,6 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cxpredict.models.registry import CHAMPION
+
 
 class FeatureSchema(BaseModel):
     name: str
@@ -16,7 +18,7 @@ class FeatureSchema(BaseModel):
 
 class ModelResponse(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
-        "name": "cxpredict-demo", "version": "3", "alias": "champion", "run_id": "a9e720e731d74a2f",
+        "name": "cxpredict-demo", "version": "3", "alias": CHAMPION, "run_id": "a9e720e731d74a2f",
         "loaded_at": "2026-11-24T10:05:04Z", "metrics": {"test_macro_f1": 0.52, "test_churn_roc_auc": 0.81},
         "features": [{"name": "contract", "kind": "categorical", "categories": ["month_to_month", "one_year"]},
                      {"name": "tenure_months", "kind": "numeric", "observed_range": [0, 72]}],
