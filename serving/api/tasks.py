@@ -209,10 +209,19 @@ class TaskStore:
 
     def create(self) -> None:
         """Create the tables and indexes that do not exist yet (concurrent callers are fine)."""
-        try:
-            self.metadata.create_all(self.engine, checkfirst=True)
-        except Exception:  # another process created them between the check and the create
-            self.metadata.create_all(self.engine, checkfirst=True)
+        if self.engine.dialect.name == "postgresql":
+            # DDL is transactional there: under one lock, a second process waits and then finds the tables.
+            with self.engine.begin() as conn:
+                conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": f"{self.tasks.name}:ddl"})
+                self.metadata.create_all(conn, checkfirst=True)
+            return
+        for attempt in range(3):
+            try:
+                self.metadata.create_all(self.engine, checkfirst=True)
+                return
+            except Exception:  # another process created one between the check and the create
+                if attempt == 2:
+                    raise
 
     def dispose(self) -> None:
         if self._own_engine:
