@@ -129,8 +129,9 @@ TuneTrialsOption = Annotated[
 def _user_errors() -> tuple[type[Exception], ...]:
     from cxpredict.features.load import DataError
     from cxpredict.models.bundle_files import BundleError
+    from cxpredict.serving.api.store import StoreError
 
-    return (ConfigError, DataError, BundleError)
+    return (ConfigError, DataError, BundleError, StoreError)
 
 
 def cli_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -716,10 +717,13 @@ def store_load(
     store_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL (default: SQLite beside the MLflow store)")]
     = None,
     table: Annotated[str | None, typer.Option(help="Customers table name (default: customers)")] = None,
+    alerts: Annotated[bool, typer.Option(
+        help="Then run the alert rules (config key `alerts`) when a champion is registered")] = True,
 ) -> None:
     """Load the customers table (and who answered the survey) into the store the API reads.
 
-    When a champion is registered, values it cannot read stop the load (file, column, rows).
+    When a champion is registered, values it cannot read stop the load (file, column, rows);
+    with an `alerts` config the rules then run and the tasks are synced (`alerts run`).
     """
     from cxpredict.features.load import check_readable, load_dataset
     from cxpredict.models.registry import champion_if_registered
@@ -736,6 +740,106 @@ def store_load(
     report = load_store(cfg, dataset, resolve_store_url(settings, cfg), settings.store_table)
     typer.echo(f"stored {report.customers} customers ({report.respondents} surveyed) in table "
                f"'{report.table}' of {report.url}")
+    if alerts and cfg.alerts and champion is not None:
+        try:
+            _run_alerts(cfg, champion, resolve_store_url(settings, cfg), settings.store_table, "store load (cli)")
+        except ConfigError as err:
+            raise ConfigError(f"store loaded, but the alert rules did not run: {err}") from None
+
+
+alerts_app = typer.Typer(no_args_is_help=True, help="Alert rules and the tasks they open for the front line.")
+app.add_typer(alerts_app, name="alerts")
+
+
+def _run_alerts(cfg: CxConfig, loaded: Any, url: str, table: str, actor: str, chunk_rows: int = 50_000,
+                threads: int | None = None) -> None:
+    from cxpredict.serving.api.alerting import load_alert_setup, run_alerts
+    from cxpredict.serving.api.notify import notifier_for
+    from cxpredict.serving.api.store import CustomerStore
+    from cxpredict.serving.api.tasks import TaskStore
+
+    setup = load_alert_setup(cfg)
+    store = CustomerStore(url, table, cfg.id_column)
+    tasks = TaskStore(url, table, engine=store.engine)
+    notifier = notifier_for(cfg)
+    try:
+        report = run_alerts(cfg, loaded.bundle, loaded.version, store, tasks, setup, actor,
+                            threads=threads or cfg.training.threads, chunk_size=chunk_rows,
+                            on_created=notifier.notify_created if notifier else None)
+        if notifier is not None:
+            notifier.drain()
+    finally:
+        store.close()
+    sync = report.sync
+    levels = ", ".join(f"{n} {level}" for level, n in sorted(report.matched_by_level.items())) or "none"
+    typer.echo(f"alerts: {report.n_customers} customers, {sync.matched} matches ({levels}); tasks: "
+               f"{sync.created} opened, {sync.kept_open} already open, {sync.resolved} resolved_by_model "
+               f"in {report.seconds:.1f}s (model v{report.model_version}, run {sync.run_id})")
+    for note in report.notes:
+        typer.echo(f"note: {note}")
+
+
+StoreUrlOption = Annotated[str | None, typer.Option(help="Customer store URL (default: SQLite beside MLflow)")]
+StoreTableOption = Annotated[str | None, typer.Option("--table", help="Customers table name (default: customers)")]
+
+
+@alerts_app.command("run")
+@cli_errors
+def alerts_run(
+    config: ConfigOption,
+    store_url: StoreUrlOption = None,
+    table: StoreTableOption = None,
+    model_version: ModelVersionOption = None,
+    chunk_rows: Annotated[int, typer.Option(min=100, help="Customers scored at a time (bounds memory)")] = 50_000,
+    threads: Annotated[int | None, typer.Option(help="LightGBM threads (default: training.threads)")] = None,
+    actor: Annotated[str, typer.Option(help="Who the task events name")] = "alerts run (cli)",
+) -> None:
+    """Evaluate the alert rules for every customer of the store and sync the tasks (idempotent)."""
+    from cxpredict.models.registry import load_champion
+    from cxpredict.serving.api.settings import store_url as resolve_store_url
+
+    cfg = _load(config)
+    if not cfg.alerts:
+        raise ConfigError(f"{config}: config key 'alerts' is not set (a file of alert rules, like strategies)")
+    settings = _serving_settings(config=config, store_url=store_url, store_table=table)
+    loaded = load_champion(cfg, model_version)
+    _run_alerts(cfg, loaded, resolve_store_url(settings, cfg), settings.store_table, actor, chunk_rows, threads)
+
+
+@alerts_app.command("export")
+@cli_errors
+def alerts_export(
+    config: ConfigOption,
+    out: Annotated[Path, typer.Option(help="Folder for one CSV per owner")],
+    owner: Annotated[str | None, typer.Option(help="Only this owner's file")] = None,
+    all_owners: Annotated[bool, typer.Option("--all", help="Every owner with open tasks")] = False,
+    store_url: StoreUrlOption = None,
+    table: StoreTableOption = None,
+) -> None:
+    """Hand-off CSVs per owner: rank, customer, level, reason, suggested offer name, expected value, contacts."""
+    from cxpredict.features.alerts import load_owners
+    from cxpredict.serving.api.handoff import export_handoff
+    from cxpredict.serving.api.settings import store_url as resolve_store_url
+    from cxpredict.serving.api.store import CustomerStore
+    from cxpredict.serving.api.tasks import TaskStore
+
+    if (owner is None) == (not all_owners):
+        raise ConfigError("alerts export needs exactly one of --owner ID or --all")
+    cfg = _load(config)
+    settings = _serving_settings(config=config, store_url=store_url, store_table=table)
+    url = resolve_store_url(settings, cfg)
+    owners = load_owners(cfg)
+    if owner is not None and owner not in owners.ids:
+        raise ConfigError(f"--owner '{owner}': not in the owners table (owners: {sorted(owners.ids)})")
+    store = CustomerStore(url, settings.store_table, cfg.id_column)
+    try:
+        result = export_handoff(store, TaskStore(url, settings.store_table, engine=store.engine), owners, out,
+                                owner)
+    finally:
+        store.close()
+    for path, n in result.files.items():
+        typer.echo(f"{n} open tasks -> {path}")
+    typer.echo(f"{result.n_results} closed tasks with an offer -> {result.results_path} (campaign results format)")
 
 
 @app.command()

@@ -44,6 +44,7 @@ class DataConfig(_Strict):
     survey: TableSource
     outcomes: TableSource | None = None
     campaigns: TableSource | None = None
+    owners: TableSource | None = None  # who tasks are routed to: owner_id, name, contact, covers
 
 
 class FeaturesConfig(_Strict):
@@ -182,6 +183,24 @@ class MlflowConfig(_Strict):
     artifact_location: str | None = None  # default: ./mlartifacts beside the config
 
 
+class WebhookConfig(_Strict):
+    """Where new tasks are posted as JSON (optional; off unless listed)."""
+
+    url: str = Field(pattern=r"^https?://")
+    levels: list[str] = Field(default_factory=lambda: ["critical"])  # which tasks' levels are posted
+    timeout_s: float = Field(5.0, gt=0.0)
+    retries: int = Field(3, ge=0, le=10)  # attempts after the first, with exponential back-off
+    backoff_s: float = Field(0.5, ge=0.0)  # first wait; doubles per retry
+
+    @field_validator("levels")
+    @classmethod
+    def _known_levels(cls, levels: list[str]) -> list[str]:
+        unknown = [level for level in levels if level not in ("critical", "high", "medium")]
+        if unknown:
+            raise ValueError(f"unknown level '{unknown[0]}', use critical, high or medium")
+        return levels
+
+
 class CxConfig(_Strict):
     name: str
     id_column: str
@@ -197,6 +216,8 @@ class CxConfig(_Strict):
     survey_date_column: str | None = None  # the survey's answer date (waves); default: a column ending in "date"
     churn: ChurnConfig | None = None
     strategies: str | None = None
+    alerts: str | None = None  # alert rules file (alerts.yaml); tasks route to `data.owners`
+    webhooks: list[WebhookConfig] = Field(default_factory=list)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     trust: TrustConfig = Field(default_factory=TrustConfig)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)

@@ -371,6 +371,11 @@ def _compare(series: pd.Series, op: str, values: list[Any]) -> np.ndarray:
     return np.asarray(pd.Series(holds).fillna(False), dtype=bool) & series.notna().to_numpy()
 
 
+def condition_holds(series: pd.Series, condition: Condition) -> np.ndarray:
+    """Where one condition holds on a column (missing values never do); shared with the alert rules."""
+    return _compare(series, condition.op, condition.values)
+
+
 def eligible_mask(customers: pd.DataFrame, strategy: Strategy | Mapping[str, Any]) -> np.ndarray:
     """Which customers a strategy may target: every `eligible` condition holds (AND).
 

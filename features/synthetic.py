@@ -826,6 +826,43 @@ def generate_company(
     return SyntheticCompany(customers, survey, outcomes, campaigns, truth, strategies)
 
 
+def alert_catalogue() -> list[dict[str, Any]]:
+    """The synthetic company's default alert rules, in the contract's alert format.
+
+    Surveyed detractors (observed) and silent predicted detractors are both covered; valuable
+    customers likely to leave go to the retention desk; a sudden fall of the expected score
+    since the last scoring is flagged to the region's team.
+    """
+    return [
+        {"id": "surveyed_detractor_critical", "name": "Very unhappy in the last survey", "level": "critical",
+         "when": [{"column": "observed_score", "op": "<=", "value": 3}], "route_by": "region"},
+        {"id": "surveyed_detractor", "name": "Detractor in the last survey", "level": "high",
+         "when": [{"column": "observed_score", "op": "<=", "value": 6}], "route_by": "region"},
+        {"id": "predicted_detractor", "name": "Silent customer predicted to be a detractor", "level": "medium",
+         "population": "silent", "when": [{"column": "p_bottom_band", "op": ">=", "value": 0.6}],
+         "route_by": "region"},
+        {"id": "valuable_churn_risk", "name": "Valuable customer likely to leave", "level": "critical",
+         "when": [{"column": "churn_probability", "op": ">=", "value": 0.5},
+                  {"column": "value", "op": ">=", "value": 3000}], "owner": "retention_desk"},
+        {"id": "score_drop", "name": "Expected score fell since the last scoring", "level": "high",
+         "when": [{"column": "expected_score_drop", "op": ">=", "value": 1.5}], "route_by": "region"},
+    ]
+
+
+def owner_table() -> pd.DataFrame:
+    """The synthetic company's owners: one team per region (east and west share one) and a retention desk."""
+    return pd.DataFrame([
+        {"owner_id": "north", "name": "North region team", "contact": "north-team@example.com", "covers": "north"},
+        {"owner_id": "south", "name": "South region team", "contact": "south-team@example.com", "covers": "south"},
+        {"owner_id": "east_west", "name": "East and west region team", "contact": "east-west@example.com",
+         "covers": "east;west"},
+        {"owner_id": "central", "name": "Central region team", "contact": "central-team@example.com",
+         "covers": "central"},
+        {"owner_id": "retention_desk", "name": "Retention call-centre queue", "contact": "retention@example.com",
+         "covers": ""},
+    ])
+
+
 def company_config(name: str = "synthetic") -> dict[str, Any]:
     """The `cxpredict.yaml` mapping of a written synthetic company.
 
@@ -842,6 +879,7 @@ def company_config(name: str = "synthetic") -> dict[str, Any]:
             "survey": "survey.csv",
             "outcomes": "outcomes.csv",
             "campaigns": "campaigns.csv",
+            "owners": "owners.csv",
         },
         "features": {"exclude": ["clv"]},
         "value_column": "clv",
@@ -854,6 +892,7 @@ def company_config(name: str = "synthetic") -> dict[str, Any]:
         "drivers": [f"rating_{d}" for d in DRIVERS],
         "churn": {"column": "churned"},
         "strategies": "strategies.yaml",
+        "alerts": "alerts.yaml",
         "training": {"seed": 42, "tune_trials": 10, "bias_correction": True},
     }
 
@@ -876,6 +915,8 @@ def write_company(company: SyntheticCompany, out_dir: Path, name: str = "synthet
     company.outcomes.to_csv(out_dir / "outcomes.csv", index=False)
     company.campaigns.to_csv(out_dir / "campaigns.csv", index=False)
     (out_dir / "strategies.yaml").write_text(yaml.safe_dump(company.strategies, sort_keys=False))
+    (out_dir / "alerts.yaml").write_text(yaml.safe_dump(alert_catalogue(), sort_keys=False))
+    owner_table().to_csv(out_dir / "owners.csv", index=False)
     config_path = out_dir / "cxpredict.yaml"
     config_path.write_text(yaml.safe_dump(company_config(name), sort_keys=False, default_flow_style=None))
     return config_path

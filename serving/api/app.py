@@ -13,8 +13,9 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from cxpredict.features.config import load_config
+from cxpredict.features.config import ConfigError, CxConfig, load_config
 from cxpredict.features.strategies import config_strategies
+from cxpredict.serving.api.alerting import BackgroundAlerts, load_alert_setup
 from cxpredict.serving.api.console.docs import install_docs
 from cxpredict.serving.api.console.routes import install_console
 from cxpredict.serving.api.errors import SafeErrorsMiddleware, install_error_handlers
@@ -32,8 +33,12 @@ from cxpredict.serving.api.routes import (
     simulations,
     strategies,
 )
+from cxpredict.serving.api.routes import (
+    tasks as task_routes,
+)
 from cxpredict.serving.api.settings import ServingSettings, store_url
 from cxpredict.serving.api.store import CustomerStore
+from cxpredict.serving.api.tasks import TaskStore
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +56,23 @@ async def _poll_alias(manager: ModelManager, every_s: float) -> None:
     while True:
         await asyncio.sleep(every_s)
         await asyncio.to_thread(manager.poll_once)
+
+
+def _background_alerts(config: CxConfig, settings: ServingSettings, store: CustomerStore,
+                       tasks: TaskStore) -> BackgroundAlerts | None:
+    """The alert runner for champion changes, or None (no `alerts` key, switched off, or rules that do not load)."""
+    try:
+        tasks.create()
+    except Exception as err:  # an unreachable store: /readyz says so; task routes answer 503
+        logger.error("task tables not created: %s", type(err).__name__)
+    if not config.alerts or not settings.alerts_on_change:
+        return None
+    try:
+        load_alert_setup(config)  # checked once here, so a broken catalogue is reported at start
+    except ConfigError as err:
+        logger.error("alert rules not loaded, alerts will not run on model changes: %s", err)
+        return None
+    return BackgroundAlerts(settings.config.resolve(), store.url, settings.store_table, settings.predict_threads)
 
 
 def create_app(settings: ServingSettings | None = None) -> FastAPI:
@@ -73,12 +95,22 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
             metrics.set_model(served.loaded.model_name, served.version, served.loaded_at.timestamp())
 
         catalogue = config_strategies(config)[0] if config.strategies else []
+        tasks = TaskStore(store.url, settings.store_table, engine=store.engine)
+        background = _background_alerts(config, settings, store, tasks)
+
+        def on_change(old: ServingModel, new: ServingModel) -> None:
+            if background is not None:
+                background.start(new.version)
+
         manager = ModelManager(
             config, store, alias=settings.model_alias, threads=settings.predict_threads,
             alerts_pool=settings.alerts_pool, on_swap=on_swap,
             on_reload=lambda outcome: metrics.reloads.labels(outcome=outcome).inc(), strategies=catalogue,
+            on_change=on_change,
         )
         app.state.config, app.state.store, app.state.models = config, store, manager
+        app.state.tasks, app.state.background_alerts = tasks, background
+        metrics.watch_tasks(tasks)
         app.state.strategies = catalogue
         status = await asyncio.to_thread(manager.reload)
         if manager.current is None:
@@ -92,6 +124,8 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await poller
             manager.wait(timeout=30)
+            if background is not None:
+                background.wait(timeout=60)
             store.close()
 
     # docs_url/redoc_url off: install_docs serves both from the package's assets (no CDN).
@@ -101,7 +135,8 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
     app.state.metrics = metrics
     install_error_handlers(app)
     for router in (health.router, scores.router, customers.router, simulations.router, strategies.router,
-                   drivers.router, alerts.router, model.router, admin.router, campaigns.router):
+                   drivers.router, alerts.router, model.router, admin.router, campaigns.router,
+                   task_routes.router, task_routes.rules_router):
         app.include_router(router)
     install_console(app)
     install_docs(app)

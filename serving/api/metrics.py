@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -48,6 +50,10 @@ class ApiMetrics:
             "cxpredict_customers_scored", "Customers scored through the API", registry=self.registry,
         )
 
+    def watch_tasks(self, tasks: Any) -> None:
+        """Report open tasks by level and owner and their age, read from the task store at each scrape."""
+        self.registry.register(TaskCollector(tasks))
+
     def set_model(self, model_name: str, version: str, loaded_at: float) -> None:
         self.model_version.clear()
         try:
@@ -55,6 +61,45 @@ class ApiMetrics:
         except ValueError:
             self.model_version.labels(model_name=model_name).set(float("nan"))
         self.model_loaded_at.set(loaded_at)
+
+
+class TaskCollector:
+    """Open tasks by level and owner, and the age of the oldest, queried when Prometheus scrapes.
+
+    Read at scrape time (one GROUP BY over the indexed state column) so every worker process
+    reports the same figures, whoever changed the tasks.
+    """
+
+    def __init__(self, tasks: Any):
+        self.tasks = tasks
+
+    def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+        return (
+            GaugeMetricFamily("cxpredict_open_tasks", "Tasks not yet closed, by level and owner",
+                              labels=["level", "owner"]),
+            GaugeMetricFamily("cxpredict_open_task_oldest_age_seconds",
+                              "Age of the oldest task not yet closed, by level and owner", labels=["level", "owner"]),
+        )
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return list(self._families())
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        count, oldest = self._families()
+        try:
+            rows = self.tasks.open_summary()
+        except Exception:  # store unreachable or not created yet: report no series rather than fail the scrape
+            rows = []
+        now = time.time()
+        for row in rows:
+            labels = [str(row["level"]), str(row["owner_id"])]
+            count.add_metric(labels, float(row["n"]))
+            created = row["oldest"]
+            if created is not None:
+                if created.tzinfo is None:  # SQLite returns naive datetimes; they were written in UTC
+                    created = created.replace(tzinfo=UTC)
+                oldest.add_metric(labels, max(now - created.timestamp(), 0.0))
+        return [count, oldest]
 
 
 class MetricsMiddleware:

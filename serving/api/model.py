@@ -115,6 +115,8 @@ class ModelManager:
         on_reload: called with the outcome of every reload attempt (metrics).
         loader: loads a bundle (tracking_uri, name, alias); the registry by default.
         strategies: the catalogue, checked against each model before it goes live.
+        on_change: called with (old, new) after a swap to a different version than the one served
+            (not at the first load): the app runs the alert rules from it, off the request path.
     """
 
     def __init__(
@@ -122,6 +124,7 @@ class ModelManager:
         alerts_pool: int = 10_000, on_swap: Callable[[ServingModel], None] | None = None,
         on_reload: Callable[[str], None] | None = None, loader: Loader = _registry_loader,
         strategies: Sequence[Strategy] = (),
+        on_change: Callable[[ServingModel, ServingModel], None] | None = None,
     ):
         self.config = config
         self.store = store
@@ -132,6 +135,7 @@ class ModelManager:
         self.on_swap = on_swap
         self.on_reload = on_reload
         self.loader = loader
+        self.on_change = on_change
         self.current: ServingModel | None = None
         self.status = ReloadStatus()
         self._lock = threading.Lock()
@@ -196,6 +200,8 @@ class ModelManager:
                 logger.info("serving %s version %s", loaded.model_name, loaded.version)
                 if self.on_swap is not None:
                     self.on_swap(model)
+                if self.on_change is not None and current is not None and current.version != model.version:
+                    self.on_change(current, model)
             status.state = "idle"
         except (ValueError, BundleError) as err:  # a model that does not fit, or whose files changed
             status.state, status.error, outcome = "failed", str(err), "refused"

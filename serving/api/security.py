@@ -2,26 +2,68 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from cxpredict.serving.api.settings import Scope, ServingSettings
+from cxpredict.serving.api.settings import ApiKeyEntry, Scope, ServingSettings, key_entry
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key (or Authorization: Bearer)")
 bearer = HTTPBearer(auto_error=False, description="API key as a bearer token")
 
 
-def find_scopes(settings: ServingSettings, presented: str) -> list[Scope] | None:
-    """Scopes of a presented key, comparing in constant time against every configured key."""
-    found: list[Scope] | None = None
-    for key, scopes in settings.api_keys.items():
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: the key's name (never the key) and the owner it is restricted to, if any."""
+
+    name: str
+    owner: str | None = None
+
+
+ANONYMOUS = Caller("anonymous")
+
+
+def key_name(key: str, entry: ApiKeyEntry) -> str:
+    """The name written into task events: the configured one, else a short hash (the key itself never)."""
+    return entry.name or f"key-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+
+
+def find_key(settings: ServingSettings, presented: str) -> tuple[str, ApiKeyEntry] | None:
+    """The configured key matching a presented one, comparing in constant time against every key."""
+    found: tuple[str, ApiKeyEntry] | None = None
+    for key, value in settings.api_keys.items():
         if hmac.compare_digest(key.encode(), presented.encode()):
-            found = scopes
+            found = (key, key_entry(value))
     return found
+
+
+def find_scopes(settings: ServingSettings, presented: str) -> list[Scope] | None:
+    """Scopes of a presented key (with the scopes they imply)."""
+    found = find_key(settings, presented)
+    return None if found is None else sorted(found[1].granted())
+
+
+def _authorise(request: Request, scope: Scope, header_key: str | None,
+               bearer_key: HTTPAuthorizationCredentials | None) -> Caller:
+    settings: ServingSettings = request.app.state.settings
+    if not settings.auth_enabled:
+        return ANONYMOUS
+    presented = header_key or (bearer_key.credentials if bearer_key else None)
+    if not presented:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "API key required (X-API-Key header)",
+                            headers={"WWW-Authenticate": "Bearer"})
+    found = find_key(settings, presented)
+    if found is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid API key", headers={"WWW-Authenticate": "Bearer"})
+    key, entry = found
+    if scope not in entry.granted():
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"this API key lacks the '{scope.value}' scope")
+    return Caller(key_name(key, entry), entry.owner)
 
 
 def require_scope(scope: Scope) -> Callable[..., Awaitable[None]]:
@@ -32,17 +74,19 @@ def require_scope(scope: Scope) -> Callable[..., Awaitable[None]]:
         header_key: Annotated[str | None, Depends(api_key_header)],
         bearer_key: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> None:
-        settings: ServingSettings = request.app.state.settings
-        if not settings.auth_enabled:
-            return
-        presented = header_key or (bearer_key.credentials if bearer_key else None)
-        if not presented:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "API key required (X-API-Key header)",
-                                headers={"WWW-Authenticate": "Bearer"})
-        scopes = find_scopes(settings, presented)
-        if scopes is None:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid API key", headers={"WWW-Authenticate": "Bearer"})
-        if scope not in scopes:
-            raise HTTPException(status.HTTP_403_FORBIDDEN, f"this API key lacks the '{scope.value}' scope")
+        _authorise(request, scope, header_key, bearer_key)
+
+    return check
+
+
+def require_caller(scope: Scope) -> Callable[..., Awaitable[Caller]]:
+    """Like `require_scope`, and hands the route the caller (name for events, owner restriction)."""
+
+    async def check(
+        request: Request,
+        header_key: Annotated[str | None, Depends(api_key_header)],
+        bearer_key: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> Caller:
+        return _authorise(request, scope, header_key, bearer_key)
 
     return check

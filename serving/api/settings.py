@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 import yaml
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cxpredict.features.campaigns import default_store_url as campaign_store_default
@@ -25,10 +25,37 @@ class Scope(StrEnum):
 
     score = "score"  # scores, customers, model, strategies, drivers, alerts
     simulate = "simulate"  # strategy simulations
-    admin = "admin"  # model reload
+    admin = "admin"  # model reload, alert rules; implies tasks:read and tasks:write
+    tasks_read = "tasks:read"  # list and read tasks
+    tasks_write = "tasks:write"  # acknowledge and close tasks; implies tasks:read
 
 
-ApiKeys = dict[str, list[Scope]]
+IMPLIED_SCOPES: dict[Scope, frozenset[Scope]] = {
+    Scope.admin: frozenset({Scope.tasks_read, Scope.tasks_write}),
+    Scope.tasks_write: frozenset({Scope.tasks_read}),
+}
+
+
+class ApiKeyEntry(BaseModel):
+    """One API key: its scopes, a name (who, in task events) and optionally the one owner it may see."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    scopes: list[Scope]
+    name: str | None = Field(None, min_length=1, max_length=80)
+    owner: str | None = None  # row-level restriction: only this owner's tasks
+
+    def granted(self) -> frozenset[Scope]:
+        return frozenset(self.scopes).union(*(IMPLIED_SCOPES.get(s, frozenset()) for s in self.scopes))
+
+
+def key_entry(value: list[Scope] | ApiKeyEntry) -> ApiKeyEntry:
+    """A key's value as configured, a list of scopes (the original form) or a mapping, as one entry."""
+    return value if isinstance(value, ApiKeyEntry) else ApiKeyEntry(scopes=list(value))
+
+
+# A key maps to its scopes (the original form, kept as given) or to {scopes, name, owner}.
+ApiKeys = dict[str, list[Scope] | ApiKeyEntry]
 
 
 class ServingSettings(BaseSettings):
@@ -42,13 +69,16 @@ class ServingSettings(BaseSettings):
     )
     store_table: str = Field("customers", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
     model_alias: str = CHAMPION
-    api_keys: ApiKeys = Field(default_factory=dict, description='{"<key>": ["score", "simulate", "admin"]}')
+    api_keys: ApiKeys = Field(default_factory=dict, description='{"<key>": ["score", "simulate", "admin"]} or '
+                              '{"<key>": {"scopes": ["tasks:read"], "name": "north desk", "owner": "north"}}')
     api_keys_file: Path | None = Field(None, description="YAML or JSON file with the same mapping as api_keys")
     max_customers: int = Field(1000, ge=1, le=100_000, description="customers per request")
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="request bodies above this get 413")
     reload_poll_s: float = Field(0.0, ge=0.0, description="check the alias every N seconds; 0 = only on request")
     predict_threads: int = Field(1, ge=1, description="LightGBM threads per prediction (1 is fastest per row)")
     alerts_pool: int = Field(10_000, ge=1, description="silent customers kept, ranked, for /v1/alerts")
+    alerts_on_change: bool = Field(
+        True, description="run the alert rules (config key `alerts`) when the served champion changes")
     explain_max: int = Field(10, ge=1, le=50, description="largest k accepted by ?explain=k")
 
     @field_validator("api_keys", mode="before")
@@ -64,7 +94,8 @@ class ServingSettings(BaseSettings):
             raw = yaml.safe_load(self.api_keys_file.read_text()) or {}
             if not isinstance(raw, dict):
                 raise ValueError(f"api_keys_file {self.api_keys_file}: expected a mapping key -> [scopes]")
-            merged = {**{str(k): [Scope(s) for s in v] for k, v in raw.items()}, **self.api_keys}
+            merged = {**{str(k): ApiKeyEntry.model_validate(v) if isinstance(v, dict) else [Scope(s) for s in v]
+                         for k, v in raw.items()}, **self.api_keys}
             object.__setattr__(self, "api_keys", merged)
         for key in self.api_keys:
             if len(key) < 16:

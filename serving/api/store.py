@@ -59,7 +59,8 @@ def make_engine(url: str) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return create_engine(url, connect_args={"check_same_thread": False}, pool_pre_ping=False)
+        # timeout: writers (an `alerts run`, a task close) wait for each other instead of failing at once.
+        return create_engine(url, connect_args={"check_same_thread": False, "timeout": 60}, pool_pre_ping=False)
     return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
 
 
@@ -239,6 +240,26 @@ class CustomerStore:
         query = select(customers).where(~answered).order_by(customers.c[self.id_column])
         with self.engine.connect().execution_options(stream_results=True) as conn:
             yield from pd.read_sql(query, conn, chunksize=chunk_size)
+
+    def iter_customers(self, chunk_size: int = 50_000) -> Iterator[pd.DataFrame]:
+        """Every customer, in id order and chunks, with `observed_score` (missing for the silent ones)."""
+        customers, respondents = self._tables()
+        key = customers.c[self.id_column]
+        query = (
+            select(customers, respondents.c[OBSERVED_COLUMN])
+            .select_from(customers.outerjoin(respondents, respondents.c[self.id_column] == key))
+            .order_by(key)
+        )
+        with self.engine.connect().execution_options(stream_results=True) as conn:
+            yield from pd.read_sql(query, conn, chunksize=chunk_size)
+
+    def distinct(self, column: str) -> list[Any]:
+        """The distinct values of one customers column (routing values an owners table must cover)."""
+        customers, _ = self._tables()
+        if column not in customers.c:
+            raise StoreError(f"store table '{self.table_name}' has no column '{column}'")
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(select(customers.c[column]).distinct()).all()]
 
     def close(self) -> None:
         self.engine.dispose()

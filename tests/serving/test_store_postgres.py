@@ -32,7 +32,9 @@ def pg_table() -> Iterator[str]:
     yield name
     engine = create_engine(PG_URL)
     with engine.begin() as conn:
-        for table in (name, respondents_table_name(name)):
+        # `store load` also runs the alert rules: their task tables go too.
+        for table in (name, respondents_table_name(name), f"{name}_tasks", f"{name}_task_events",
+                      f"{name}_webhook_dead_letters", f"{name}_alert_scores"):
             conn.execute(text(f'DROP TABLE IF EXISTS "{table}"'))
     engine.dispose()
 
