@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from cxpredict.features.alerts import (
     OBSERVED_SCORE,
@@ -278,9 +278,22 @@ def _previous_scores(store: CustomerStore) -> pd.Series | None:
 
 
 def _write_scores(store: CustomerStore, scores: pd.DataFrame) -> None:
-    with store.engine.begin() as conn:
-        scores.to_sql(scores_table_name(store.table_name), conn, if_exists="replace", index=False,
-                      chunksize=20_000)
+    """Replace the last scoring's snapshot; two runs at once must not trip over each other's DROP/CREATE."""
+    name = scores_table_name(store.table_name)
+    if store.engine.dialect.name == "postgresql":
+        with store.engine.begin() as conn:  # transactional DDL under one lock: the second run waits
+            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
+            scores.to_sql(name, conn, if_exists="replace", index=False, chunksize=20_000)
+        return
+    for attempt in range(3):  # SQLite runs DDL outside the transaction: retry a lost race
+        try:
+            with store.engine.begin() as conn:
+                scores.to_sql(name, conn, if_exists="replace", index=False, chunksize=20_000)
+            return
+        except Exception:
+            if attempt == 2:
+                raise
+            time.sleep(1.0)
 
 
 def run_alerts(
