@@ -198,7 +198,7 @@ def fit_strategy_loop(
     config: CxConfig, dataset: Dataset, bundle: ScoringBundle, metrics: dict[str, float], notes: list[str],
 ) -> None:
     """What the strategy loop adds to a trained bundle: effects learned from every campaign wave, and the
-    previous champion's accuracy and value on each wave (logged; problem groups come with `Trainer.fit`).
+    previous champion's accuracy and value on each wave (logged; problem groups come with `fit_models`).
 
     Args:
         config: the dataset config.

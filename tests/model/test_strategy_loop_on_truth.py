@@ -35,7 +35,7 @@ from cxpredict.models.campaigns import standardised_differences
 from cxpredict.models.simulate import best_strategy, simulate_effects
 from cxpredict.models.uplift import stratified_effect
 from cxpredict.training.campaigns import plan_campaign
-from cxpredict.training.train import Trainer
+from cxpredict.training.train import fit_models
 from cxpredict.training.uplift import campaign_waves, fit_strategy_loop
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
@@ -71,9 +71,9 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> dict:
     waves: list[dict] = []
     for wave in range(WAVES + 1):
         dataset = load_dataset(config)
-        trainer = Trainer(config, dataset, tune_trials=1, log_trials=False)
-        bundle = trainer.fit()
-        fit_strategy_loop(config, dataset, bundle, trainer.metrics, trainer.notes)
+        models = fit_models(config, dataset, tune_trials=1, log_trials=False)
+        bundle = models.bundle
+        fit_strategy_loop(config, dataset, bundle, dict(models.metrics), list(models.notes))
         simulation = simulate_effects(bundle, company.customers, strategies, "clv", threads=1)
         best = best_strategy(simulation, "score").set_index("customer_id")["best_strategy"]
         record = {"wave": wave, "bundle": bundle, "best": best, "true_gain": _true_gain(truth, best),
