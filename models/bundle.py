@@ -18,22 +18,11 @@ import pandas as pd
 
 from cxpredict.features.build import FeaturePipeline
 from cxpredict.models.bundle_files import BundleError, BundleFiles, read_bundle_files, write_bundle_files
+from cxpredict.models.columns import band_column, cause_column, driver_column  # noqa: F401 (re-exported)
 from cxpredict.models.conformal import ConformalCalibration
 from cxpredict.models.drift import DriftReference
 from cxpredict.models.estimators import binary_probability, multiclass_probabilities, predict_raw
 from cxpredict.models.uplift import UpliftResult
-
-
-def band_column(band: str) -> str:
-    return f"p_{band}"
-
-
-def cause_column(code: str) -> str:
-    return f"p_cause_{code}"
-
-
-def driver_column(driver: str) -> str:
-    return f"pred_{driver}"
 
 
 @dataclass

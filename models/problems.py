@@ -13,11 +13,15 @@ Also here: the predicted columns strategy eligibility may use (`p_cause_*`, `pro
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from cxpredict.models.bundle import ScoringBundle, band_column, cause_column
+from cxpredict.models.columns import band_column, cause_column
+
+# `bundle` below is a models.bundle.ScoringBundle; not imported, since bundle.py imports this module.
+ScoringBundle = Any
 
 NO_PROBLEM = "none"
 PROBLEM_GROUP, PROBLEM_LIFT = "problem_group", "problem_lift"
