@@ -951,11 +951,16 @@ def campaign_results(
         frame = pd.read_parquet(results) if results.suffix.lower() == ".parquet" else pd.read_csv(results)
     except Exception as err:  # unreadable file: one line, whatever the parser's complaint
         raise CampaignError(f"{results}: cannot read: {type(err).__name__}: {err}") from None
+    from cxpredict.serving.api.alerting import campaign_contact_outcomes
+
     known = set(load_dataset(cfg).customers[cfg.id_column].astype(str))
-    report = append_campaign_results(cfg, name, frame, _campaign_store_url(config, store_url), str(results), known)
+    url = _campaign_store_url(config, store_url)
+    report = append_campaign_results(cfg, name, frame, url, str(results), known,
+                                     contact_outcomes=campaign_contact_outcomes(url, name))
+    contacted = ", ".join(f"{n} {outcome}" for outcome, n in sorted(report.contacted.items()))
     typer.echo(f"appended {report.rows} rows of campaign '{name}' (wave {report.wave}: {report.treated} treated, "
-               f"{report.control} control; {report.with_churn} with churn, {report.with_score} with a score) "
-               f"-> {report.path}")
+               f"{report.control} control; {report.with_churn} with churn, {report.with_score} with a score"
+               f"{'; front-line outcomes: ' + contacted if contacted else ''}) -> {report.path}")
 
 
 @campaign_app.command("report")
