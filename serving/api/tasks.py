@@ -34,6 +34,7 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    case,
     exists,
     func,
     insert,
@@ -136,6 +137,7 @@ def _tables(metadata: MetaData, table: str) -> tuple[Table, Table, Table]:
     Index(f"ix_{tasks.name}_state", tasks.c.state, tasks.c.task_id)
     Index(f"ix_{tasks.name}_created_run", tasks.c.created_run)
     Index(f"ix_{tasks.name}_closed_run", tasks.c.closed_run)
+    Index(f"ix_{tasks.name}_customer", tasks.c.customer_id, tasks.c.task_id)  # a customer's tasks (console)
     events = Table(
         events_table_name(table), metadata,
         Column("event_id", _ID, primary_key=True, autoincrement=True),
@@ -232,7 +234,9 @@ class TaskStore:
         self._add_missing_columns()
 
     def _add_missing_columns(self) -> None:
-        """Stores written before a column existed gain it (nullable, so old rows stay valid)."""
+        """Stores written before a column or index existed gain it (nullable, so old rows stay valid)."""
+        for index in self.tasks.indexes:
+            index.create(self.engine, checkfirst=True)
         existing = {c["name"] for c in inspect(self.engine).get_columns(self.tasks.name)}
         missing = [c for c in self.tasks.columns if c.name not in existing]
         for column in missing:
@@ -415,6 +419,26 @@ class TaskStore:
             query = query.where(t.c.owner_id == owner)
         with self.engine.connect() as conn:
             return pd.read_sql(query.order_by(t.c.task_id), conn)
+
+    def most_urgent(self, limit: int = 100, owner: str | None = None) -> list[dict[str, Any]]:
+        """Tasks not closed, most urgent first: level (critical first), then expected value, then age."""
+        t = self.tasks
+        rank = case({level: i for i, level in enumerate(LEVELS)}, value=t.c.level, else_=len(LEVELS))
+        query = select(t).where(t.c.state != CLOSED)
+        if owner is not None:
+            query = query.where(t.c.owner_id == owner)
+        query = query.order_by(rank, t.c.expected_value.is_(None), t.c.expected_value.desc(), t.c.task_id)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query.limit(limit)).mappings().all()]
+
+    def for_customer(self, customer_id: str, owner: str | None = None) -> list[dict[str, Any]]:
+        """Every task of one customer (closed ones too), newest first; `owner` restricts to that owner's."""
+        t = self.tasks
+        query = select(t).where(t.c.customer_id == customer_id)
+        if owner is not None:
+            query = query.where(t.c.owner_id == owner)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query.order_by(t.c.task_id.desc())).mappings().all()]
 
     def open_summary(self) -> list[dict[str, Any]]:
         """Open (not closed) tasks per level and owner, with the oldest creation time (metrics)."""

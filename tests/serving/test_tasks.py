@@ -376,3 +376,52 @@ def test_campaign_plan_decides_task_offers_and_outcomes_reach_history(company_co
     assert set(spring.index[spring["contact_outcome"] == "offer_accepted"]) == set(reached["customer_id"])
     # The control customer's task outcome is no treatment: it never appears as a contact outcome.
     assert spring["contact_outcome"].dropna().eq("offer_accepted").all()
+
+
+def test_console_lists_tasks_for_task_readers_by_owner(company_copy_factory, tmp_path: Path) -> None:  # noqa: ANN001
+    """/ui/alerts and /ui/customers show the tasks, most urgent first, and an owner's key only its own."""
+    import csv
+    import io
+    import json
+
+    company = company_copy_factory()
+    everyone, north = "console-ops-0123456789abcdef", "console-north-0123456789abcdef"
+    keys = {everyone: {"scopes": ["score", "tasks:read"], "name": "ops"},
+            north: {"scopes": ["score", "tasks:read"], "name": "north desk", "owner": "north"},
+            SCORE_ONLY_KEY: ["score"]}
+    server = start_server(company.config_path, tmp_path / "server.log", {"CXPREDICT_API_KEYS": json.dumps(keys)})
+    tasks = _tasks(_sqlite_url(company))
+    active = tasks[tasks["state"] != "closed"]
+
+    def rows(key: str, path: str) -> list[dict[str, str]]:
+        with httpx.Client(base_url=server.url, timeout=120, cookies={"cxpredict_key": key}) as http:
+            answer = http.get(path)
+        assert answer.status_code == 200, answer.text
+        return list(csv.DictReader(io.StringIO(answer.text)))
+
+    try:
+        listed = rows(everyone, "/ui/alerts.csv?limit=50&table=tasks")
+        assert len(listed) == 50
+        levels = [r["level"] for r in listed]
+        rank = {"critical": 0, "high": 1, "medium": 2}
+        assert levels == sorted(levels, key=rank.__getitem__)  # critical first
+        assert {int(r["task_id"]) for r in listed} <= set(active["task_id"])
+        summary = rows(everyone, "/ui/alerts.csv?table=tasks_by_owner")
+        assert sum(int(r["n"]) for r in summary) == len(active)
+        mine = rows(north, "/ui/alerts.csv?limit=1000&table=tasks")
+        assert mine and {r["owner_id"] for r in mine} == {"north"}
+        assert len(mine) == (active["owner_id"] == "north").sum()
+        assert {r["owner_id"] for r in rows(north, "/ui/alerts.csv?table=tasks_by_owner")} == {"north"}
+        south = active[active["owner_id"] == "south"].iloc[0]
+        customer = rows(everyone, f"/ui/customers.csv?id={south['customer_id']}&table=tasks")
+        assert int(south["task_id"]) in {int(r["task_id"]) for r in customer}
+        seen_by_north = rows(north, f"/ui/customers.csv?id={south['customer_id']}&table=tasks")
+        assert int(south["task_id"]) not in {int(r["task_id"]) for r in seen_by_north}
+        assert all(r["owner_id"] == "north" for r in seen_by_north)
+        with httpx.Client(base_url=server.url, timeout=120, cookies={"cxpredict_key": SCORE_ONLY_KEY}) as http:
+            page = http.get("/ui/alerts")
+            assert page.status_code == 200 and "tasks need a key with the tasks:read scope" in page.text
+            assert str(south["reason"]) not in page.text
+            assert http.get("/ui/alerts.csv?table=tasks").status_code == 422
+    finally:
+        stop_server(server)
