@@ -72,7 +72,7 @@ DEMO_CODEFRAME: list[dict[str, Any]] = [
     {"id": "price", "name": "price",
      "keywords": ["expensive", "price", "cheaper", "fee", "贵", "涨价", "便宜", "月费"]},
     {"id": "support", "name": "customer support",
-     "keywords": ["customer service", "support", "agent", "ticket", "客服", "没人", "投诉"]},
+     "keywords": ["customer service", "support", "agent", "resolved", "called", "客服", "没人", "投诉", "解决"]},
     {"id": "billing", "name": "billing complaint",
      "keywords": ["charged", "bill", "invoice", "refund", "扣费", "账单", "退款", "扣错"]},
     {"id": "coverage", "name": "coverage",
@@ -154,7 +154,7 @@ def draw_survey_text(rng: np.random.Generator, company: SyntheticCompany, langua
 def draw_tickets(rng: np.random.Generator, company: SyntheticCompany, languages: np.ndarray) -> pd.DataFrame:
     """Tickets, call notes and app reviews of every customer, surveyed or not.
 
-    Customers with more true causes, detractors and those likely to leave (the true churn
+    Customers with more true causes, detractors, a worse true experience and those likely to leave (the true churn
     probability, not the outcome) write more; each text names one of the writer's true causes
     70 % of the time, another cause 10 %, nothing relevant 20 %, and a writer who is likely to
     leave says so now and then ("I want to cancel") as real call notes do.
@@ -163,7 +163,8 @@ def draw_tickets(rng: np.random.Generator, company: SyntheticCompany, languages:
     causes = truth[[f"true_cause_{c}" for c in CAUSE_CODES]].to_numpy()
     bands = truth["true_band"].to_numpy()
     leaving = truth["true_churn_prob"].to_numpy()
-    rate = 0.08 + 0.35 * causes.sum(axis=1) + 0.3 * (bands == "detractor") + 1.5 * leaving
+    unhappy = np.maximum(-truth["true_experience"].to_numpy(), 0.0)  # includes what no column shows
+    rate = 0.05 + 0.3 * causes.sum(axis=1) + 0.3 * (bands == "detractor") + 1.0 * unhappy + 1.0 * leaving
     counts = rng.poisson(rate)
     rows = np.repeat(np.arange(len(truth)), counts)
     texts = []

@@ -156,8 +156,10 @@ def fuse_texts(config: CxConfig, dataset: Dataset) -> TextFusion:
             metrics["text_sentiment_auc"] = float(roc_auc_score(negative[present], -oof.sentiment[present]))
         if labels is None:
             # Coded text becomes the cause labels: weak (keyword) labels generalised by the coder.
+            # A seed phrase in the answer is a label by itself; the coder adds answers that say it otherwise.
             coded = TextCoder(codeframe, seed).fit(texts, None, negative).code(texts)
-            causes = (coded.probabilities >= config.text.label_threshold).astype(np.int8)
+            said = keyword_hits(codeframe, texts).astype(bool)
+            causes = ((coded.probabilities >= config.text.label_threshold) | said).astype(np.int8)
             labels = causes
             notes.append(f"cause labels coded from the survey's text ({int(causes.to_numpy().sum())} codes assigned)")
     ids = dataset.customers[config.id_column].astype(str)
