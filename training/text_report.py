@@ -74,7 +74,8 @@ def summarise_texts(config: CxConfig, result: CodingResult) -> TextSummary:
             columns=config.score.band_names).fillna(0.0)
     verbatims: dict[str, list[dict[str, str]]] = {}
     for code in codeframe.ids:
-        top = rows[flags[code]].sort_values(f"p_{code}", ascending=False).head(VERBATIMS_PER_CODE)
+        top = (rows[flags[code]].sort_values(f"p_{code}", ascending=False, kind="stable")
+               .drop_duplicates("text").head(VERBATIMS_PER_CODE))  # different wordings, not one repeated
         verbatims[code] = [{"id": mask_id(r[config.id_column]), "channel": str(r["channel"]),
                             "text": str(r["text"]), "evidence": str(r["evidence"]),
                             "p": f"{r[f'p_{code}']:.2f}"} for _, r in top.iterrows()]
