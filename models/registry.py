@@ -10,6 +10,7 @@ recorded. The write side (experiment, signature, logging, registering) is
 
 from __future__ import annotations
 
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +91,18 @@ def explain_runs_filter(model_name: str, model_version: str) -> str:
     """MLflow search filter for the explain runs of one model version (names are ours, not a user's)."""
     return (f"tags.`{TAG_KIND}` = '{KIND_EXPLAIN}' and tags.`{TAG_MODEL_NAME}` = '{model_name}' "
             f"and tags.`{TAG_EXPLAINED_VERSION}` = '{model_version}'")
+
+
+_METRIC_UNSAFE = re.compile(r"[^0-9A-Za-z_\-. :/]")
+
+
+def metric_name(text: str) -> str:
+    """A metric name MLflow accepts: characters it refuses (brackets, commas, non-ASCII) become `_`.
+
+    Feature names enter metric names (drift PSI, mean |SHAP|) and may be words, such as
+    `text: billing complaint (last 30 days)`.
+    """
+    return _METRIC_UNSAFE.sub("_", text)
 
 
 def use_tracking_store(tracking_uri: str) -> None:

@@ -103,3 +103,11 @@ def test_survey_without_texts_table_gives_no_feature_columns(text_config: CxConf
     config = text_config.model_copy(update={"data": text_config.data.model_copy(update={"texts": None})})
     dataset = with_text_features(config, load_dataset(config))
     assert not [c for c in dataset.customers.columns if c.startswith(TEXT_PREFIX)]
+
+
+def test_feature_names_in_words_become_valid_mlflow_metric_names() -> None:
+    from cxpredict.models.registry import metric_name
+
+    assert metric_name("drift_psi_text: billing complaint (last 30 days)") == \
+        "drift_psi_text: billing complaint _last 30 days_"
+    assert metric_name("shap_mean_abs_churn_monthly_charge") == "shap_mean_abs_churn_monthly_charge"
