@@ -113,19 +113,20 @@ def _negative(config: CxConfig, survey: pd.DataFrame) -> np.ndarray:
     return ((score >= low) & (score <= high)).astype(int)
 
 
-def fuse_texts(config: CxConfig, dataset: Dataset) -> TextFusion:
+def fuse_texts(config: CxConfig, dataset: Dataset, outside: str = "error") -> TextFusion:
     """Code the survey's answers and the `texts` table, and build every customer's text features.
 
     Args:
         config: the dataset config (needs `codeframe`, and `survey.text_column` or `data.texts`).
         dataset: the loaded tables.
+        outside: texts of customers not in `dataset.customers`: `error`, or `skip` (counted in the notes).
     Returns:
         The features, cause labels from text (when the survey has none) and the coder's figures.
     """
     codeframe = load_codeframe(config)
     label = dataset.sources.get("survey", "survey")
     answers = survey_text(config, dataset.survey, label)
-    table: TextTable | None = load_text_table(config, pd.Index(dataset.customers[config.id_column]))
+    table: TextTable | None = load_text_table(config, pd.Index(dataset.customers[config.id_column]), outside)
     if dataset.cause_codes:
         check_cause_codes(codeframe, dataset.cause_codes, label)
     labels = _respondent_labels(dataset, codeframe)
@@ -170,6 +171,8 @@ def fuse_texts(config: CxConfig, dataset: Dataset) -> TextFusion:
         features = features[[config.id_column]]  # survey text alone is never a feature
         return TextFusion(features, causes, metrics, tuple(notes))
     metrics["text_texts"] = float(len(table.frame))
+    if table.skipped:
+        notes.append(f"{table.skipped} texts of customers outside this base were left out")
     metrics["text_truncated"] = float(table.truncated)
     if table.truncated:
         notes.append(f"{table.truncated} texts longer than {config.text.max_chars} characters were cut")
@@ -217,14 +220,14 @@ def uses_texts(config: CxConfig) -> bool:
     return config.codeframe is not None and (config.survey.text_column is not None or config.data.texts is not None)
 
 
-def with_text_features(config: CxConfig, dataset: Dataset) -> Dataset:
+def with_text_features(config: CxConfig, dataset: Dataset, outside: str = "error") -> Dataset:
     """The dataset with its customers' text features joined in (and text-coded causes where none were given).
 
-    Idempotent: a dataset already fused is returned as it is.
+    Idempotent: a dataset already fused is returned as it is. `outside` as in `fuse_texts`.
     """
     if not uses_texts(config) or dataset.text_metrics:
         return dataset
-    fusion = fuse_texts(config, dataset)
+    fusion = fuse_texts(config, dataset, outside)
     customers = dataset.customers.drop(columns=[c for c in dataset.customers.columns if c.startswith(TEXT_PREFIX)])
     customers = customers.merge(fusion.features, on=config.id_column, how="left", validate="one_to_one")
     changes: dict[str, object] = {"customers": customers, "text_metrics": dict(fusion.metrics),

@@ -58,6 +58,7 @@ class TextTable:
     frame: pd.DataFrame
     truncated: int
     source: str
+    skipped: int = 0  # texts of customers outside the base (`outside="skip"`)
 
 
 def parse_codeframe(raw: object, source: str) -> Codeframe:
@@ -117,12 +118,14 @@ def _check_utf8_source(config: CxConfig, source: object, label: str) -> None:
             check_utf8(resolved, label)
 
 
-def load_text_table(config: CxConfig, known: pd.Index) -> TextTable | None:
+def load_text_table(config: CxConfig, known: pd.Index, outside: str = "error") -> TextTable | None:
     """Read and check the optional `texts` table (None when the config names none).
 
     Args:
         config: the dataset config.
         known: every customer id; a text for another customer is an error.
+        outside: `error`, or `skip` for a base that is a part of the customers (the backtest's
+            respondents): texts of the other customers are left out and counted in `skipped`.
     Returns:
         The texts (id, date as datetime, channel, text cut to `text.max_chars`) and the cut count.
     """
@@ -139,6 +142,11 @@ def load_text_table(config: CxConfig, known: pd.Index) -> TextTable | None:
             raise DataError(
                 f"{label}: column '{column}' named in config key '{key}' not found; columns are {list(frame.columns)}"
             )
+    skipped = 0
+    if outside == "skip":
+        inside = frame[config.id_column].isin(known)
+        skipped = int((~inside).sum())
+        frame = frame[inside].reset_index(drop=True)
     check_known(frame, config.id_column, known, label, "text")
     dates = pd.to_datetime(frame[t.date_column], errors="coerce", format="ISO8601")
     bad = dates.isna() & frame[t.date_column].notna()
@@ -155,7 +163,7 @@ def load_text_table(config: CxConfig, known: pd.Index) -> TextTable | None:
         "channel": channel.to_numpy(dtype=object),
         "text": text.to_numpy(dtype=object),
     })
-    return TextTable(out, cut, label)
+    return TextTable(out, cut, label, skipped)
 
 
 def survey_text(config: CxConfig, survey: pd.DataFrame, label: str) -> tuple[pd.Series, int] | None:

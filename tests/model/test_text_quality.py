@@ -165,3 +165,14 @@ def test_telco_churn_reasons_per_category_auc_beside_keywords() -> None:
           {c: (round(coder[c], 3), round(keywords[c], 3)) for c in coder})
     assert coder["macro"] >= keywords["macro"], (coder, keywords)
     assert coder["macro"] > 0.9, coder
+
+
+def test_backtest_reports_hidden_respondents_with_and_without_text(fused: Fused) -> None:
+    from cxpredict.training.backtest import backtest
+
+    report = backtest(fused.config, fused.dataset, survey_rate=0.5, repeats=1, seed=1, selection="random",
+                      tune_trials=1, log_to_mlflow=False)
+    figures = report.per_repeat[0]
+    print(f"backtest band log loss on hidden respondents: without text {figures['without_text_log_loss']:.3f}, "
+          f"with text {figures['log_loss']:.3f}")
+    assert figures["log_loss"] < figures["without_text_log_loss"], figures
