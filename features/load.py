@@ -6,6 +6,7 @@ Errors name the file, the column and the first offending rows (1-based data rows
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -42,11 +43,26 @@ def _rows(mask: pd.Series | np.ndarray) -> str:
     return f"rows {shown}{more}"
 
 
+rows_text = _rows  # the public name other modules use: "rows 3, 7 and 2 more"
+
+
 def source_label(config: CxConfig, source: TableSource | FileTable) -> str:
     if isinstance(source, SqlTable):
         return f"{source.table} (SQL)"
     path = source.path if isinstance(source, FileTable) else source
     return str(config.resolve(path))
+
+
+def not_utf8(path: Path) -> str:
+    """Where a text file stops being UTF-8: the data row (header excluded) and the byte."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        return (f"{path}: row {line - 1} (line {line}): not UTF-8 text (byte 0x{data[err.start]:02x}); "
+                "save the file as UTF-8")
+    return f"{path}: not UTF-8 text; save the file as UTF-8"
 
 
 def read_table(config: CxConfig, source: TableSource | FileTable) -> pd.DataFrame:
@@ -76,6 +92,8 @@ def read_table(config: CxConfig, source: TableSource | FileTable) -> pd.DataFram
                 raise DataError(f"{path}: unsupported file type '{suffix}' (use .csv or .parquet)")
         except DataError:
             raise
+        except UnicodeDecodeError:
+            raise DataError(not_utf8(path)) from None
         except Exception as err:
             raise DataError(f"{path}: cannot read: {type(err).__name__}: {err}") from None
     frame = frame.rename(columns=config.rename)
