@@ -17,6 +17,7 @@ ranges or the required columns were kept have none: no range check, no required-
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -242,3 +243,71 @@ def check_training_columns(customers: pd.DataFrame, label: str, text_columns: It
                 f"(a column of {kind} values; list it under features.text to read it as text)"
             )
 
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule of bad input as the README's "Bad input" table states it (generated from `RULES`).
+
+    `message` is the text the user sees, with `…` where the file, value or figures go; the tests
+    hold every message to what the code really prints.
+    """
+
+    name: str
+    applies: str
+    outcome: str
+    message: str
+
+
+RULES: tuple[Rule, ...] = (
+    Rule(UNREADABLE, "a numeric, yes/no or date feature holds a value that is none "
+         "(`'12,50'`, `maybe`, `31/01/2024`, 10**400)",
+         "stream/Spark: rejects file; `score`/`store load`: exit 2; API: 422 `wrong_type`",
+         "…: unreadable value: monthly_charge: '12,50' is not a finite number in rows …"),
+    Rule(IMPLAUSIBLE, "a number or date further than one span outside the training range "
+         "(`scoring.plausibility: warn` scores it)",
+         "stream/Spark: rejects file; `score`/`store load`: exit 2; API: 422 `out_of_range`",
+         "…: implausible value: monthly_charge: …: value outside the plausible range …..… "
+         "(training saw …..…) in rows …"),
+    Rule(MISSING_COLUMN, "a batch input lacks a model feature column (required columns are recorded at training)",
+         "exit 2 before any part is written",
+         "…: column '…' (a model feature) not found"),
+    Rule("unreadable training column",
+         "a training column mostly of numbers, yes/no values or dates holds other values",
+         "`train`: exit 2 (list the column under `features.text` to read it as text)",
+         "…: column '…': … is not a finite number in rows … (a column of numeric values; "
+         "list it under features.text to read it as text)"),
+    Rule("dropped column", "training skips a column (all missing, or more than 200 distinct text values)",
+         "train summary row `dropped column` and run tag `cxpredict.dropped_columns`",
+         "dropped column │ … │ …"),
+    Rule("missing id / duplicate id / no feature values",
+         "a batch row without an id, with an id seen earlier, or empty",
+         "stream/Spark: rejects file", "missing id"),
+    Rule("data file not UTF-8", "a CSV with bytes that are not UTF-8",
+         "exit 2", "…: row … (line …): not UTF-8 text (byte 0x…); save the file as UTF-8"),
+    Rule("config not UTF-8", "the config file has bytes that are not UTF-8",
+         "exit 2", "…: line …: not UTF-8 text (byte 0x…); save the file as UTF-8"),
+    Rule("config YAML syntax", "the config file is not valid YAML",
+         "exit 2", "…: line …, column …: not valid YAML: …"),
+    Rule("config size", "the config file above 1,000,000 bytes or 10,000 keys and list items",
+         "exit 2", "…: … bytes; a config file may have at most 1,000,000 bytes"),
+    Rule("data path outside the config's folder", "a relative data path leaving the config's folder "
+         "(absolute paths, `allow_outside: true` and SQL tables are not restricted)",
+         "exit 2", "…: key '<root>': data.…: path '…' resolves outside the config's folder …; "
+         "give an absolute path or set allow_outside: true"),
+    Rule("registered model version", "the alias or version does not exist, or its files cannot be read",
+         "exit 2", "… version …: its model files cannot be read (…); register a working version or move the alias"),
+)
+
+
+def rules_markdown() -> str:
+    """The README's table of every bad-input rule (tests/unit/test_validation.py keeps them equal)."""
+    lines = ["| rule | applies when | outcome | message |", "|---|---|---|---|"]
+    lines += [f"| {r.name} | {r.applies} | {r.outcome} | `{r.message}` |".replace("\n", " ") for r in RULES]
+    return "\n".join(lines)
+
+
+def message_matches(rule: Rule, message: str) -> bool:
+    """Whether a real message has the documented form (`…` stands for any text)."""
+    pattern = ".*".join(re.escape(part) for part in rule.message.split("…"))
+    return re.fullmatch(pattern, message, flags=re.DOTALL) is not None

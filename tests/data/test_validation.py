@@ -408,3 +408,14 @@ def test_scoring_handles_unseen_categories_and_missing_values(
     clean = bundle.predict(original)
     assert not np.allclose(scores["expected_score"][:30], clean["expected_score"][:30])
     pd.testing.assert_frame_equal(scores.iloc[30:], clean.iloc[30:], check_exact=True)
+
+
+def test_survey_not_utf8_names_the_row(tmp_path: Path) -> None:
+    path = write_dataset(tmp_path)
+    survey = tmp_path / "survey.csv"
+    lines = survey.read_text().splitlines()
+    lines[3] = lines[3].replace("C3", "C3\u00e9", 1)
+    survey.write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
+    with pytest.raises(DataError) as err:
+        load_dataset(load_config(path))
+    assert str(err.value) == f"{survey}: row 3 (line 4): not UTF-8 text (byte 0xe9); save the file as UTF-8"

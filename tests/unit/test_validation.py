@@ -89,7 +89,7 @@ def test_implausible_rows_are_rejected_or_warned(customers: pd.DataFrame, pipeli
     assert verdicts.details[1].startswith("monthly_charge: 1000000000.0: value outside the plausible range 0..")
     warned = row_verdicts(pipeline, rows, plausibility=WARN)
     assert warned.reasons.tolist() == ["", "", UNREADABLE, ""] and warned.implausible_warned == 1
-    with pytest.raises(DataError, match=r"c\.csv: unreadable value: monthly_charge: '12,50' is not a finite number in rows 3"):
+    with pytest.raises(DataError, match=r"c\.csv: unreadable value: monthly_charge: '12,50' is not a finite number"):
         check_rows(pipeline, rows, "c.csv")
     with pytest.raises(ImplausibleValueError, match=r"c\.csv: implausible value: monthly_charge: .* in rows 2$"):
         check_rows(pipeline, rows.drop(index=2), "c.csv")
@@ -125,7 +125,8 @@ def test_feature_schema_records_the_rules(pipeline: FeaturePipeline) -> None:
 
 @pytest.mark.parametrize(("url", "shown"), [
     ("postgresql://scott:tiger@db:5432/cx", "postgresql://scott:***@db:5432/cx"),
-    ("postgresql+psycopg://u:p%40ss@127.0.0.1/test?sslmode=require", "postgresql+psycopg://u:***@127.0.0.1/test?sslmode=require"),
+    ("postgresql+psycopg://u:p%40ss@127.0.0.1/test?sslmode=require",
+     "postgresql+psycopg://u:***@127.0.0.1/test?sslmode=require"),
     ("https://user:s3cret@mlflow.example/", "https://user:***@mlflow.example/"),
     ("mysql://u@h/db?password=s3cret&charset=utf8", "mysql://u@h/db?password=***&charset=utf8"),
     ("sqlite:////data/mlflow.db", "sqlite:////data/mlflow.db"),
@@ -158,3 +159,55 @@ def test_record_encoder_never_raises(values: list, pipeline: FeaturePipeline) ->
         if problem is None:  # an accepted value encodes as the lenient path encodes it
             assert X[0, j] == loose[0, j] or (math.isnan(X[0, j]) and math.isnan(loose[0, j]))
     assert np.isfinite(X[np.isfinite(X)]).all()
+
+
+def test_readme_table_is_the_modules() -> None:
+    from cxpredict.features.validation import rules_markdown
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start, end = "<!-- bad-input-rules:start -->\n", "\n<!-- bad-input-rules:end -->"
+    assert readme[readme.index(start) + len(start): readme.index(end)] == rules_markdown()
+
+
+def test_documented_messages_are_the_real_ones(customers: pd.DataFrame, pipeline: FeaturePipeline,
+                                               tmp_path: Path) -> None:
+    """Each rule's documented message, against the message the code prints for that mistake."""
+    from cxpredict.features.config import ConfigError, load_config, parse_config
+    from cxpredict.features.load import not_utf8
+    from cxpredict.features.validation import RULES, message_matches
+
+    rules = {r.name: r for r in RULES}
+    real: dict[str, str] = {}
+
+    def caught(name: str, call: object, *args: object) -> None:
+        with pytest.raises((DataError, ConfigError)) as err:
+            call(*args)  # type: ignore[operator]
+        real[name] = str(err.value)
+
+    rows = customers.head(3).copy()
+    rows["monthly_charge"] = rows["monthly_charge"].astype(object)
+    rows.loc[1, "monthly_charge"] = "12,50"
+    caught(UNREADABLE, check_rows, pipeline, rows, "c.csv")
+    rows.loc[1, "monthly_charge"] = 1e9
+    caught(IMPLAUSIBLE, check_rows, pipeline, rows, "c.csv")
+    caught("missing column", check_required_columns, pipeline, [c for c in customers if c != "age"], "in.parquet")
+    frame = customers.copy()
+    frame["monthly_charge"] = frame["monthly_charge"].astype(object)
+    frame.loc[3, "monthly_charge"] = "12,50"
+    caught("unreadable training column", check_training_columns, _csv(frame, tmp_path), "c.csv", [])
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("id,name\n1,caf\u00e9\n".encode("latin-1"))
+    real["data file not UTF-8"] = not_utf8(latin)
+    config = tmp_path / "c.yaml"
+    config.write_bytes("name: caf\u00e9\n".encode("latin-1"))
+    caught("config not UTF-8", load_config, config)
+    config.write_text("name: [x\n")
+    caught("config YAML syntax", load_config, config)
+    config.write_text("# " + "x" * 1_000_001)
+    caught("config size", load_config, config)
+    raw = {"name": "a", "id_column": "id", "data": {"customers": "../x.csv", "survey": "s.csv"},
+           "score": {"column": "s", "scale": [0, 1], "bands": {"low": [0, 0], "high": [1, 1]}}}
+    caught("data path outside the config's folder", parse_config, raw, tmp_path)
+    for name, message in real.items():
+        assert message_matches(rules[name], message), (name, message)
+    assert "\n" not in "".join(real.values())
