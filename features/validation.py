@@ -38,6 +38,7 @@ from cxpredict.features.build import (
 from cxpredict.features.build import (
     UNREADABLE as UNREADABLE_KIND,
 )
+from cxpredict.features.config import CxConfig
 from cxpredict.features.load import DataError, rows_text
 
 UNREADABLE = "unreadable value"
@@ -205,6 +206,13 @@ def _reads_as(kind: str, text: pd.Series) -> np.ndarray:
         return text.str.lower().isin(list(_TRUE | _FALSE)).to_numpy(bool)
     return text.str.match(DATE_PATTERN.pattern).fillna(False).to_numpy(bool) & pd.to_datetime(
         text, errors="coerce", format="ISO8601", utc=True).notna().to_numpy(bool)
+
+
+def check_training_customers(config: CxConfig, customers: pd.DataFrame, label: str) -> None:
+    """`check_training_columns` on the customers table, exempting what the config marks as text or unused."""
+    check_training_columns(customers, label, [
+        config.id_column, *config.features.text, *config.features.categorical, *config.features.exclude,
+        *([config.value_column] if config.value_column else [])])
 
 
 def check_training_columns(customers: pd.DataFrame, label: str, text_columns: Iterable[str]) -> None:

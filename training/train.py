@@ -30,7 +30,7 @@ from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 from cxpredict.features.build import FeaturePipeline
 from cxpredict.features.config import CxConfig
 from cxpredict.features.load import DataError, Dataset, check_respondents, load_dataset
-from cxpredict.features.validation import check_training_columns
+from cxpredict.features.validation import check_training_customers
 from cxpredict.models.bundle import ScoringBundle, band_column
 from cxpredict.models.drift import DriftReference
 from cxpredict.models.estimators import (
@@ -423,9 +423,7 @@ def prepare_training(config: CxConfig, dataset: Dataset, holdout_fraction: float
         The training data every fit step reads.
     """
     fraction = config.training.holdout_fraction if holdout_fraction is None else holdout_fraction
-    check_training_columns(dataset.customers, dataset.sources.get("customers", "customers"), [
-        config.id_column, *config.features.text, *config.features.categorical, *config.features.exclude,
-        *([config.value_column] if config.value_column else [])])
+    check_training_customers(config, dataset.customers, dataset.sources.get("customers", "customers"))
     pipeline = FeaturePipeline(
         config.id_column,
         exclude=[*config.features.exclude, *([config.value_column] if config.value_column else [])],
@@ -806,6 +804,7 @@ def train(
         )
     dataset = dataset or load_dataset(config)
     check_respondents(config, dataset)  # before any MLflow run is opened
+    check_training_customers(config, dataset.customers, dataset.sources.get("customers", "customers"))
     configure_mlflow(config)
     seconds: dict[str, float] = {}
     with mlflow.start_run(run_name=f"train-{config.name}") as run:

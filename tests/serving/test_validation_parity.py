@@ -201,3 +201,30 @@ def test_spark_reaches_the_streaming_verdicts(company: Company, tmp_path: Path) 
     score_spark(company.config, loaded, batch_input(company, tmp_path / "input.parquet"), tmp_path / "spark")
     got = verdicts_of_rejects(tmp_path / "spark")
     assert got == [verdict for _, _, verdict in BAD_VALUES], _mismatches(got, [v for _, _, v in BAD_VALUES])
+
+
+def test_stream_missing_feature_column_stops_before_any_part(company: Company, tmp_path: Path) -> None:
+    from cxpredict.features.validation import MissingColumnError
+    from cxpredict.serving.batch.stream import score_stream
+
+    loaded = load_champion(company.config)
+    source = company.dataset.customers.head(50).drop(columns=["age"])
+    source.to_parquet(tmp_path / "no_age.parquet", index=False)
+    with pytest.raises(MissingColumnError, match=r"no_age\.parquet: column 'age' \(a model feature\) not found$"):
+        score_stream(loaded, tmp_path / "no_age.parquet", tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # nothing written, not even the manifest
+
+
+def test_stream_plausibility_warn_scores_implausible_rows(company: Company, tmp_path: Path) -> None:
+    from cxpredict.serving.batch.stream import score_stream
+
+    loaded = load_champion(company.config)
+    source = company.dataset.customers.head(20).copy()
+    source.loc[3, "monthly_charge"] = 1e9
+    source.to_parquet(tmp_path / "in.parquet", index=False)
+    rejected = score_stream(loaded, tmp_path / "in.parquet", tmp_path / "reject")
+    assert rejected.rejects_by_reason == {IMPLAUSIBLE: 1} and rejected.scored == 19
+    detail = pd.read_parquet(tmp_path / "reject" / "_rejects")["detail"].iloc[0]
+    assert detail.startswith("monthly_charge: 1000000000.0: value outside the plausible range")
+    warned = score_stream(loaded, tmp_path / "in.parquet", tmp_path / "warn", plausibility="warn")
+    assert warned.rejected == 0 and warned.scored == 20
