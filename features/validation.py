@@ -195,7 +195,9 @@ def check_rows(pipeline: FeaturePipeline, frame: pd.DataFrame, label: str, plaus
             first = int(np.flatnonzero(bad)[0])
             same = bad & np.array([str(d).split(":")[0] == str(verdicts.details[first]).split(":")[0]
                                    for d in verdicts.details])
-            raise error(f"{label}: {reason}: {verdicts.details[first]} in {rows_text(same)}")
+            # Unreadable values keep the message they always had; implausible ones say the reason.
+            prefix = "" if reason == UNREADABLE else f"{reason}: "
+            raise error(f"{label}: {prefix}{verdicts.details[first]} in {rows_text(same)}")
     return verdicts.implausible_warned
 
 
@@ -271,7 +273,7 @@ RULES: tuple[Rule, ...] = (
     Rule(UNREADABLE, "a numeric, yes/no or date feature holds a value that is none "
          "(`'12,50'`, `maybe`, `31/01/2024`, 10**400)",
          "stream/Spark: rejects file; `score`/`store load`: exit 2; API: 422 `wrong_type`",
-         "…: unreadable value: monthly_charge: '12,50' is not a finite number in rows …"),
+         "…: monthly_charge: '12,50' is not a finite number in rows …"),
     Rule(IMPLAUSIBLE, "a number or date further than one span outside the training range "
          "(`scoring.plausibility: warn` scores it)",
          "stream/Spark: rejects file; `score`/`store load`: exit 2; API: 422 `out_of_range`",

@@ -89,7 +89,7 @@ def test_implausible_rows_are_rejected_or_warned(customers: pd.DataFrame, pipeli
     assert verdicts.details[1].startswith("monthly_charge: 1000000000.0: value outside the plausible range 0..")
     warned = row_verdicts(pipeline, rows, plausibility=WARN)
     assert warned.reasons.tolist() == ["", "", UNREADABLE, ""] and warned.implausible_warned == 1
-    with pytest.raises(DataError, match=r"c\.csv: unreadable value: monthly_charge: '12,50' is not a finite number"):
+    with pytest.raises(DataError, match=r"c\.csv: monthly_charge: '12,50' is not a finite number in rows 3"):
         check_rows(pipeline, rows, "c.csv")
     with pytest.raises(ImplausibleValueError, match=r"c\.csv: implausible value: monthly_charge: .* in rows 2$"):
         check_rows(pipeline, rows.drop(index=2), "c.csv")
