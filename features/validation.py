@@ -288,7 +288,7 @@ RULES: tuple[Rule, ...] = (
          "…: column '…': … is not a finite number in rows … (a column of numeric values; "
          "list it under features.text to read it as text)"),
     Rule("dropped column", "training skips a column (all missing, or more than 200 distinct text values)",
-         "train summary row `dropped column` and run tag `cxpredict.dropped_columns`",
+         "train summary row `dropped column` and a tag of the training run",
          "dropped column │ … │ …"),
     Rule("missing id / duplicate id / no feature values",
          "a batch row without an id, with an id seen earlier, or empty",

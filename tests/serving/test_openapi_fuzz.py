@@ -45,8 +45,8 @@ HOSTILE_BODIES = {
     "float beyond range": b'{"customers": [{"features": {"monthly_charge": 1e999}}]}',
     "deeply nested": ('{"customers": [{"features": {"plan": ' + "[" * 5000 + "]" * 5000 + "}}]}").encode(),
     "huge array": ('{"customers": [' + ",".join(['{"customer_id": "x"}'] * 20000) + "]}").encode(),
-    "control characters": '{"customers": [{"customer_id": "a\\u0000b\\u001f"}]}'.encode(),
-    "unicode": r'{"customers": [{"features": {"plan": "\ud800", "region": "\u65e5\u672c \u2713 \u202e"}}]}'.encode(),
+    "control characters": b'{"customers": [{"customer_id": "a\\u0000b\\u001f"}]}',
+    "unicode": br'{"customers": [{"features": {"plan": "\ud800", "region": "\u65e5\u672c \u2713 \u202e"}}]}',
     "not JSON": b"\xff\xfe{",
 }
 

@@ -228,3 +228,19 @@ def test_stream_plausibility_warn_scores_implausible_rows(company: Company, tmp_
     assert detail.startswith("monthly_charge: 1000000000.0: value outside the plausible range")
     warned = score_stream(loaded, tmp_path / "in.parquet", tmp_path / "warn", plausibility="warn")
     assert warned.rejected == 0 and warned.scored == 20
+
+
+def test_dropped_columns_are_summarised_and_tagged(company: Company) -> None:
+    """Every column training dropped is a row of the train summary and in the run's tag."""
+    import json
+
+    from cxpredict.models.registry import TAG_DROPPED_COLUMNS, tracking_client
+    from cxpredict.training.train import TrainResult, training_summary
+
+    loaded = load_champion(company.config)  # a fresh load: its pipeline may be changed here
+    skipped = dict(loaded.bundle.pipeline.skipped_)
+    tags = tracking_client(company.config.tracking_uri).get_run(loaded.run_id).data.tags
+    assert json.loads(tags[TAG_DROPPED_COLUMNS]) == sorted(skipped)
+    loaded.bundle.pipeline.skipped_ = {**skipped, "crm_notes": "all values missing"}
+    rows = [r for r in training_summary(TrainResult("run", "m", "1", {}, loaded.bundle)) if r.model == "dropped column"]
+    assert [(r.figure, r.value) for r in rows] == sorted({**skipped, "crm_notes": "all values missing"}.items())

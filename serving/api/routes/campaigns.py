@@ -74,7 +74,8 @@ def get_campaign(name: str, config: ConfigDep, settings: SettingsDep) -> Campaig
 
 @router.post("/{name}/results", response_model=CampaignResultsResponse, status_code=201,
              dependencies=[Depends(require_scope(Scope.admin))],
-             responses={**NOT_FOUND, 422: {"model": ValidationErrorResponse, "description": "a bad result row"}},
+             responses={**NOT_FOUND, 422: {"model": ValidationErrorResponse, "description": "a bad result row"},
+                        400: {"model": ErrorResponse, "description": "the body cannot be decoded (not UTF-8)"}},
              summary="Append what happened to planned customers to the campaigns history (all rows or none)")
 async def post_results(
     name: str, body: CampaignResultsRequest, config: ConfigDep, settings: SettingsDep, store: StoreDep,
