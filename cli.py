@@ -23,6 +23,7 @@ from typer.core import TyperGroup
 
 from cxpredict.features.config import ConfigError, CxConfig, load_config
 from cxpredict.features.progress import StepProgress
+from cxpredict.features.secrets import mask_url
 
 
 class OneLineErrors(TyperGroup):
@@ -241,7 +242,7 @@ def train(
     for note in result.notes:
         typer.echo(f"note: {note}")
     typer.echo(f"run {result.run_id}; registered {result.model_name} version {result.model_version} as champion")
-    typer.echo(f"tracking store: {cfg.tracking_uri}")
+    typer.echo(f"tracking store: {mask_url(cfg.tracking_uri)}")
 
 
 @app.command()
@@ -265,7 +266,7 @@ def tune(
                 [(s.model, str(s.n_trials), "" if s.validation_loss is None else f"{s.validation_loss:.4f}",
                   s.study_name or "") for s in report.studies], wrap=3, right=(1, 2))
     typer.echo(f"run {report.run_id}; studies in {report.storage}")
-    typer.echo(f"tracking store: {cfg.tracking_uri}")
+    typer.echo(f"tracking store: {mask_url(cfg.tracking_uri)}")
 
 
 @app.command()
@@ -333,14 +334,15 @@ def score(
     if engine is Engine.spark:
         from cxpredict.serving.batch.spark import score_spark
 
-        summary = score_spark(cfg, loaded, input_path, out, master=master, options=options, observed=observed)
+        summary = score_spark(cfg, loaded, input_path, out, master=master, options=options, observed=observed,
+                              plausibility=cfg.scoring.plausibility)
     else:
         from cxpredict.serving.batch.stream import count_input_rows, score_stream, terminal_progress
 
         with terminal_progress(count_input_rows(input_path)) as progress:
             summary = score_stream(loaded, input_path, out, chunk_rows=chunk_rows, threads=threads,
                                    progress=progress, options=options, observed=observed,
-                                   score_column=cfg.score.column)
+                                   score_column=cfg.score.column, plausibility=cfg.scoring.plausibility)
     counts = stream_drift_counts(out)
     if counts is not None:
         _report_drift(*check_drift(cfg, loaded, counts=counts), out / "_drift.csv")
@@ -696,7 +698,7 @@ def demo(
     if "test_churn_roc_auc" in m:
         table.add_row("held-out customers: churn ROC AUC", f"{m['test_churn_roc_auc']:.3f}")
     table.add_row("scores", str(scores_path))
-    table.add_row("MLflow run", f"{result.run_id} ({cfg.tracking_uri})")
+    table.add_row("MLflow run", f"{result.run_id} ({mask_url(cfg.tracking_uri)})")
     table.add_row("wall time", f"{time.perf_counter() - started:.0f}s")
     Console().print(table)
 
@@ -709,13 +711,12 @@ def _serving_settings(**values: Any) -> Any:
     """Server settings from the environment (CXPREDICT_*) overridden by the given options."""
     from pydantic import ValidationError
 
-    from cxpredict.serving.api.settings import ServingSettings
+    from cxpredict.serving.api.settings import ServingSettings, settings_error_line
 
     try:
         return ServingSettings(**{k: v for k, v in values.items() if v is not None})
     except ValidationError as err:
-        first = err.errors()[0]
-        raise ConfigError(f"server settings: {'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
+        raise ConfigError(settings_error_line(err)) from None
 
 
 @store_app.command("load")
@@ -733,7 +734,8 @@ def store_load(
     When a champion is registered, values it cannot read stop the load (file, column, rows);
     with an `alerts` config the rules then run and the tasks are synced (`alerts run`).
     """
-    from cxpredict.features.load import check_readable, load_dataset
+    from cxpredict.features.load import load_dataset
+    from cxpredict.features.validation import check_rows
     from cxpredict.models.registry import champion_if_registered
     from cxpredict.serving.api.settings import store_url as resolve_store_url
     from cxpredict.serving.api.store import load_store
@@ -743,11 +745,11 @@ def store_load(
     dataset = load_dataset(cfg)
     champion = champion_if_registered(cfg)
     if champion is not None:  # the API will score these rows with it: stop on what it cannot read
-        check_readable(champion.bundle.pipeline.unreadable_values(dataset.customers),
-                       dataset.sources.get("customers", "customers"))
+        check_rows(champion.bundle.pipeline, dataset.customers, dataset.sources.get("customers", "customers"),
+                   cfg.scoring.plausibility)
     report = load_store(cfg, dataset, resolve_store_url(settings, cfg), settings.store_table)
     typer.echo(f"stored {report.customers} customers ({report.respondents} surveyed) in table "
-               f"'{report.table}' of {report.url}")
+               f"'{report.table}' of {mask_url(report.url)}")
     if alerts and cfg.alerts and champion is not None:
         try:
             _run_alerts(cfg, champion, resolve_store_url(settings, cfg), settings.store_table, "store load (cli)")
@@ -975,9 +977,8 @@ def campaign_plan(
         typer.echo(f"  {strategy}: {n}")
     for warning in planned.warnings:
         typer.echo(f"warning: {warning}")
-    from sqlalchemy.engine import make_url
 
-    typer.echo(f"wrote {planned.plan_path}; recorded in {make_url(planned.store_url).render_as_string()}")
+    typer.echo(f"wrote {planned.plan_path}; recorded in {mask_url(planned.store_url)}")
 
 
 @campaign_app.command("results")

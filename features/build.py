@@ -81,8 +81,18 @@ def to_days(values: pd.Series) -> np.ndarray:
     return days.to_numpy(dtype=float, na_value=np.nan)
 
 
+def _one_number(value: object) -> float:
+    try:
+        return float(pd.to_numeric(pd.Series([value], dtype=object), errors="coerce").astype(float).iloc[0])
+    except OverflowError:  # an integer beyond float range (10**400) is not a finite number
+        return np.nan
+
+
 def to_numeric(values: pd.Series) -> np.ndarray:
-    numbers = pd.to_numeric(values, errors="coerce").astype(float)
+    try:
+        numbers = pd.to_numeric(values, errors="coerce").astype(float)
+    except OverflowError:  # pandas raises instead of coercing ints beyond float range: value by value
+        numbers = values.map(_one_number).astype(float)
     array = numbers.to_numpy(dtype=float, na_value=np.nan)
     return np.where(np.isfinite(array), array, np.nan)
 
@@ -118,6 +128,19 @@ def _observed_ranges(specs: list[FeatureSpec], matrix: np.ndarray) -> dict[str, 
         if len(finite):
             ranges[spec.name] = (float(finite.min()), float(finite.max()))
     return ranges
+
+
+def plausible_range(observed: tuple[float, float]) -> tuple[float, float]:
+    """Values further than one span outside the training range are implausible.
+
+    The span is the observed range, widened to the largest magnitude seen (a narrow range far
+    from zero keeps room). A column never negative at training stays non-negative. The guard
+    catches unit errors (cents for euros, days for months), not business rules.
+    (Defined here because the feature schema records it; `features/validation.py` applies it.)
+    """
+    low, high = observed
+    span = max(high - low, abs(high), abs(low), 1.0)
+    return (0.0 if low >= 0 else low - span), high + span
 
 
 class FeaturePipeline:
@@ -157,6 +180,8 @@ class FeaturePipeline:
             raise ValueError("no usable feature column in the customers table")
         self.specs_ = specs
         self.skipped_ = skipped
+        # Every feature column must be in a batch input: a column absent from all rows is not drift.
+        self.required_ = [s.name for s in specs]
         self.ranges_ = _observed_ranges(specs, self.transform(customers))
         return self
 
@@ -226,8 +251,19 @@ class FeaturePipeline:
         return frame
 
     def schema(self) -> list[dict]:
-        """The feature schema logged with the model and served by /v1/model."""
-        return [
-            {"name": s.name, "kind": s.kind, **({"categories": list(s.categories)} if s.categories else {})}
-            for s in self.specs_
-        ]
+        """The feature schema logged with the model and served by /v1/model: kinds, categories and
+        the validation rules (`features/validation.py`: training range, plausible range, required)."""
+        ranges = getattr(self, "ranges_", {}) or {}
+        required = set(getattr(self, "required_", ()) or ())
+        out = []
+        for s in self.specs_:
+            entry: dict = {"name": s.name, "kind": s.kind}
+            if s.categories:
+                entry["categories"] = list(s.categories)
+            if s.name in ranges:
+                low, high = ranges[s.name]
+                entry["observed_range"] = [low, high]
+                entry["plausible_range"] = list(plausible_range((low, high)))
+            entry["required"] = s.name in required
+            out.append(entry)
+        return out

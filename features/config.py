@@ -6,7 +6,7 @@ Key names are the data contract of DESIGN.md: add keys, never rename them.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -33,6 +33,7 @@ class FileTable(_Strict):
     path: str
     columns: list[str] | None = None
     key: str | None = None  # join key when it is not id_column (e.g. a zip-code lookup table)
+    allow_outside: bool = False  # a relative path may leave the config's folder (`../shared/x.csv`)
 
 
 TableSource = str | SqlTable | FileTable
@@ -46,11 +47,24 @@ class DataConfig(_Strict):
     campaigns: TableSource | None = None
     owners: TableSource | None = None  # who tasks are routed to: owner_id, name, contact, covers
     texts: TableSource | None = None  # complaint / ticket / review text for any customer: id, date, channel, text
+    # Relative data paths may leave the config's folder (default: they must stay inside it;
+    # absolute paths and SQL tables are never restricted).
+    allow_outside: bool = False
 
 
 class FeaturesConfig(_Strict):
     exclude: list[str] = Field(default_factory=list)
     categorical: list[str] = Field(default_factory=list)
+    # Columns read as text even when most values are numbers, yes/no values or dates: training does
+    # not stop on their other values (features/validation.py `check_training_columns`).
+    text: list[str] = Field(default_factory=list)
+
+
+class ScoringConfig(_Strict):
+    """How scoring treats values outside the plausible range learned at training (features/validation.py)."""
+
+    # reject: the row is rejected (`implausible value`; API 422); warn: scored, counted and logged.
+    plausibility: Literal["reject", "warn"] = "reject"
 
 
 class ScoreConfig(_Strict):
@@ -249,8 +263,27 @@ class CxConfig(_Strict):
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     problem_groups: ProblemGroupsConfig = Field(default_factory=ProblemGroupsConfig)
     campaign: CampaignConfig = Field(default_factory=CampaignConfig)
+    scoring: ScoringConfig = Field(default_factory=ScoringConfig)
     # Folder the relative paths above are read from; set by load_config, not by users.
     base_dir: Annotated[Path, Field(exclude=True)] = Path(".")
+
+    @model_validator(mode="after")
+    def _data_paths_inside(self) -> CxConfig:
+        """A relative data path must stay in the config's folder: a shared config cannot read `../../x`."""
+        base = self.base_dir.resolve()
+        for key in ("customers", "survey", "outcomes", "campaigns", "owners"):
+            sources = getattr(self.data, key)
+            for i, source in enumerate(sources if isinstance(sources, list) else [sources]):
+                path = source if isinstance(source, str) else getattr(source, "path", None)
+                allowed = self.data.allow_outside or getattr(source, "allow_outside", False)
+                if path is None or allowed or Path(path).is_absolute():
+                    continue
+                if not (base / path).resolve().is_relative_to(base):
+                    where = f"data.{key}" + (f".{i}" if isinstance(sources, list) else "")
+                    raise ValueError(
+                        f"{where}: path '{path}' resolves outside the config's folder {base}; "
+                        "give an absolute path or set allow_outside: true")
+        return self
 
     def resolve(self, path: str) -> Path:
         """A config path made absolute against the config file's folder."""
@@ -333,6 +366,47 @@ def parse_config(raw: dict[str, Any], base_dir: Path, source: str = "<config>") 
         raise ConfigError(_format_validation_error(Path(source), err, raw)) from None
 
 
+MAX_CONFIG_BYTES = 1_000_000  # a real config is a few kilobytes; 6.7 MB configs made loading 6x slower
+MAX_CONFIG_KEYS = 10_000  # mapping keys and list items, all levels together
+
+
+def read_yaml_text(path: Path, max_bytes: int = MAX_CONFIG_BYTES) -> Any:
+    """A YAML file's data; every failure is one line naming the file (and the line and column)."""
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise ConfigError(f"{path}: {size:,} bytes; a config file may have at most {max_bytes:,} bytes")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: line {line}: not UTF-8 text (byte 0x{data[err.start]:02x}); "
+                          "save the file as UTF-8") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        what = " ".join(str(err.problem or err.context or "syntax error").split())
+        raise ConfigError(f"{path}: {where}not valid YAML: {what}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from None
+
+
+def count_keys(node: Any) -> int:
+    """Mapping keys and list items at every level (iteratively: a deep file cannot overflow the stack)."""
+    count, stack = 0, [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            count += len(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            count += len(item)
+            stack.extend(item)
+    return count
+
+
 def load_config(path: str | Path) -> CxConfig:
     """Read and validate `cxpredict.yaml`.
 
@@ -344,10 +418,10 @@ def load_config(path: str | Path) -> CxConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    raw = read_yaml_text(path)
+    if count_keys(raw) > MAX_CONFIG_KEYS:
+        raise ConfigError(f"{path}: {count_keys(raw):,} keys and list items; a config may have at most "
+                          f"{MAX_CONFIG_KEYS:,}")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of config keys at the top level")
     return parse_config(raw, path.parent.resolve(), str(path))

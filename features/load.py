@@ -46,14 +46,15 @@ def _rows(mask: pd.Series | np.ndarray) -> str:
     return f"rows {shown}{more}"
 
 
+rows_text = _rows  # the public name other modules use: "rows 3, 7 and 2 more"
+
 def check_utf8(path: Path, label: str) -> None:
-    """Non-UTF-8 bytes stop the load with the file and the 1-based data row (the header is row 0)."""
+    """Non-UTF-8 bytes stop the load with the file and the data row (the same message as `read_table`'s)."""
     data = path.read_bytes()
     try:
         data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        row = data.count(b"\n", 0, err.start)
-        raise DataError(f"{label}: not UTF-8 text at byte {err.start} in row {row}") from None
+    except UnicodeDecodeError:
+        raise DataError(not_utf8(path, label)) from None
 
 
 def source_label(config: CxConfig, source: TableSource | FileTable) -> str:
@@ -61,6 +62,19 @@ def source_label(config: CxConfig, source: TableSource | FileTable) -> str:
         return f"{source.table} (SQL)"
     path = source.path if isinstance(source, FileTable) else source
     return str(config.resolve(path))
+
+
+def not_utf8(path: Path, label: str | None = None) -> str:
+    """Where a text file stops being UTF-8: the data row (header excluded) and the byte."""
+    label = label or str(path)
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        return (f"{label}: row {line - 1} (line {line}): not UTF-8 text (byte 0x{data[err.start]:02x}); "
+                "save the file as UTF-8")
+    return f"{label}: not UTF-8 text; save the file as UTF-8"
 
 
 def read_table(config: CxConfig, source: TableSource | FileTable) -> pd.DataFrame:
@@ -91,8 +105,7 @@ def read_table(config: CxConfig, source: TableSource | FileTable) -> pd.DataFram
         except DataError:
             raise
         except UnicodeDecodeError:
-            check_utf8(path, str(path))
-            raise
+            raise DataError(not_utf8(path)) from None
         except Exception as err:
             raise DataError(f"{path}: cannot read: {type(err).__name__}: {err}") from None
     frame = frame.rename(columns=config.rename)

@@ -30,6 +30,7 @@ from cxpredict.features.build import (
     to_numeric,
 )
 from cxpredict.features.build import _text as category_label
+from cxpredict.features.validation import REJECT, WARN, feature_rules, is_plausible, range_message
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NS_PER_DAY = 86_400 * 10**9
@@ -41,10 +42,18 @@ def _is_missing(value: Any) -> bool:
     return isinstance(value, float | np.floating) and math.isnan(value)
 
 
+def _finite(value: int | float) -> float:
+    """A Python number as a finite float, NaN when beyond float range (10**400) or not finite."""
+    try:
+        number = float(value)
+    except OverflowError:  # an int too large for a float: unreadable, never a 500
+        return math.nan
+    return number if math.isfinite(number) else math.nan
+
+
 def _numeric(value: Any) -> float:
     if isinstance(value, bool | np.bool_ | int | float | np.integer | np.floating):
-        number = float(value)
-        return number if math.isfinite(number) else math.nan
+        return _finite(value)
     # Text and other objects: defer to pandas so odd spellings parse exactly as in transform.
     return float(to_numeric(pd.Series([value], dtype=object))[0])
 
@@ -110,9 +119,10 @@ class RecordEncoder:
 
     Args:
         pipeline: the fitted pipeline (its `specs_` hold kinds and frozen categories).
+        plausibility: `reject` (strict checks name implausible values) or `warn` (they are scored).
     """
 
-    def __init__(self, pipeline: FeaturePipeline):
+    def __init__(self, pipeline: FeaturePipeline, plausibility: str = REJECT):
         self.pipeline = pipeline
         self.specs = list(pipeline.specs_)
         self.names = [s.name for s in self.specs]
@@ -121,8 +131,8 @@ class RecordEncoder:
             {c: float(i) for i, c in enumerate(s.categories)} if s.kind == CATEGORICAL else {} for s in self.specs
         ]
         self.ranges: dict[str, tuple[float, float]] = dict(getattr(pipeline, "ranges_", {}))
-        self.allowed = [self.allowed_range(name) if kind in (NUMERIC, DATE) else None
-                        for name, kind in zip(self.names, self.kinds, strict=True)]
+        self.rules = feature_rules(pipeline)  # the one gate's rules (features/validation.py)
+        self.allowed = [None if plausibility == WARN else rule.plausible for rule in self.rules]
 
     def encode_value(self, j: int, value: Any) -> float:
         """One value of feature `j`, encoded as `transform` would (NaN for missing or unusable)."""
@@ -131,7 +141,7 @@ class RecordEncoder:
         if kind == CATEGORICAL and kind_of_value is str:
             return self.lookups[j].get(value, math.nan)
         if kind == NUMERIC and (kind_of_value is float or kind_of_value is int):
-            return float(value) if math.isfinite(value) else math.nan
+            return _finite(value)
         if kind == DATE and kind_of_value is str:
             return _days_text(value)
         if _is_missing(value):
@@ -192,49 +202,41 @@ class RecordEncoder:
         if kind == CATEGORICAL and kind_of_value is str:
             return self.lookups[j].get(value, math.nan)
         if kind == NUMERIC and (kind_of_value is float or kind_of_value is int):
-            if not math.isfinite(value):
+            number = _finite(value)
+            if math.isnan(number):
                 return _NOT_FINITE
-            number = float(value)
         elif kind == DATE and kind_of_value is str:
             number = _days_text(value)
             if math.isnan(number):
-                return _NOT_A_DATE
+                return math.nan if not value.strip() else _NOT_A_DATE
         elif kind == BOOLEAN and kind_of_value is bool:
             return 1.0 if value else 0.0
         else:
             if isinstance(value, np.generic):
                 value = value.item()
-            if _is_missing(value):
-                return math.nan
+            if _is_missing(value) or (isinstance(value, str) and not value.strip()):
+                return math.nan  # blank text is a missing value, as in a file
             problem = self._type_problem(kind, value)
             if problem is not None:
                 return FeatureProblem("wrong_type", problem)
             number = self.encode_value(j, value)
             if kind not in (NUMERIC, DATE):
                 return number
-        allowed = self.allowed[j]
-        if allowed is not None and not allowed[0] <= number <= allowed[1]:
-            return FeatureProblem("out_of_range", self._range_message(j))
+        if self.allowed[j] is not None and not is_plausible(self.rules[j], number):
+            return FeatureProblem("out_of_range", range_message(self.rules[j]))
         return number
 
     def allowed_range(self, name: str) -> tuple[float, float] | None:
-        """Values further than one span outside the training range are implausible.
-
-        The span is the observed range, widened to the largest magnitude seen (a narrow range far
-        from zero keeps room). A column never negative at training stays non-negative. The guard
-        catches unit errors (cents for euros, days for months), not business rules.
-        """
-        if name not in self.ranges:
-            return None
-        low, high = self.ranges[name]
-        span = max(high - low, abs(high), abs(low), 1.0)
-        return (0.0 if low >= 0 else low - span), high + span
+        """The plausible range of a numeric or date feature (`features/validation.py`), None when unchecked."""
+        return next((r.plausible for r in self.rules if r.name == name), None)
 
     def _type_problem(self, kind: str, value: Any) -> str | None:
         if kind == NUMERIC:
+            if isinstance(value, str):  # read as a file's text column is read ('12.5' yes, '12,50' no)
+                return None if math.isfinite(_numeric(value)) else "expected a number, got text that is not one"
             if isinstance(value, bool) or not isinstance(value, int | float):
                 return f"expected a number, got {type(value).__name__}"
-            if not math.isfinite(value):
+            if math.isnan(_finite(value)):
                 return "expected a finite number"
         elif kind == BOOLEAN:
             if isinstance(value, bool) or (isinstance(value, int) and value in (0, 1)):
@@ -247,14 +249,3 @@ class RecordEncoder:
         elif isinstance(value, float) and not math.isfinite(value):
             return "expected a category value"
         return None
-
-    def _range_message(self, j: int) -> str:
-        name, kind = self.names[j], self.kinds[j]
-        low, high = self.allowed[j] or (math.nan, math.nan)
-        if kind == DATE:
-            def as_date(days: float) -> str:
-                return (pd.Timestamp("1970-01-01") + pd.Timedelta(days=days)).date().isoformat()
-
-            return f"date outside the plausible range {as_date(low)}..{as_date(high)}"
-        seen_low, seen_high = self.ranges[name]
-        return f"value outside the plausible range {low:g}..{high:g} (training saw {seen_low:g}..{seen_high:g})"

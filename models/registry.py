@@ -19,9 +19,10 @@ import mlflow
 from mlflow.exceptions import MlflowException
 
 from cxpredict.features.config import CxConfig
-from cxpredict.features.load import Dataset, check_readable, load_dataset
+from cxpredict.features.load import Dataset, load_dataset
+from cxpredict.features.validation import check_required_columns, check_rows
 from cxpredict.models.bundle import ScoringBundle, load_bundle
-from cxpredict.models.bundle_files import BundleIntegrityError, check_bundle_files, files_sha256
+from cxpredict.models.bundle_files import BundleError, BundleIntegrityError, check_bundle_files, files_sha256
 
 # The logged model and its registry alias.
 MODEL_ARTIFACT = "model"  # the pyfunc model's name in its run (`runs:/<run>/model`)
@@ -57,6 +58,7 @@ DRIVERS_SHAP_SUMMARY_ARTIFACT = "drivers/shap_summary.json"  # training run: mea
 # Run tags.
 TAG_BUNDLE_SHA256 = "cxpredict.bundle_sha256"  # training run: SHA-256 of the bundle's manifest
 TAG_CODE_SHA256 = "cxpredict.code_sha256"  # training run: SHA-256 of the model's code (`model_code_files`)
+TAG_DROPPED_COLUMNS = "cxpredict.dropped_columns"  # training run: JSON list of customer columns no model uses
 TAG_KIND = "cxpredict.kind"  # what a run is, where runs are searched by kind
 KIND_EXPLAIN = "explain"
 KIND_TEXT_REPORT = "text_report"
@@ -183,6 +185,17 @@ def download_checked_model(tracking_uri: str, loaded: LoadedBundle, dst: Path) -
     return model_dir
 
 
+class RegisteredModelError(BundleError, MlflowException):
+    """A registered model version that does not exist or cannot be loaded: one line naming it.
+
+    Also an `MlflowException`, so callers that treat "no champion yet" as normal keep doing so."""
+
+
+def _first_line(err: BaseException) -> str:
+    text = getattr(err, "message", None) or str(err) or type(err).__name__
+    return " ".join(str(text).split())[:300]
+
+
 def load_registered_bundle(
     tracking_uri: str, model_name: str, alias: str = CHAMPION, version: str | None = None
 ) -> LoadedBundle:
@@ -202,19 +215,29 @@ def load_registered_bundle(
         BundleIntegrityError: a file is missing, added or differs from what training recorded.
     """
     client = tracking_client(tracking_uri)
-    if version is None:
-        model_version = client.get_model_version_by_alias(model_name, alias)
-    else:
-        model_version = client.get_model_version(model_name, version)
-        alias = None
+    wanted = f"{model_name} version {version}" if version is not None else f"{model_name}@{alias}"
+    try:
+        if version is None:
+            model_version = client.get_model_version_by_alias(model_name, alias)
+        else:
+            model_version = client.get_model_version(model_name, version)
+            alias = None
+    except MlflowException as err:
+        raise RegisteredModelError(f"{wanted}: no such registered model version ({_first_line(err)})") from None
     # The version's own artifact location, resolved by this client: a `models:/` URI would be
     # resolved through MLflow's global registry (and the MLFLOW_*_URI variables that
     # mlflow.set_*_uri export to child processes), which may point at another store.
-    model_uri = client.get_model_version_download_uri(model_name, model_version.version)
+    label = f"{model_name} version {model_version.version}"
     with tempfile.TemporaryDirectory() as tmp:
-        local = mlflow.artifacts.download_artifacts(
-            artifact_uri=f"{model_uri.rstrip('/')}/artifacts/{BUNDLE_ARTIFACT}", dst_path=tmp, tracking_uri=tracking_uri
-        )
+        try:
+            model_uri = client.get_model_version_download_uri(model_name, model_version.version)
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=f"{model_uri.rstrip('/')}/artifacts/{BUNDLE_ARTIFACT}", dst_path=tmp,
+                tracking_uri=tracking_uri,
+            )
+        except (MlflowException, OSError) as err:  # deleted artifacts, a moved store, a version without a bundle
+            raise RegisteredModelError(f"{label}: its model files cannot be read ({_first_line(err)}); "
+                                       "register a working version or move the alias") from None
         expected = recorded_bundle_sha256(client, model_name, str(model_version.version), model_version.run_id)
         bundle = load_bundle(Path(local), expected_sha256=expected,
                              label=f"{model_name} version {model_version.version}, {BUNDLE_ARTIFACT}/")
@@ -238,13 +261,15 @@ def load_scoring_inputs(config: CxConfig, version: str | None = None) -> tuple[D
     """The config's tables and the model to run on them (champion, or `version`).
 
     A feature value the model cannot read (a number, yes/no value or date; see
-    `FeaturePipeline.unreadable_values`) stops here with file, column and rows, instead of being
-    scored, explained or simulated as if it were missing.
+    `FeaturePipeline.unreadable_values`) or outside its plausible range (`features/validation.py`,
+    unless `scoring.plausibility: warn`) stops here with file, column and rows, instead of being
+    scored, explained or simulated as if it were missing; so does a missing feature column.
     """
     from cxpredict.features.text_features import with_text_features  # text coding only where a config asks
 
     dataset = with_text_features(config, load_dataset(config))  # the text columns training saw
     loaded = load_champion(config, version)
-    problems = loaded.bundle.pipeline.unreadable_values(dataset.customers)
-    check_readable(problems, dataset.sources.get("customers", "customers"))
+    label = dataset.sources.get("customers", "customers")
+    check_required_columns(loaded.bundle.pipeline, dataset.customers.columns, label)
+    check_rows(loaded.bundle.pipeline, dataset.customers, label, config.scoring.plausibility)
     return dataset, loaded

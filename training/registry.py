@@ -13,6 +13,7 @@ requirements are the libraries loading and predicting import, with cxpredict's o
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import shutil
 import tempfile
 import warnings
@@ -47,6 +48,7 @@ from cxpredict.models.registry import (
     MODEL_CODE_FILE,
     TAG_BUNDLE_SHA256,
     TAG_CODE_SHA256,
+    TAG_DROPPED_COLUMNS,
     tracking_client,
     use_tracking_store,
 )
@@ -61,6 +63,7 @@ MODEL_DEPENDENCIES = (
 # The packages the model's code needs (models imports features; neither imports training or serving).
 MODEL_CODE_PACKAGES = (cxpredict.features, cxpredict.models)
 INPUT_EXAMPLE_ROWS = 5
+MAX_TAG_CHARS = 5000  # MLflow caps tag values; the full list is in the feature schema artifact
 
 
 def configure_mlflow(config: CxConfig) -> str:
@@ -220,6 +223,8 @@ def log_bundle(config: CxConfig, bundle: ScoringBundle, sample: pd.DataFrame, re
                             model_input_example(bundle, sample))
     mlflow.log_dict({"features": bundle.pipeline.schema(), "skipped": bundle.pipeline.skipped_},
                     FEATURE_SCHEMA_ARTIFACT)
+    # Dropped columns are a tag too, so a run that lost a feature shows it in the runs table.
+    mlflow.set_tag(TAG_DROPPED_COLUMNS, json.dumps(sorted(bundle.pipeline.skipped_))[:MAX_TAG_CHARS])
     if not register:
         return None
     version = str(info.registered_model_version)

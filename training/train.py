@@ -31,6 +31,7 @@ from cxpredict.features.build import FeaturePipeline
 from cxpredict.features.config import CxConfig
 from cxpredict.features.load import DataError, Dataset, check_respondents, load_dataset
 from cxpredict.features.text_features import with_text_features
+from cxpredict.features.validation import check_training_customers
 from cxpredict.models.bundle import ScoringBundle, band_column
 from cxpredict.models.drift import DriftReference
 from cxpredict.models.estimators import (
@@ -423,6 +424,7 @@ def prepare_training(config: CxConfig, dataset: Dataset, holdout_fraction: float
         The training data every fit step reads.
     """
     fraction = config.training.holdout_fraction if holdout_fraction is None else holdout_fraction
+    check_training_customers(config, dataset.customers, dataset.sources.get("customers", "customers"))
     pipeline = FeaturePipeline(
         config.id_column,
         exclude=[*config.features.exclude, *([config.value_column] if config.value_column else [])],
@@ -805,6 +807,7 @@ def train(
         )
     dataset = with_text_features(config, dataset or load_dataset(config))
     check_respondents(config, dataset)  # before any MLflow run is opened
+    check_training_customers(config, dataset.customers, dataset.sources.get("customers", "customers"))
     configure_mlflow(config)
     seconds: dict[str, float] = {}
     with mlflow.start_run(run_name=f"train-{config.name}") as run:
@@ -894,6 +897,8 @@ def training_summary(result: TrainResult) -> list[SummaryRow]:
     for key in sorted(k for k in m if k.startswith("campaign_ate_") and "_ci_" not in k):
         sid = key.removeprefix("campaign_ate_")
         add(f"campaign {sid}", key, "+.3f", f"campaign_ate_ci_low_{sid}", f"campaign_ate_ci_high_{sid}")
+    for column, why in sorted(getattr(result.bundle.pipeline, "skipped_", {}).items()):
+        rows.append(SummaryRow("dropped column", column, why))  # also the run's tag TAG_DROPPED_COLUMNS
     if result.model_version is not None:
         rows.append(SummaryRow("registered model", result.model_name, f"version {result.model_version} (champion)"))
     return rows

@@ -12,9 +12,11 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from pydantic import ValidationError
 
 from cxpredict.features.config import ConfigError, CxConfig, load_config
 from cxpredict.features.strategies import config_strategies
+from cxpredict.serving.api.access_log import hide_access_log_ids
 from cxpredict.serving.api.alerting import BackgroundAlerts, load_alert_setup
 from cxpredict.serving.api.console.docs import install_docs
 from cxpredict.serving.api.console.routes import install_console
@@ -36,11 +38,15 @@ from cxpredict.serving.api.routes import (
 from cxpredict.serving.api.routes import (
     tasks as task_routes,
 )
-from cxpredict.serving.api.settings import ServingSettings, store_url
+from cxpredict.serving.api.settings import ServingSettings, settings_error_line, store_url
 from cxpredict.serving.api.store import CustomerStore
 from cxpredict.serving.api.tasks import TaskStore
 
 logger = logging.getLogger(__name__)
+
+
+class SettingsError(ValueError):
+    """Server settings that cannot be used; one line that never quotes the settings' values."""
 
 DESCRIPTION = """
 Experience scores, dissatisfaction causes, driver ratings and churn risk for every customer,
@@ -83,7 +89,13 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
     Returns:
         The FastAPI app (the model is loaded when it starts, in its lifespan).
     """
-    settings = settings or ServingSettings()  # type: ignore[call-arg]  # config comes from the environment
+    if settings is None:
+        try:
+            settings = ServingSettings()  # type: ignore[call-arg]  # config comes from the environment
+        except ValidationError as err:  # pydantic's own text quotes the input: the API keys
+            raise SettingsError(settings_error_line(err)) from None
+    if not settings.access_log_ids:
+        hide_access_log_ids()
     metrics = ApiMetrics()
 
     @contextlib.asynccontextmanager

@@ -160,7 +160,8 @@ class ModelManager:
             problems = schema_problems(loaded.bundle.pipeline, self.store.columns)
             if problems:
                 raise ValueError(f"model version {loaded.version} refused: " + "; ".join(problems))
-        model = ServingModel(loaded, RecordEncoder(loaded.bundle.pipeline), self.threads)
+        encoder = RecordEncoder(loaded.bundle.pipeline, self.config.scoring.plausibility)
+        model = ServingModel(loaded, encoder, self.threads)
         model.explainer = DriverExplainer(loaded.bundle, threads=self.threads)
         warm_up(model.explainer, len(model.encoder.names))
         model.drivers = DriverCatalogue(self.config.tracking_uri, self.config.experiment_name, loaded.model_name,

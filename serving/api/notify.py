@@ -20,6 +20,7 @@ import httpx
 from sqlalchemy import select
 
 from cxpredict.features.config import CxConfig, WebhookConfig
+from cxpredict.features.secrets import mask_url
 from cxpredict.serving.api.tasks import TaskStore
 
 logger = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ class Notifier:
             if attempt < hook.retries:
                 time.sleep(hook.backoff_s * (2 ** attempt))
         self.dead += 1
-        logger.warning("webhook %s: task %s dead-lettered after %d attempts (%s)", hook.url, delivery.task_id,
+        logger.warning("webhook %s: task %s dead-lettered after %d attempts (%s)", mask_url(hook.url), delivery.task_id,
                        attempts, error)
         try:
             delivery.tasks.dead_letter(hook.url, delivery.task_id, delivery.body, attempts, error)

@@ -29,16 +29,26 @@ ANONYMOUS = Caller("anonymous")
 
 
 def key_name(key: str, entry: ApiKeyEntry) -> str:
-    """The name written into task events: the configured one, else a short hash (the key itself never)."""
-    return entry.name or f"key-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+    """The name written into task events: the configured one, else a short hash (the key itself never).
+
+    For a key given as `key_sha256` the mapping's key is a label, not a secret: it is the name.
+    """
+    if entry.name:
+        return entry.name
+    return key if entry.key_sha256 else f"key-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
 
 
 def find_key(settings: ServingSettings, presented: str) -> tuple[str, ApiKeyEntry] | None:
-    """The configured key matching a presented one, comparing in constant time against every key."""
+    """The configured key matching a presented one, comparing in constant time against every key
+    (plain keys against the key, `key_sha256` entries against the presented key's SHA-256)."""
     found: tuple[str, ApiKeyEntry] | None = None
+    digest = hashlib.sha256(presented.encode()).hexdigest().encode()
     for key, value in settings.api_keys.items():
-        if hmac.compare_digest(key.encode(), presented.encode()):
-            found = (key, key_entry(value))
+        entry = key_entry(value)
+        hashed = entry.key_sha256 is not None
+        expected, given = (entry.key_sha256.encode(), digest) if hashed else (key.encode(), presented.encode())
+        if hmac.compare_digest(expected, given):
+            found = (key, entry)
     return found
 
 

@@ -7,17 +7,21 @@ this server runs: where the customer store is, who may call it, and its limits.
 from __future__ import annotations
 
 import json
+import logging
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cxpredict.features.campaigns import default_store_url as campaign_store_default
 from cxpredict.features.config import CxConfig
 from cxpredict.models.registry import CHAMPION
+
+logger = logging.getLogger(__name__)
+SHA256_HEX = r"^[0-9a-f]{64}$"
 
 
 class Scope(StrEnum):
@@ -44,6 +48,9 @@ class ApiKeyEntry(BaseModel):
     scopes: list[Scope]
     name: str | None = Field(None, min_length=1, max_length=80)
     owner: str | None = None  # row-level restriction: only this owner's tasks
+    # The key's SHA-256 (hex) instead of the key: no plain key sits in a file or the environment.
+    # The mapping's key is then only a label (the key's name when `name` is not given).
+    key_sha256: str | None = Field(None, pattern=SHA256_HEX)
 
     def granted(self) -> frozenset[Scope]:
         return frozenset(self.scopes).union(*(IMPLIED_SCOPES.get(s, frozenset()) for s in self.scopes))
@@ -74,6 +81,8 @@ class ServingSettings(BaseSettings):
     api_keys_file: Path | None = Field(None, description="YAML or JSON file with the same mapping as api_keys")
     max_customers: int = Field(1000, ge=1, le=100_000, description="customers per request")
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="request bodies above this get 413")
+    access_log_ids: bool = Field(
+        True, description="false: customer ids in request paths are written as {id} in the access log")
     reload_poll_s: float = Field(0.0, ge=0.0, description="check the alias every N seconds; 0 = only on request")
     predict_threads: int = Field(1, ge=1, description="LightGBM threads per prediction (1 is fastest per row)")
     alerts_pool: int = Field(10_000, ge=1, description="silent customers kept, ranked, for /v1/alerts")
@@ -91,20 +100,36 @@ class ServingSettings(BaseSettings):
         if self.api_keys_file is not None:
             if not self.api_keys_file.is_file():
                 raise ValueError(f"api_keys_file {self.api_keys_file} not found")
-            raw = yaml.safe_load(self.api_keys_file.read_text()) or {}
+            if self.api_keys_file.stat().st_mode & 0o077:  # group or others may read (or write) the keys
+                logger.warning("api_keys_file %s is readable by other users (mode %o); chmod 600 it",
+                               self.api_keys_file, self.api_keys_file.stat().st_mode & 0o777)
+            try:
+                raw = yaml.safe_load(self.api_keys_file.read_text(encoding="utf-8")) or {}
+            except (yaml.YAMLError, UnicodeDecodeError):  # the parser's message would quote the file's keys
+                raise ValueError(f"api_keys_file {self.api_keys_file}: not valid YAML or JSON") from None
             if not isinstance(raw, dict):
                 raise ValueError(f"api_keys_file {self.api_keys_file}: expected a mapping key -> [scopes]")
             merged = {**{str(k): ApiKeyEntry.model_validate(v) if isinstance(v, dict) else [Scope(s) for s in v]
                          for k, v in raw.items()}, **self.api_keys}
             object.__setattr__(self, "api_keys", merged)
-        for key in self.api_keys:
-            if len(key) < 16:
+        for key, value in self.api_keys.items():
+            if len(key) < 16 and not (isinstance(value, ApiKeyEntry) and value.key_sha256):
                 raise ValueError("API keys must be at least 16 characters long")
         return self
 
     @property
     def auth_enabled(self) -> bool:
         return bool(self.api_keys)
+
+
+def settings_error_line(err: ValidationError) -> str:
+    """A settings error as one line: the field and the message, never the input (it may hold API keys)."""
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    # Below api_keys the location's parts are the keys themselves: name the field only.
+    if first["loc"] and first["loc"][0] == "api_keys":
+        where = "api_keys"
+    return f"server settings: {where or '<root>'}: {str(first['msg']).removeprefix('Value error, ')}"
 
 
 def default_store_url(config: CxConfig) -> str:

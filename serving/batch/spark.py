@@ -29,6 +29,7 @@ from cxpredict.features.build import DATE, FeaturePipeline
 from cxpredict.features.config import CxConfig
 from cxpredict.features.io import MANIFEST, read_manifest, write_manifest
 from cxpredict.features.load import DataError
+from cxpredict.features.validation import IMPLAUSIBLE, REJECT, check_required_columns, row_verdicts
 from cxpredict.models.bundle import ScoringBundle
 from cxpredict.models.drift import DriftCounts, drift_counts
 from cxpredict.models.registry import LoadedBundle, download_checked_model, use_tracking_store
@@ -115,14 +116,17 @@ def typed_columns(frame: Any, inputs: list[str], casts: dict[str, str | None], c
     return columns
 
 
-def unreadable_values_udf(pipeline: FeaturePipeline) -> Any:
-    """A pandas UDF: per row, the first value the model cannot read, as the streaming engine says it."""
+def unreadable_values_udf(pipeline: FeaturePipeline, plausibility: str = REJECT) -> Any:
+    """A pandas UDF: per row, the gate's verdict (`row_verdicts`: reason and the value's text, null
+    when scorable), as the streaming engine says it."""
     from pyspark.sql.functions import pandas_udf
 
-    @pandas_udf("string")  # type: ignore[call-overload]
-    def unreadable(rows: pd.DataFrame) -> pd.Series:
-        problems = pipeline.unreadable_values(rows)
-        return pd.Series(np.where(problems == "", None, problems), dtype=object)
+    @pandas_udf("reason string, detail string")  # type: ignore[call-overload]
+    def unreadable(rows: pd.DataFrame) -> pd.DataFrame:
+        verdicts = row_verdicts(pipeline, rows, plausibility=plausibility)
+        flagged = verdicts.reasons != ""
+        return pd.DataFrame({"reason": np.where(flagged, verdicts.reasons, None),
+                             "detail": np.where(flagged, verdicts.details, None)}, dtype=object)
 
     return unreadable
 
@@ -194,7 +198,8 @@ def with_input_rows(frame: Any, files: list[Path]) -> Any:
     return frame.withColumn(INPUT_ROW, start_of[F.col(FILE_PATH)] + F.col("__row_in_file"))
 
 
-def with_reject_reasons(frame: Any, inputs: list[str], casts: dict[str, str | None], bundle: ScoringBundle) -> Any:
+def with_reject_reasons(frame: Any, inputs: list[str], casts: dict[str, str | None], bundle: ScoringBundle,
+                        plausibility: str = REJECT) -> Any:
     """The typed model inputs plus `__id`, the input row, the first row of the id, `__problem`
     and `__reason` (null when the row is scored), by the streaming engine's rules and order."""
     from pyspark.sql import Window
@@ -203,7 +208,8 @@ def with_reject_reasons(frame: Any, inputs: list[str], casts: dict[str, str | No
     id_text = F.trim(F.col(bundle.id_column).cast("string"))
     as_read = F.struct(*typed_columns(frame, inputs, casts, cast_values=False))
     typed = frame.select(*typed_columns(frame, inputs, casts), id_text.alias("__id"), F.col(INPUT_ROW),
-                         unreadable_values_udf(bundle.pipeline)(as_read).alias("__problem"))
+                         unreadable_values_udf(bundle.pipeline, plausibility)(as_read).alias("__gate"))
+    typed = typed.withColumn("__problem", F.col("__gate.detail")).withColumn("__problem_reason", F.col("__gate.reason"))
     typed = typed.withColumn(FIRST_ROW, F.min(INPUT_ROW).over(Window.partitionBy("__id")))
     missing = F.col("__id").isNull() | (F.col("__id") == "")
     duplicate = ~missing & (F.col(INPUT_ROW) != F.col(FIRST_ROW))
@@ -212,7 +218,7 @@ def with_reject_reasons(frame: Any, inputs: list[str], casts: dict[str, str | No
         if column != bundle.id_column:
             no_features = no_features & F.col(column).isNull()
     reason = (F.when(missing, F.lit(MISSING_ID)).when(duplicate, F.lit(DUPLICATE_ID))
-              .when(F.col("__problem").isNotNull(), F.lit(UNREADABLE)).when(no_features, F.lit(NO_FEATURES)))
+              .when(F.col("__problem").isNotNull(), F.col("__problem_reason")).when(no_features, F.lit(NO_FEATURES)))
     return typed.withColumn("__reason", reason)
 
 
@@ -224,13 +230,13 @@ def reject_rows(typed: Any, id_column: str) -> Any:
         F.col(INPUT_ROW).cast("long").alias("input_row"), F.col("__id").alias(id_column),
         F.col("__reason").alias("reason"),
         F.when(F.col("__reason") == DUPLICATE_ID, F.col(FIRST_ROW)).cast("long").alias("duplicate_of_row"),
-        F.when(F.col("__reason") == UNREADABLE, F.col("__problem")).alias("detail"),
+        F.when(F.col("__reason").isin(UNREADABLE, IMPLAUSIBLE), F.col("__problem")).alias("detail"),
     )
 
 
 def score_spark(
     config: CxConfig, loaded: LoadedBundle, input_path: Path, out_dir: Path, master: str = "local[2]",
-    options: ScoringOptions | None = None, observed: pd.Series | None = None,
+    options: ScoringOptions | None = None, observed: pd.Series | None = None, plausibility: str = REJECT,
 ) -> StreamSummary:
     """Score a Parquet file or folder on Spark through the registered model's pyfunc UDF.
 
@@ -253,17 +259,21 @@ def score_spark(
         master: the Spark master, e.g. local[2] or spark://host:7077.
         options: uncertainty, level and top-k drivers (default: uncertainty only).
         observed: the survey's observed scores by id (adds the survey columns).
+        plausibility: `scoring.plausibility`: implausible rows are rejected, or scored (warn).
     Returns:
         Counts of input, scored and rejected rows.
     """
+    for file in input_files(input_path):  # before Spark starts: a missing feature column stops the job
+        check_required_columns(loaded.bundle.pipeline, pq.ParquetFile(file).schema_arrow.names, str(file))
     with tempfile.TemporaryDirectory(prefix="cxpredict-model-") as tmp:
         model_dir = download_checked_model(config.tracking_uri, loaded, Path(tmp))
-        return _score_on_spark(config, loaded, model_dir, input_path, out_dir, master, options, observed)
+        return _score_on_spark(config, loaded, model_dir, input_path, out_dir, master, options, observed,
+                               plausibility)
 
 
 def _score_on_spark(
     config: CxConfig, loaded: LoadedBundle, model_dir: Path, input_path: Path, out_dir: Path, master: str,
-    options: ScoringOptions | None, observed: pd.Series | None,
+    options: ScoringOptions | None, observed: pd.Series | None, plausibility: str = REJECT,
 ) -> StreamSummary:
     from pyspark.sql import functions as F
 
@@ -287,7 +297,7 @@ def _score_on_spark(
     frame = with_input_rows(frame, files)
     casts = signature_casts(loaded, model_dir)
     inputs = [c for c in casts if c in frame.columns] or [c for c in frame.columns if not c.startswith("__")]
-    typed = with_reject_reasons(frame, inputs, casts, bundle).cache()
+    typed = with_reject_reasons(frame, inputs, casts, bundle, plausibility).cache()
 
     # The table's columns and types, from the same scorer on no rows; the UDF returns all but
     # the columns added here.

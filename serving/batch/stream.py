@@ -37,6 +37,7 @@ from cxpredict.features.io import (
     write_table_atomic,
 )
 from cxpredict.features.load import DataError
+from cxpredict.features.validation import IMPLAUSIBLE, REJECT, check_required_columns, row_verdicts
 from cxpredict.models.drift import DriftCounts, drift_counts
 from cxpredict.models.registry import LoadedBundle
 from cxpredict.models.scoring import CustomerScorer, ScoringOptions
@@ -49,6 +50,7 @@ HASHES_IN_MEMORY_ROWS = 25_000_000  # 200 MB of id hashes; larger inputs spill t
 SPILL_DIR = "_dedup"
 MISSING_ID, DUPLICATE_ID, NO_FEATURES = "missing id", "duplicate id", "no feature values"
 UNREADABLE = "unreadable value"  # a number, yes/no or date the model cannot read (named in `detail`)
+# IMPLAUSIBLE ("implausible value"): outside the plausible range learned at training (features/validation.py)
 
 ProgressCallback = Callable[[int], None]
 
@@ -236,11 +238,12 @@ def find_duplicate_rows(
 
 def split_rejects(
     frame: pd.DataFrame, X: np.ndarray, id_column: str, duplicate_positions: np.ndarray | None = None,
-    problems: np.ndarray | None = None, ids: pd.Series | None = None,
+    problems: np.ndarray | None = None, ids: pd.Series | None = None, problem_reasons: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A keep mask and a reason per row ('' when kept).
 
-    Reasons, first match wins: missing id, duplicate id, unreadable value, no feature values.
+    Reasons, first match wins: missing id, duplicate id, unreadable value (or implausible value),
+    no feature values.
 
     Args:
         frame: the chunk's rows.
@@ -250,6 +253,7 @@ def split_rejects(
             `find_duplicate_rows`); None checks repeats within the chunk only.
         problems: per row, a value the model cannot read (`FeaturePipeline.unreadable_values`).
         ids: `id_text` of the id column when the caller has it already.
+        problem_reasons: per row, the reason of `problems` (`row_verdicts`); default unreadable value.
     """
     n = len(frame)
     reasons = np.full(n, "", dtype=object)
@@ -266,7 +270,8 @@ def split_rejects(
     empty = np.isnan(X).all(axis=1) if X.shape[1] else np.ones(n, bool)
     reasons[empty] = NO_FEATURES
     if problems is not None:
-        reasons[problems != ""] = UNREADABLE
+        flagged = problems != ""
+        reasons[flagged] = UNREADABLE if problem_reasons is None else problem_reasons[flagged]
     reasons[duplicate] = DUPLICATE_ID
     reasons[missing] = MISSING_ID
     return reasons == "", reasons
@@ -290,6 +295,8 @@ class ChunkScorer:
     observed: pd.Series | None = None
     score_column: str = "score"
     duplicates: DuplicateRows | None = None
+    plausibility: str = REJECT  # `scoring.plausibility`: reject or warn on implausible values
+    implausible_warned: int = 0  # rows scored despite an implausible value (warn)
 
     def score(self, batch: pa.RecordBatch, first_row: int) -> tuple[pa.Table, pa.Table, DriftCounts | None]:
         """(scores, rejects, drift counts of the scored rows) of one record batch starting at input row `first_row`."""
@@ -298,10 +305,12 @@ class ChunkScorer:
         X = bundle.pipeline.transform(frame)
         positions, first_rows = (None, np.empty(0, np.int64)) if self.duplicates is None else \
             self.duplicates.within(first_row, first_row + len(frame))
-        problems = bundle.pipeline.unreadable_values(frame, X)
+        verdicts = row_verdicts(bundle.pipeline, frame, X, self.plausibility)  # the one gate (features/validation.py)
+        problems = np.where(verdicts.reasons != "", verdicts.details, "").astype(object)
+        self.implausible_warned += verdicts.implausible_warned
         ids = id_text(frame[bundle.id_column]) if bundle.id_column in frame.columns else \
             pd.Series([None] * len(frame), dtype="string")
-        keep, reasons = split_rejects(frame, X, bundle.id_column, positions, problems, ids)
+        keep, reasons = split_rejects(frame, X, bundle.id_column, positions, problems, ids, verdicts.reasons)
         everyone = bool(keep.all())  # the usual chunk: no copies of its rows
         kept_X, kept_frame = (X, frame) if everyone else (X[keep], frame[keep])
         scores = self.scorer.score_matrix(ids[keep].to_numpy(dtype=object), kept_X, self.model_version)
@@ -317,7 +326,8 @@ class ChunkScorer:
             "reason": pd.Series(reasons[rejected].astype(str), dtype="string"),
             "duplicate_of_row": pd.array(np.where(duplicate_of[rejected] >= 0, duplicate_of[rejected], None),
                                          dtype="Int64"),
-            "detail": pd.Series(np.where(reasons[rejected] == UNREADABLE, problems[rejected], None), dtype="string"),
+            "detail": pd.Series(np.where(np.isin(reasons[rejected], [UNREADABLE, IMPLAUSIBLE]),
+                                         problems[rejected], None), dtype="string"),
         })
         drift = None
         if bundle.drift_reference is not None:
@@ -340,6 +350,7 @@ def score_stream(
     options: ScoringOptions | None = None,
     observed: pd.Series | None = None,
     score_column: str = "score",
+    plausibility: str = REJECT,
 ) -> StreamSummary:
     """Score a Parquet file or folder chunk by chunk into `out_dir`, resuming a finished-part manifest.
 
@@ -354,8 +365,11 @@ def score_stream(
         options: uncertainty, level and top-k drivers of the score table (default: uncertainty only).
         observed: the survey's observed scores by id: adds `surveyed` and `observed_<score_column>`.
         score_column: the survey's score column name (for the observed column's name).
+        plausibility: `scoring.plausibility`: implausible rows are rejected, or scored (warn).
     Returns:
         The counts: input rows, scored, rejected (they add up), parts written and resumed.
+    Raises:
+        MissingColumnError: a file lacks a required feature column (before any part is written).
     """
     if chunk_rows < 1:
         raise DataError(f"--chunk-rows must be at least 1, got {chunk_rows}")
@@ -363,6 +377,8 @@ def score_stream(
     bundle = loaded.bundle
     options = options or ScoringOptions()
     files = input_files(input_path)
+    for file in files:  # footers only: a whole missing feature column is not drift, it stops the job
+        check_required_columns(bundle.pipeline, pq.ParquetFile(file).schema_arrow.names, str(file))
     job = job_fingerprint(files, chunk_rows, loaded, {**options.describe(), "survey_columns": observed is not None})
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(out_dir)
@@ -386,7 +402,8 @@ def score_stream(
     if bundle.id_column not in schema:
         raise DataError(f"{files[0]}: column '{bundle.id_column}' (the id column) not found")
     chunks = ChunkScorer(CustomerScorer(bundle, options, threads), loaded.version, observed, score_column,
-                         find_duplicate_rows(files, bundle.id_column, chunk_rows, out_dir / SPILL_DIR))
+                         find_duplicate_rows(files, bundle.id_column, chunk_rows, out_dir / SPILL_DIR),
+                         plausibility)
     index = -1
     for index, (first_row, batch) in enumerate(iter_chunks(files, columns, chunk_rows)):
         key = f"{index:05d}"

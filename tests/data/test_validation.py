@@ -408,3 +408,35 @@ def test_scoring_handles_unseen_categories_and_missing_values(
     clean = bundle.predict(original)
     assert not np.allclose(scores["expected_score"][:30], clean["expected_score"][:30])
     pd.testing.assert_frame_equal(scores.iloc[30:], clean.iloc[30:], check_exact=True)
+
+
+def test_survey_not_utf8_names_the_row(tmp_path: Path) -> None:
+    path = write_dataset(tmp_path)
+    survey = tmp_path / "survey.csv"
+    lines = survey.read_text().splitlines()
+    lines[3] = lines[3].replace("C3", "C3\u00e9", 1)
+    survey.write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
+    with pytest.raises(DataError) as err:
+        load_dataset(load_config(path))
+    assert str(err.value) == f"{survey}: row 3 (line 4): not UTF-8 text (byte 0xe9); save the file as UTF-8"
+
+
+def test_cli_train_stops_on_an_unreadable_number(tmp_path: Path) -> None:
+    """One '12,50' would turn tenure_months into text and the model would train without it: it stops."""
+    def comma(frame: pd.DataFrame) -> None:
+        frame["tenure_months"] = frame["tenure_months"].astype(object)
+        frame.loc[3, "tenure_months"] = "12,50"
+
+    raw = valid_raw()
+    raw["training"] = {"min_respondents": 5}
+    config = write_dataset(tmp_path / "data", changed("customers", comma), raw)
+    done = run_cli("train", "--config", str(config), "--tune-trials", "1", cwd=tmp_path)
+    assert_one_line_error(done, str(tmp_path / "data" / "customers.csv"), "column 'tenure_months'",
+                          "'12,50' is not a finite number in rows 4", "features.text")
+    assert not (tmp_path / "data" / "mlflow.db").exists(), "refused before any MLflow run is opened"
+    raw["features"] = {"text": ["tenure_months"]}
+    (tmp_path / "data" / "cxpredict.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    from cxpredict.features.validation import check_training_customers
+
+    config_marked = load_config(tmp_path / "data" / "cxpredict.yaml")
+    check_training_customers(config_marked, load_dataset(config_marked).customers, "customers.csv")  # no stop

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import httpx
 import pytest
+import yaml
 
-from tests.serving.conftest import ADMIN_KEY, SCORE_KEY, SIMULATE_KEY, Server
+from tests.serving.conftest import ADMIN_KEY, SCORE_KEY, SIMULATE_KEY, Company, Server, start_server, stop_server
 
 pytestmark = pytest.mark.api
 
@@ -59,3 +62,43 @@ def test_get_docs_open_and_schema_declares_key(api_server: Server) -> None:
     schema = httpx.get(f"{api_server.url}/openapi.json").json()
     assert "APIKeyHeader" in schema["components"]["securitySchemes"]
     assert "/v1/scores" in schema["paths"] and "/v1/customers/{customer_id}/score" in schema["paths"]
+
+
+def test_hashed_key_file_readable_by_others_and_ids_kept_out_of_access_log(
+    company: Company, tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A key given only as its SHA-256 opens the API; a world-readable key file is warned about;
+    with access_log_ids false the access log names no customer id."""
+    folder = tmp_path_factory.mktemp("hashed_keys")
+    secret = "hashed-secret-key-0123456789"
+    keys = folder / "keys.yaml"
+    keys.write_text(yaml.safe_dump({"front desk": {"scopes": ["score"],
+                                                   "key_sha256": hashlib.sha256(secret.encode()).hexdigest()}}))
+    keys.chmod(0o644)
+    customer = str(company.dataset.customers[company.config.id_column].iloc[0])
+    server = start_server(company.config_path, folder / "server.log",
+                          {"CXPREDICT_API_KEYS_FILE": str(keys), "CXPREDICT_ACCESS_LOG_IDS": "false"})
+    try:
+        scored = httpx.get(f"{server.url}/v1/customers/{customer}/score", headers={"X-API-Key": secret})
+        assert scored.status_code == 200, scored.text
+        wrong = httpx.get(f"{server.url}/v1/model", headers={"X-API-Key": hashlib.sha256(secret.encode()).hexdigest()})
+        assert wrong.status_code == 401  # the hash itself is not a key
+    finally:
+        stop_server(server)
+    logs = server.logs()
+    assert "is readable by other users" in logs and "chmod 600" in logs
+    assert "/v1/customers/{id}/score" in logs and customer not in logs
+    assert secret not in logs
+
+
+def test_settings_error_never_quotes_a_key() -> None:
+    from pydantic import ValidationError
+
+    from cxpredict.serving.api.settings import ServingSettings, settings_error_line
+
+    short = "short-key"
+    with pytest.raises(ValidationError) as caught:
+        ServingSettings(config="x.yaml", api_keys={short: ["score"], "another-key-0123456789": ["nope"]})
+    line = settings_error_line(caught.value)
+    assert short not in line and "another-key" not in line and "\n" not in line
+    assert line.startswith("server settings: api_keys:")

@@ -226,8 +226,9 @@ def test_config_file_not_found(tmp_path: Path) -> None:
 def test_config_file_not_yaml_or_not_a_mapping(tmp_path: Path) -> None:
     broken = tmp_path / "broken.yaml"
     broken.write_text("name: [unclosed\n")
-    with pytest.raises(ConfigError, match=r"broken\.yaml: not valid YAML"):
+    with pytest.raises(ConfigError, match=r"broken\.yaml: line \d+, column \d+: not valid YAML") as caught:
         load_config(broken)
+    assert "\n" not in str(caught.value)
     listing = tmp_path / "list.yaml"
     listing.write_text("- name\n- id_column\n")
     with pytest.raises(ConfigError, match=r"list\.yaml: expected a mapping"):
@@ -239,3 +240,45 @@ def test_config_error_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_config(path)
     assert str(err.value) == f"{path}: key 'trainig': unknown key (not part of the config contract)"
+
+
+def test_config_yaml_error_names_line_and_column_in_one_line(tmp_path: Path) -> None:
+    broken = tmp_path / "tabs.yaml"
+    broken.write_text("name: x\nid_column: id\n\tscore: 3\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(broken)
+    assert str(caught.value).startswith(f"{broken}: line 3, column 1: not valid YAML")
+    assert "\n" not in str(caught.value)
+
+
+def test_config_not_utf8_names_the_line(tmp_path: Path) -> None:
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("name: x\nid_column: caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin\.yaml: line 2: not UTF-8 text \(byte 0xe9\)"):
+        load_config(latin)
+
+
+def test_config_size_limits(tmp_path: Path) -> None:
+    from cxpredict.features.config import MAX_CONFIG_BYTES, MAX_CONFIG_KEYS
+
+    big = tmp_path / "big.yaml"
+    big.write_text("name: x\n# " + "x" * MAX_CONFIG_BYTES + "\n")
+    with pytest.raises(ConfigError, match=r"big\.yaml: [\d,]+ bytes; a config file may have at most"):
+        load_config(big)
+    many = tmp_path / "many.yaml"
+    many.write_text("display_names:\n" + "".join(f"  c{i}: x\n" for i in range(MAX_CONFIG_KEYS + 1)))
+    with pytest.raises(ConfigError, match=r"many\.yaml: [\d,]+ keys and list items; a config may have at most"):
+        load_config(many)
+
+
+def test_data_paths_stay_inside_the_config_folder(tmp_path: Path) -> None:
+    raw = {**minimal_raw(), "data": {"customers": "../../x.csv", "survey": "s.csv"}}
+    with pytest.raises(ConfigError, match=r"data\.customers: path '\.\./\.\./x\.csv' resolves outside"):
+        parse_config(raw, tmp_path)
+    assert parse_config({**raw, "data": {**raw["data"], "allow_outside": True}}, tmp_path)
+    entry = {**minimal_raw(), "data": {"customers": [{"path": "../x.csv", "allow_outside": True}], "survey": "s.csv"}}
+    assert parse_config(entry, tmp_path)
+    absolute = {**minimal_raw(), "data": {"customers": str(tmp_path.parent / "x.csv"), "survey": "s.csv"}}
+    assert parse_config(absolute, tmp_path)
+    sql = {**minimal_raw(), "data": {"customers": {"url": "sqlite:///../../x.db", "table": "c"}, "survey": "s.csv"}}
+    assert parse_config(sql, tmp_path)  # SQL sources are not paths

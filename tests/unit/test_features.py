@@ -91,8 +91,9 @@ def test_pipeline_kinds_of_a_customers_table() -> None:
     }
     assert pipeline.categorical_indices_ == [0, 1]
     schema = {s["name"]: s for s in pipeline.schema()}
-    assert schema["plan"] == {"name": "plan", "kind": CATEGORICAL, "categories": ["basic", "premium", "standard"]}
-    assert schema["tenure_months"] == {"name": "tenure_months", "kind": NUMERIC}
+    assert schema["plan"] == {"name": "plan", "kind": CATEGORICAL, "categories": ["basic", "premium", "standard"],
+                              "required": True}
+    assert schema["tenure_months"]["kind"] == NUMERIC and schema["tenure_months"]["required"] is True
 
 
 # --- what is (not) a feature ----------------------------------------------------------------

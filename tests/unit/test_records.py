@@ -95,7 +95,9 @@ def test_check_record_names_problems(customers: pd.DataFrame, pipeline: FeatureP
     record["signup_date"] = "2025-01-31"
     record["last_ticket_date"] = None
     assert encoder.check_record(record) == {}
-    bad = {**record, "monthly_charge": "80", "app_user": "perhaps", "signup_date": 20240131, "age": 10_000,
+    # Numeric text reads as a file's text column does ('80' yes, '80,5' no), as in every batch path.
+    assert encoder.check_record({**record, "monthly_charge": "80"}) == {}
+    bad = {**record, "monthly_charge": "80,5", "app_user": "perhaps", "signup_date": 20240131, "age": 10_000,
            "region": "unknown-but-fine"}
     del bad["plan"]
     problems = encoder.check_record(bad)

@@ -100,7 +100,7 @@ def test_non_utf8_text_names_file_and_row(text_company: Path) -> None:
     (text_company / "texts_gbk.csv").write_bytes(b"\n".join(lines))
     config = _config(text_company, **{"data.texts": "texts_gbk.csv"})
     known = pd.Index(load_dataset(config).customers["customer_id"])
-    with pytest.raises(DataError, match=r"texts_gbk.csv: not UTF-8 text at byte \d+ in row 5"):
+    with pytest.raises(DataError, match=r"texts_gbk.csv: row 5 \(line 6\): not UTF-8 text"):
         load_text_table(config, known)
 
 
@@ -109,7 +109,7 @@ def test_non_utf8_survey_names_file_and_row(text_company: Path) -> None:
     lines[2] = lines[2] + "差".encode("gb18030")
     (text_company / "survey_gbk.csv").write_bytes(b"\n".join(lines))
     config = _config(text_company, **{"data.survey": "survey_gbk.csv"})
-    with pytest.raises(DataError, match=r"survey_gbk.csv: not UTF-8 text at byte \d+ in row 2"):
+    with pytest.raises(DataError, match=r"survey_gbk.csv: row 2 \(line 3\): not UTF-8 text"):
         load_dataset(config)
 
 
