@@ -6,7 +6,7 @@ Key names are the data contract of DESIGN.md: add keys, never rename them.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -140,6 +140,17 @@ class TrainingConfig(_Strict):
     study_storage: str | None = None
     # Customers explained for the key-driver tables logged with every training run (0: none).
     driver_sample: int = Field(5000, ge=0)
+    # Issue 15: fit targets as an averaged ensemble of diverse learners (tuned + regularised
+    # LightGBM, CatBoost, spline/one-hot linear); false keeps the single tuned LightGBM.
+    ensemble: bool = False
+    # Which targets the ensemble covers: score, churn, causes, drivers, expected_score.
+    ensemble_targets: list[Literal["score", "churn", "causes", "drivers", "expected_score"]] = Field(
+        default_factory=lambda: ["score", "churn"])
+    # Targets with more rows keep the single LightGBM: the ensemble is for small samples (and its
+    # CatBoost member's cost grows with the rows).
+    ensemble_max_rows: int = Field(20_000, ge=1)
+    # Fewer respondents than this: the tuner searches regularised settings only (issue 15).
+    small_sample_respondents: int = Field(2000, ge=0)
 
     @field_validator("tune_trials")
     @classmethod
