@@ -148,7 +148,7 @@ class TrainingConfig(_Strict):
         default_factory=lambda: ["score", "churn"])
     # Targets with more rows keep the single LightGBM: the ensemble is for small samples (and its
     # CatBoost member's cost grows with the rows).
-    ensemble_max_rows: int = Field(20_000, ge=1)
+    ensemble_max_rows: int = Field(10_000, ge=1)
     # Fewer respondents than this: the tuner searches regularised settings only (issue 15).
     small_sample_respondents: int = Field(2000, ge=0)
 
