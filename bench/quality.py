@@ -78,6 +78,8 @@ def main() -> None:
     parser.add_argument("--selections", nargs="+", default=["biased", "random"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--tune-trials", type=int, default=20)
+    parser.add_argument("--small-sample-respondents", type=int, default=2000,
+                        help="training.small_sample_respondents of both cxpredict variants (0: the wide search)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results_quality.json")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
@@ -85,6 +87,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="cxquality") as work:
         for label, config in dataset_configs(args.datasets, args.seeds, Path(work)):
+            config = with_training(config, small_sample_respondents=args.small_sample_respondents)
             dataset_label = "generator" if label.startswith("generator") else label
             for rate in args.rates:
                 for selection in args.selections:

@@ -29,7 +29,7 @@ def test_ensemble_beats_untuned_lightgbm_and_matches_the_average_of_three(tmp_pa
     write_company(generate_company(10_000, 0.5, seed=3), tmp_path, name="bar")
     config = load_config(tmp_path / "cxpredict.yaml")
     config = config.model_copy(update={"training": config.training.model_copy(
-        update={"ensemble": True, "ensemble_targets": ["score"]})})
+        update={"ensemble": True, "ensemble_targets": ["score"], "small_sample_respondents": 2000})})
     dataset = replace(load_dataset(config), outcomes=None)  # churn is not part of this bar
     report = backtest(config, dataset, 0.03, repeats=1, seed=0, selection="biased", tune_trials=2,
                       log_to_mlflow=False)
