@@ -83,14 +83,16 @@ def floor(work: Path, threads: int) -> None:
     boosters = [bundle.score_booster, bundle.expected_score_booster, *bundle.cause_boosters.values(),
                 *bundle.driver_boosters.values(), *([bundle.propensity_booster] if bundle.propensity_booster else [])]
     total = 0.0
+    from cxpredict.models.estimators import predict_raw  # an ensemble (issue 15) predicts through it too
+
     for booster in boosters:
         started = time.perf_counter()
-        booster.predict(X, raw_score=True, num_threads=threads)
+        predict_raw(booster, X, threads)
         total += time.perf_counter() - started
     if bundle.churn_booster is not None:
         churn_X = bundle.churn_matrix(X, np.zeros(len(X)), np.zeros(len(X)))
         started = time.perf_counter()
-        bundle.churn_booster.predict(churn_X, raw_score=True, num_threads=threads)
+        predict_raw(bundle.churn_booster, churn_X, threads)
         total += time.perf_counter() - started
         boosters.append(bundle.churn_booster)
     print(json.dumps({"step": "floor", "rows": len(X), "models": len(boosters), "seconds": round(total, 1),

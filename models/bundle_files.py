@@ -6,6 +6,7 @@ version could run code in the API and the CLI. Here a bundle folder holds only d
     bundle.json       the object tree: dataclasses field by field, fitted objects attribute by
                       attribute, numbers, text, lists, dicts, small arrays inline
     boosters/*.txt    every LightGBM booster in LightGBM's own text format
+    boosters/*.cbm    every CatBoost model (ensemble members) in CatBoost's own model format
     tables/*.parquet  DataFrames (respondents' out-of-fold table)
     arrays/*.parquet  numeric arrays above `INLINE_ARRAY_MAX` values (conformal scores and weights)
     manifest.json     the SHA-256 of every other file; its own SHA-256 is what the training run records
@@ -140,6 +141,10 @@ class _Writer:
             name, path = self._file("boosters", where, ".txt")
             write_text_atomic(value.model_to_string(), path)
             return {"$booster": name}
+        if _class_name(type(value)).startswith("catboost."):
+            name, path = self._file("boosters", where, ".cbm")
+            write_atomic(path, lambda target: value.save_model(str(target), format="cbm"))
+            return {"$catboost": name}
         cls = type(value)
         if not _class_name(cls).startswith(CLASS_PACKAGES):
             raise BundleError(f"cannot store {where}: a {_class_name(cls)} is not a bundle value "
@@ -208,6 +213,12 @@ class _Reader:
             return pd.read_parquet(self._path(node["$dataframe"], where))
         if "$booster" in node:
             return lgb.Booster(model_str=self._path(node["$booster"], where).read_text(encoding="utf-8"))
+        if "$catboost" in node:
+            from catboost import CatBoost  # only bundles with an ensemble need it
+
+            model = CatBoost()
+            model.load_model(str(self._path(node["$catboost"], where)), format="cbm")
+            return model
         if "$dataclass" in node:
             return self._dataclass(_bundle_class(node["$dataclass"], where), node["fields"], where)
         if "$object" in node:

@@ -81,7 +81,13 @@ def fit_booster(
 
 
 def predict_raw(booster: lgb.Booster, X: np.ndarray, threads: int | None = None) -> np.ndarray:
-    """Raw margins (logits for classifiers), the space SHAP values add up in."""
+    """Raw margins (logits for classifiers), the space SHAP values add up in.
+
+    A `models.ensemble.Ensemble` in a booster's place gives its own output (log p, logit p or
+    the averaged value, models/ensemble.py), so every caller serves it unchanged.
+    """
+    if not isinstance(booster, lgb.Booster):
+        return booster.predict_raw(X, threads)
     kwargs = {"num_threads": threads} if threads else {}
     return booster.predict(X, raw_score=True, **kwargs)
 

@@ -38,6 +38,7 @@ import pandas as pd
 from cxpredict.features.build import BOOLEAN, CATEGORICAL, DATE
 from cxpredict.features.load import DataError
 from cxpredict.models.bundle import ScoringBundle, band_column, cause_column, driver_column
+from cxpredict.models.ensemble import EnsembleShap, is_ensemble
 from cxpredict.models.treeshap import TreeShap
 
 EXPECTED_SCORE = "expected_score"
@@ -217,9 +218,9 @@ class DriverExplainer:
     def __init__(self, bundle: ScoringBundle, threads: int | None = None):
         self.bundle = bundle
         self.threads = threads
-        self._engines: dict[str, TreeShap] = {}
+        self._engines: dict[str, TreeShap | EnsembleShap] = {}
 
-    def _engine(self, key: str) -> TreeShap:
+    def _engine(self, key: str) -> TreeShap | EnsembleShap:
         """The TreeSHAP engine of one booster: `score` (bands), `expected_score`, `churn`, or a
         cause / rating target name."""
         if key not in self._engines:
@@ -234,7 +235,8 @@ class DriverExplainer:
                 booster = b.cause_boosters[key.removeprefix("cause_")]
             else:
                 booster = b.driver_boosters[key]
-            self._engines[key] = TreeShap().fit(booster)
+            # An ensemble brings its own exact SHAP in its output space (models/ensemble.py).
+            self._engines[key] = booster.explainer() if is_ensemble(booster) else TreeShap().fit(booster)
         return self._engines[key]
 
     @property

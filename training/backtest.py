@@ -34,6 +34,7 @@ from cxpredict.models.bundle import band_column, cause_column, driver_column
 from cxpredict.models.estimators import BINARY, base_params, binary_probability, fit_booster, predict_raw
 from cxpredict.models.registry import BACKTEST_ARTIFACT
 from cxpredict.training import evaluate
+from cxpredict.training.baselines import baseline_band_probabilities, baseline_metrics, silent_figures
 from cxpredict.training.conformal import coverage_metrics
 from cxpredict.training.registry import configure_mlflow
 from cxpredict.training.train import FitOptions, fit_models, fit_score, fit_target, respondent_targets, score_population
@@ -209,6 +210,13 @@ def evaluate_repeat(config: CxConfig, respondents: Dataset, kept: np.ndarray, tu
     top, bottom = names.index(config.score.top_band), names.index(config.score.bottom_band)
     true_index = evaluate.index_from_bands(all_targets.band_index, top, bottom)
     m["population_index_true"] = true_index
+    # cxpredict beside issue 15's untuned references, with the same silent-customer figures.
+    m.update({f"silent_{k}": v for k, v in silent_figures(band_probs, y_band, kept_bands, top, bottom,
+                                                           true_index).items()})
+    references = baseline_band_probabilities(X[all_targets.positions[kept]], kept_bands, X[hidden_pos],
+                                             list(fitted.data.categorical), len(names), seed, config.training.threads)
+    m.update(baseline_metrics({name: silent_figures(p, y_band, kept_bands, top, bottom, true_index)
+                               for name, p in references.items()}))
     population = fitted.population
     estimates = {
         "respondents_only": population.respondents,

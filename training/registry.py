@@ -58,7 +58,8 @@ from cxpredict.training.project import detach_project_run
 # What loading and predicting the logged model imports (tests/training/test_model_files.py checks
 # this against the modules a loaded model really imports); the ranges are cxpredict's own.
 MODEL_DEPENDENCIES = (
-    "mlflow", "lightgbm", "numba", "numpy", "pandas", "pyarrow", "scikit-learn", "scipy", "pydantic", "pyyaml",
+    "mlflow", "lightgbm", "catboost", "numba", "numpy", "pandas", "pyarrow", "scikit-learn", "scipy", "pydantic",
+    "pyyaml",
 )
 # The packages the model's code needs (models imports features; neither imports training or serving).
 MODEL_CODE_PACKAGES = (cxpredict.features, cxpredict.models)

@@ -50,6 +50,7 @@ from cxpredict.models.registry import NOTES_ARTIFACT, STUDIES_ARTIFACT, LoadedBu
 from cxpredict.training import evaluate
 from cxpredict.training.conformal import calibrate_conformal, respondent_oof_frame
 from cxpredict.training.drivers import log_training_drivers
+from cxpredict.training.ensemble import EnsembleFit, ensemble_covers, fit_ensemble
 from cxpredict.training.population import PopulationScore, population_score
 from cxpredict.training.project import link_project_run
 from cxpredict.training.registry import (
@@ -347,6 +348,7 @@ def fit_target(
         tuning_folds(len(sample), None if stratify is None else stratify[sample], t.seed + 1) if sampled else folds,
         categorical, n_trials=n_trials, timeout_s=t.tune_timeout_s, seed=t.seed,
         log_trials=log_trials, storage=storage, study_name=study, progress=progress,
+        small_sample=len(train_rows) < t.small_sample_respondents,
     )
     if sampled:
         tuned = settle_rounds(tuned, X_fit, y_fit, w, folds[0], categorical)
@@ -405,6 +407,27 @@ def _target_fit(name: str, task: str, fitted: FittedModel, **values: Any) -> Tar
     tuned = fitted.tuned
     return TargetFit(name, task, fitted.booster, chosen_hyperparameters(tuned), n_trials=tuned.n_trials,
                      validation_loss=tuned.best_value, study_name=tuned.study_name, **values)
+
+
+def _ensemble(data: TrainingData, target: str, task: str, X: np.ndarray, y: np.ndarray, weight: np.ndarray | None,
+              holdout: np.ndarray, fitted: FittedModel, num_class: int = 1, prefix: str = "") -> EnsembleFit | None:
+    """The target's ensemble around its tuned LightGBM when `training.ensemble` covers it (training/ensemble.py)."""
+    t = data.config.training
+    if not ensemble_covers(t, target, len(y)):
+        return None
+    return fit_ensemble(task, X, y, weight, holdout, list(data.categorical), fitted.tuned.params,
+                        fitted.tuned.num_boost_round, t.seed, t.threads, num_class=num_class, prefix=prefix)
+
+
+def _ensemble_fit(name: str, task: str, fitted: FittedModel, ensemble: EnsembleFit, **values: Any) -> TargetFit:
+    """A TargetFit whose model is the ensemble (its hyper-parameters: the tuned member's, and the weights)."""
+    tuned = fitted.tuned
+    hyper = {**chosen_hyperparameters(tuned), **{f"ensemble_weight_{n}": float(w)
+                                                for n, w in zip(ensemble.model.names, ensemble.model.weights,
+                                                                strict=True)}}
+    metrics = {**ensemble.metrics, **values.pop("metrics", {})}
+    return TargetFit(name, task, ensemble.model, hyper, n_trials=tuned.n_trials, validation_loss=tuned.best_value,
+                     study_name=tuned.study_name, metrics=metrics, **values)
 
 
 def chosen_hyperparameters(tuned: TuneResult) -> dict[str, Any]:
@@ -503,6 +526,15 @@ def fit_score(data: TrainingData, weight: np.ndarray | None, options: FitOptions
     X = data.X_respondents
     fitted = _fit(data, options, "score", MULTICLASS, X, tg.band_index, weight, holdout,
                   num_class=len(c.score.band_names))
+    ensemble = _ensemble(data, "score", MULTICLASS, X, tg.band_index, weight, holdout, fitted,
+                         num_class=len(c.score.band_names), prefix="score_")
+    if ensemble is not None:  # its temperature is inside the ensemble: the bundle's stays 1
+        metrics = {"score_temperature": ensemble.model.temperature}
+        if holdout.any():
+            metrics.update(evaluate.band_metrics(multiclass_probabilities(ensemble.test_raw), tg.band_index[holdout],
+                                                 "test_"))
+        return _ensemble_fit("score", MULTICLASS, fitted, ensemble, metrics=metrics, calibration=1.0,
+                             out_of_fold=multiclass_probabilities(ensemble.out_of_fold))
     train_rows = np.flatnonzero(~holdout)
     valid_rows = train_rows[fitted.tuned.valid_rows]
     valid_weight = None if weight is None else weight[valid_rows]
@@ -530,6 +562,14 @@ def fit_expected_score(data: TrainingData, weight: np.ndarray | None, options: F
     score = np.asarray(c.score.levels, float)[tg.level_index]
     fitted = _fit(data, options, "expected_score", REGRESSION, X, score, weight, holdout)
     metrics: dict[str, float] = {}
+    ensemble = _ensemble(data, "expected_score", REGRESSION, X, score, weight, holdout, fitted,
+                         prefix="expected_score_")
+    if ensemble is not None:
+        if holdout.any():
+            predicted = np.clip(ensemble.test_raw, c.score.scale[0], c.score.scale[1])
+            metrics["test_expected_score_mae"] = evaluate.expected_score_mae(predicted, score[holdout])
+        oof = np.clip(ensemble.out_of_fold, c.score.scale[0], c.score.scale[1])
+        return _ensemble_fit("expected_score", REGRESSION, fitted, ensemble, metrics=metrics, out_of_fold=oof)
     if holdout.any():
         predicted = np.clip(fitted.test_raw, c.score.scale[0], c.score.scale[1])
         metrics["test_expected_score_mae"] = evaluate.expected_score_mae(predicted, score[holdout])
@@ -581,11 +621,14 @@ def fit_causes(data: TrainingData, weight: np.ndarray | None,
             notes.append(f"cause '{code}' named by fewer than {MIN_CAUSE_POSITIVES} respondents: not modelled")
             continue
         fitted = _fit(data, options, f"cause_{code}", BINARY, X, y, weight, holdout)
+        ensemble = _ensemble(data, "causes", BINARY, X, y, weight, holdout, fitted, prefix=f"cause_{code}_")
+        test_raw = fitted.test_raw if ensemble is None else ensemble.test_raw
         own: dict[str, float] = {}
         if holdout.any():
-            own[f"test_cause_auc_{code}"] = evaluate.safe_auc(y[holdout], binary_probability(fitted.test_raw))
+            own[f"test_cause_auc_{code}"] = evaluate.safe_auc(y[holdout], binary_probability(test_raw))
         metrics.update(own)
-        fits[code] = _target_fit(f"cause_{code}", BINARY, fitted, metrics=own)
+        fits[code] = (_target_fit(f"cause_{code}", BINARY, fitted, metrics=own) if ensemble is None
+                      else _ensemble_fit(f"cause_{code}", BINARY, fitted, ensemble, metrics=own))
     aucs = [v for k, v in metrics.items() if k.startswith("test_cause_auc_") and np.isfinite(v)]
     if aucs:
         metrics["test_cause_auc_mean"] = float(np.mean(aucs))
@@ -607,10 +650,14 @@ def fit_drivers(data: TrainingData, weight: np.ndarray | None,
         w = None if weight is None else weight[rated]
         holdout = data.respondent_holdout[rated]
         fitted = _fit(data, options, f"driver_{driver}", REGRESSION, X_all[rated], values[rated], w, holdout)
+        ensemble = _ensemble(data, "drivers", REGRESSION, X_all[rated], values[rated], w, holdout, fitted,
+                             prefix=f"driver_{driver}_")
+        test_raw = fitted.test_raw if ensemble is None else ensemble.test_raw
         own: dict[str, float] = {}
         if holdout.any():
-            own[f"test_driver_mae_{driver}"] = float(np.abs(fitted.test_raw - values[rated][holdout]).mean())
-        fits[driver] = _target_fit(f"driver_{driver}", REGRESSION, fitted, metrics=own)
+            own[f"test_driver_mae_{driver}"] = float(np.abs(test_raw - values[rated][holdout]).mean())
+        fits[driver] = (_target_fit(f"driver_{driver}", REGRESSION, fitted, metrics=own) if ensemble is None
+                        else _ensemble_fit(f"driver_{driver}", REGRESSION, fitted, ensemble, metrics=own))
     return fits, notes
 
 
@@ -639,12 +686,15 @@ def fit_churn(data: TrainingData, options: FitOptions, expected: np.ndarray | No
         X = np.column_stack([X, expected[positions], p_bottom[positions]])
     holdout = split_holdout(len(y), data.holdout_fraction, c.training.seed, y)
     fitted = _fit(data, options, "churn", BINARY, X, y, None, holdout)
+    ensemble = _ensemble(data, "churn", BINARY, X, y, None, holdout, fitted, prefix="churn_")
     metrics: dict[str, float] = {}
     if holdout.any():
-        p = binary_probability(fitted.test_raw)
+        p = binary_probability(fitted.test_raw if ensemble is None else ensemble.test_raw)
         metrics["test_churn_roc_auc"] = evaluate.safe_auc(y[holdout], p)
         metrics["test_churn_pr_auc"] = evaluate.safe_pr_auc(y[holdout], p)
     metrics["churn_rate"] = float(y.mean())
+    if ensemble is not None:
+        return _ensemble_fit("churn", BINARY, fitted, ensemble, metrics=metrics)
     return _target_fit("churn", BINARY, fitted, metrics=metrics)
 
 
