@@ -476,7 +476,7 @@ def segments(
         raise ConfigError(f"--level must be between 0 and 1, got {level}")
     cfg = _load(config)
     dataset, loaded = load_scoring_inputs(cfg, model_version)
-    table = segment_figures(cfg, loaded.bundle, dataset, by, level)  # checks `by` (a column or problem_group)
+    table = segment_figures(cfg, loaded.bundle, dataset, by, level, whole_population=True)  # checks `by`
     band_columns = [c for c in table.columns if c.startswith("p_")]
     view = Table(title=f"segments by {by}: doubly robust score, {level:.0%} interval (model v{loaded.version})")
     for column in ["segment", "n_customers", "n_respondents", *band_columns, "score (DR)", "interval",
