@@ -188,13 +188,22 @@ def generate(
     survey_rate: Annotated[float, typer.Option(help="Share of customers who answered the survey")] = 0.03,
     seed: Annotated[int, typer.Option(help="Random seed")] = 42,
     name: Annotated[str, typer.Option(help="Dataset name in the config")] = "synthetic",
+    hidden_trait: Annotated[float | None, typer.Option(
+        help="Strength of an unobserved trait behind both answering and satisfaction (log-odds of answering "
+             "per SD); churn then follows the score and observed columns only")] = None,
+    uninformative_churn: Annotated[bool, typer.Option(
+        help="With --hidden-trait: churn says nothing about satisfaction")] = False,
 ) -> None:
     """Write a synthetic company with known ground truth (truth.parquet) in the contract's format."""
-    from cxpredict.features.synthetic import generate_company, write_company
+    from cxpredict.features.synthetic import HiddenTrait, generate_company, generate_selected_company, write_company
 
     if customers < 100 or not 0 < survey_rate < 1:
         raise ConfigError("--customers must be at least 100 and --survey-rate between 0 and 1")
-    company = generate_company(customers, survey_rate, seed)
+    if hidden_trait is None:
+        company = generate_company(customers, survey_rate, seed)
+    else:
+        trait = HiddenTrait(strength=hidden_trait, **({"churn_per_score_point": 0.0} if uninformative_churn else {}))
+        company = generate_selected_company(customers, survey_rate, seed, trait)
     config_path = write_company(company, out, name=name)
     typer.echo(f"wrote {len(company.customers)} customers, {len(company.survey)} respondents -> {config_path}")
 

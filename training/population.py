@@ -115,7 +115,8 @@ class NonresponseInputs:
     """What the missing-not-at-random figures need beyond the doubly robust one.
 
     Attributes:
-        shadow: the shadow outcomes of every customer (customers × k), e.g. churn.
+        shadow: the shadow outcomes of every customer (customers × k), e.g. churn; None when
+            some customer lacks one (the sensitivity band is still computed).
         shadow_name: the first shadow outcome's name (for the sentence).
         propensity: every customer's out-of-fold P(responded) (the response model's, MAR).
         score: the respondents' observed score, aligned with the respondents' positions.
@@ -124,7 +125,7 @@ class NonresponseInputs:
         reps: bootstrap draws.
     """
 
-    shadow: np.ndarray
+    shadow: np.ndarray | None
     shadow_name: str
     propensity: np.ndarray
     score: np.ndarray
@@ -207,11 +208,13 @@ def _nonresponse_figures(config: CxConfig, inputs: NonresponseInputs, net: np.nd
         columns.append(np.asarray(inputs.extra_design, float).reshape(len(net), -1))
     design = np.column_stack(columns)
     seed = config.training.seed
-    shadow = shadow_variable_estimate(band_index, inputs.score, positions, design, inputs.shadow, len(names),
-                                      top, bottom, seed, inputs.reps, contributions)
     band = sensitivity_band(net, observed, positions, respondent_propensity, seed, reps=inputs.reps,
                             floor=PROPENSITY_FLOOR)
-    gap = churn_gap(np.asarray(inputs.shadow, float).reshape(len(net), -1)[:, 0], positions, observed, net, design,
-                    seed, inputs.reps, name=inputs.shadow_name, score=inputs.score)
+    shadow = gap = None
+    if inputs.shadow is not None:
+        shadow = shadow_variable_estimate(band_index, inputs.score, positions, design, inputs.shadow, len(names),
+                                          top, bottom, seed, inputs.reps, contributions)
+        gap = churn_gap(np.asarray(inputs.shadow, float).reshape(len(net), -1)[:, 0], positions, observed, net,
+                        design, seed, inputs.reps, name=inputs.shadow_name, score=inputs.score)
     return {"shadow": shadow, "sensitivity": band, "headline": headline_interval(sampling, shadow, band),
             "churn_gap": gap}

@@ -663,11 +663,12 @@ def shadow_outcomes(data: TrainingData) -> np.ndarray | None:
 
 def nonresponse_inputs(data: TrainingData, propensity: TargetFit | None,
                        expected: np.ndarray | None = None) -> NonresponseInputs | None:
-    """The shadow-variable estimate's inputs (None: no shadow outcome for every customer, or no response model)."""
-    shadow = shadow_outcomes(data)
-    if shadow is None or propensity is None or propensity.all_out_of_fold is None:
+    """The missing-not-at-random figures' inputs (None: no response model; no shadow estimate without
+    a shadow outcome for every customer)."""
+    if propensity is None or propensity.all_out_of_fold is None:
         return None
-    return NonresponseInputs(shadow=shadow, shadow_name=data.config.shadow_outcome_columns[0],
+    columns = data.config.shadow_outcome_columns
+    return NonresponseInputs(shadow=shadow_outcomes(data), shadow_name=columns[0] if columns else "",
                              propensity=np.asarray(propensity.all_out_of_fold),
                              score=np.asarray(data.targets.level_index, float), extra_design=expected)
 
@@ -793,7 +794,7 @@ def fit_models(config: CxConfig, dataset: Dataset, tune_trials: int | None = Non
     bundle = replace(
         scoring, churn_booster=None if churn is None else churn.booster, churn_uses_experience=uses_experience,
         conformal=conformal, respondent_oof=respondent_oof, drift_reference=DriftReference.fit(data.pipeline, data.X),
-        metadata={"metrics": _finite(metrics), "notes": list(notes)},
+        metadata={"metrics": _finite(metrics), "notes": list(notes), "population_notes": population.sentences()},
     )
     return TrainedModels(
         data=data, propensity=propensity, respondent_weight=weight, score=score, expected_score=expected_score,
