@@ -44,11 +44,24 @@ WEAK_CONDITION = 1e6
 MIN_CONVERGED_SHARE = 0.9  # of bootstrap draws whose equations solved
 MAX_SHADOW_HALF_WIDTH = 25.0  # points: wider, the bootstrap itself is not to be trusted
 DEFAULT_REPS = 200
+WEAK_REPS = 20  # bootstrap draws when the first stage already says too weak
 _Z = float(norm.ppf(0.975))
 
 
 def _expit(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
+
+
+def _cross(weight: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Σ_i w_i·left_i·right_iᵀ without BLAS: on a shared, busy machine BLAS's threads made these small
+    products 50× slower (measured 11 ms against 0.2 ms for a 100,000-row dot product)."""
+    return np.einsum("i,ij,ik->jk", weight, left, right)
+
+
+def _poisson_frequencies(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Bootstrap frequencies as independent Poisson(1) counts: the multinomial's large-n limit, and a
+    hundredfold cheaper to draw over 100,000 customers (Hanley & MacGibbon 2006)."""
+    return rng.poisson(1.0, n).astype(float)
 
 
 def _standardised(matrix: np.ndarray) -> np.ndarray:
@@ -70,7 +83,7 @@ class Calibration:
 
 
 def solve_calibration(design: np.ndarray, instruments: np.ndarray, score: np.ndarray, positions: np.ndarray,
-                      frequency: np.ndarray | None = None, max_iter: int = 50) -> Calibration:
+                      frequency: np.ndarray | None = None, max_iter: int = 30) -> Calibration:
     """Solve Σ_all f·u = Σ_respondents f·u / π for u = (1, h(x), z), π = expit(α·(1, h(x)) + γ·score).
 
     Args:
@@ -95,7 +108,7 @@ def solve_calibration(design: np.ndarray, instruments: np.ndarray, score: np.nda
     theta[0] = np.log(share / (1 - share)) if share < 1 else 10.0
 
     def residual(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        odds_inverse = np.exp(-np.clip(x_resp @ t, -30, 30))  # (1 − π)/π
+        odds_inverse = np.exp(-np.clip((x_resp * t).sum(axis=1), -30, 30))  # (1 − π)/π
         weighted = f_resp * (1.0 + odds_inverse)
         return target - (weighted[:, None] * u_resp).sum(axis=0), odds_inverse
 
@@ -103,19 +116,23 @@ def solve_calibration(design: np.ndarray, instruments: np.ndarray, score: np.nda
     scale = np.abs(target).max() + f.sum()
     converged = False
     for _ in range(max_iter):
-        jacobian = ((f_resp * odds_inverse)[:, None] * u_resp).T @ x_resp  # ∂g/∂θ
+        jacobian = _cross(f_resp * odds_inverse, u_resp, x_resp)  # ∂g/∂θ
         step = np.linalg.lstsq(jacobian, -g, rcond=None)[0]
         norm_g = np.linalg.norm(g)
-        for _half in range(30):  # step halving keeps ‖g‖ falling
+        improved = False
+        for _half in range(20):  # step halving keeps ‖g‖ falling
             candidate_g, candidate_odds = residual(theta + step)
             if np.linalg.norm(candidate_g) < norm_g:
+                improved = True
                 break
             step = step / 2
+        if not improved:  # stuck: the equations have no root near here (a weak shadow outcome)
+            break
         theta, g, odds_inverse = theta + step, candidate_g, candidate_odds
         if np.linalg.norm(g) < 1e-9 * scale:
             converged = True
             break
-    jacobian = ((f_resp * odds_inverse)[:, None] * u_resp).T @ x_resp
+    jacobian = _cross(f_resp * odds_inverse, u_resp, x_resp)
     singular = np.linalg.svd(jacobian, compute_uv=False)
     condition = float(singular[0] / singular[-1]) if singular[-1] > 0 else float("inf")
     # Over-identified (several shadow outcomes): the least-squares solution leaves a residual.
@@ -220,20 +237,22 @@ def shadow_variable_estimate(band_index: np.ndarray, score: np.ndarray, position
         return float(100 * (shares[top] - shares[bottom])), shares
 
     point, shares = estimate(fit.inverse_propensity)
+    strength = first_stage_f(h, z, s, positions)
+    if strength < WEAK_FIRST_STAGE_F:
+        reps = min(reps, WEAK_REPS)  # the verdict is already "too weak": the interval only illustrates it
     rng = np.random.default_rng(seed)
     draws, differences = [], []
     for _ in range(reps):
-        frequency = rng.multinomial(n, np.full(n, 1.0 / n)).astype(float)
+        frequency = _poisson_frequencies(rng, n)
         boot = solve_calibration(h, z, s, positions, frequency)
         if not boot.converged:
             continue
         value, _shares = estimate(frequency[positions] * boot.inverse_propensity)
         draws.append(value)
         if doubly_robust_contributions is not None:
-            differences.append(value - 100 * float(frequency @ doubly_robust_contributions) / n)
+            differences.append(value - 100 * float((frequency * doubly_robust_contributions).sum()) / frequency.sum())
     converged_share = len(draws) / reps if reps else 1.0
     low, high = (np.quantile(draws, [0.025, 0.975]) if len(draws) >= 2 else (np.nan, np.nan))
-    strength = first_stage_f(h, z, s, positions)
     identified, verdict = _identification_verdict(strength, fit, converged_share, float(high - low) / 2)
     disagreement = disagreement_se = None
     if doubly_robust_contributions is not None:
@@ -332,7 +351,7 @@ def _bounds(predicted: np.ndarray, observed: np.ndarray, positions: np.ndarray, 
     keep = f_resp > 0
     lo, hi = (low_w * f_resp)[keep], (high_w * f_resp)[keep]
     residual = (observed - predicted[positions])[keep]
-    base = float(f @ predicted) / f.sum()
+    base = float((f * predicted).sum()) / f.sum()
     obs = observed[keep]
     return (
         base + _extreme_weighted_mean(residual, lo, hi, upper=False),
@@ -368,7 +387,7 @@ def sensitivity_band(predicted: np.ndarray, observed: np.ndarray, positions: np.
     predicted, observed = np.asarray(predicted, float), np.asarray(observed, float)
     n = len(predicted)
     rng = np.random.default_rng(seed)
-    frequencies = [rng.multinomial(n, np.full(n, 1.0 / n)).astype(float) for _ in range(reps)]
+    frequencies = [_poisson_frequencies(rng, n) for _ in range(reps)]
     dr, ipw = [], []
     for lam in lambdas:
         point = _bounds(predicted, observed, positions, propensity, lam, floor, None)
@@ -513,11 +532,12 @@ def churn_gap(shadow: np.ndarray, positions: np.ndarray, observed: np.ndarray, p
         fr = f[positions]
         beta = np.linalg.lstsq(x_resp * np.sqrt(fr)[:, None], z[positions] * np.sqrt(fr), rcond=None)[0]
         fs = f[silent]
-        return float(fs @ z[silent] / fs.sum()), float(fs @ (x_silent @ beta) / fs.sum()), float(beta[-1])
+        implied = (x_silent * beta).sum(axis=1)
+        return float((fs * z[silent]).sum() / fs.sum()), float((fs * implied).sum() / fs.sum()), float(beta[-1])
 
     observed_rate, predicted_rate, slope = fit(np.ones(n))
     rng = np.random.default_rng(seed)
-    gaps = [o - p for o, p, _ in (fit(rng.multinomial(n, np.full(n, 1.0 / n)).astype(float)) for _ in range(reps))]
+    gaps = [o - p for o, p, _ in (fit(_poisson_frequencies(rng, n)) for _ in range(reps))]
     gap = observed_rate - predicted_rate
     gap_se = float(np.std(gaps, ddof=1)) if len(gaps) >= 2 else float("nan")
     silent_share = float(silent.mean())
