@@ -188,6 +188,9 @@ def generate(
     survey_rate: Annotated[float, typer.Option(help="Share of customers who answered the survey")] = 0.03,
     seed: Annotated[int, typer.Option(help="Random seed")] = 42,
     name: Annotated[str, typer.Option(help="Dataset name in the config")] = "synthetic",
+    texts: Annotated[bool, typer.Option(
+        "--texts", help="Also write survey free text (comment), texts.csv and codeframe.yaml (Chinese and English)")]
+    = False,
     hidden_trait: Annotated[float | None, typer.Option(
         help="Strength of an unobserved trait behind both answering and satisfaction (log-odds of answering "
              "per SD); churn then follows the score and observed columns only")] = None,
@@ -205,6 +208,11 @@ def generate(
         trait = HiddenTrait(strength=hidden_trait, **({"churn_per_score_point": 0.0} if uninformative_churn else {}))
         company = generate_selected_company(customers, survey_rate, seed, trait)
     config_path = write_company(company, out, name=name)
+    if texts:
+        from cxpredict.features.synthetic_text import write_company_texts
+
+        written = write_company_texts(company, out, seed)
+        typer.echo(f"wrote {len(written.texts)} texts and {len(written.survey_text)} survey answers")
     typer.echo(f"wrote {len(company.customers)} customers, {len(company.survey)} respondents -> {config_path}")
 
 
@@ -879,6 +887,48 @@ def serve(
     uvicorn.run("cxpredict.serving.api.app:create_app", factory=True, host=host, port=port, workers=workers,
                 log_level=log_level.value)
 
+text_app = typer.Typer(no_args_is_help=True, help="Free text: code answers and tickets into causes, report on them.")
+app.add_typer(text_app, name="text")
+
+
+@text_app.command()  # named after the function: `cxpredict text code`
+@cli_errors
+def code(
+    config: ConfigOption,
+    out: Annotated[Path, typer.Option(help="CSV of coded texts (one row per text)")] = Path("coded.csv"),
+) -> None:
+    """Code every survey answer and text: P(code) per code, top code, sentiment, evidence words."""
+    from cxpredict.features.io import write_csv_atomic
+    from cxpredict.features.load import load_dataset
+    from cxpredict.features.text_features import code_dataset_texts
+
+    cfg = _load(config)
+    result = code_dataset_texts(cfg, load_dataset(cfg))
+    write_csv_atomic(result.coded, out)
+    for key in ("text_code_auc_macro", "text_sentiment_auc"):
+        if key in result.metrics:
+            typer.echo(f"{key.removeprefix('text_').replace('_', ' ')} (held out): {result.metrics[key]:.3f}")
+    for note in result.notes:
+        typer.echo(f"note: {note}")
+    typer.echo(f"coded {len(result.coded)} texts into {len(result.codeframe.codes)} codes -> {out}")
+
+
+@text_app.command("report")
+@cli_errors
+def text_report_command(
+    config: ConfigOption,
+    out: Annotated[Path, typer.Option(help="HTML file to write")] = Path("text_report.html"),
+) -> None:
+    """HTML for analysts: codes by frequency and band, verbatims (masked ids), sentiment trend, rising codes."""
+    from cxpredict.features.load import load_dataset
+    from cxpredict.features.text_features import code_dataset_texts
+    from cxpredict.training.text_report import text_report
+
+    cfg = _load(config)
+    path, run_id = text_report(cfg, code_dataset_texts(cfg, load_dataset(cfg)), out)
+    typer.echo(f"text report -> {path} (mlflow run {run_id})")
+
+
 campaign_app = typer.Typer(no_args_is_help=True, help="Campaigns with a control group: plan, results, report, history.")
 app.add_typer(campaign_app, name="campaign")
 StoreUrlOption = Annotated[
@@ -960,11 +1010,16 @@ def campaign_results(
         frame = pd.read_parquet(results) if results.suffix.lower() == ".parquet" else pd.read_csv(results)
     except Exception as err:  # unreadable file: one line, whatever the parser's complaint
         raise CampaignError(f"{results}: cannot read: {type(err).__name__}: {err}") from None
+    from cxpredict.serving.api.alerting import campaign_contact_outcomes
+
     known = set(load_dataset(cfg).customers[cfg.id_column].astype(str))
-    report = append_campaign_results(cfg, name, frame, _campaign_store_url(config, store_url), str(results), known)
+    url = _campaign_store_url(config, store_url)
+    report = append_campaign_results(cfg, name, frame, url, str(results), known,
+                                     contact_outcomes=campaign_contact_outcomes(url, name))
+    contacted = ", ".join(f"{n} {outcome}" for outcome, n in sorted(report.contacted.items()))
     typer.echo(f"appended {report.rows} rows of campaign '{name}' (wave {report.wave}: {report.treated} treated, "
-               f"{report.control} control; {report.with_churn} with churn, {report.with_score} with a score) "
-               f"-> {report.path}")
+               f"{report.control} control; {report.with_churn} with churn, {report.with_score} with a score"
+               f"{'; front-line outcomes: ' + contacted if contacted else ''}) -> {report.path}")
 
 
 @campaign_app.command("report")

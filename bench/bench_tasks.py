@@ -130,7 +130,7 @@ def _fill_tasks(url: str, ids: np.ndarray, n: int) -> float:
         reason="predicted detractor (0.71): network quality 37.2, dropped calls per month 2.7",
         strategy_id="loyalty_bonus", strategy_name="One-year contract with a loyalty bonus",
         expected_value=np.round(rng.uniform(0, 500, n), 2), p_bottom_band=rng.uniform(0, 1, n),
-        churn_probability=rng.uniform(0, 1, n), value=rng.uniform(200, 10_000, n), model_version="1",
+        churn_probability=rng.uniform(0, 1, n), value=rng.uniform(200, 10_000, n), model_version="1", campaign=None,
     )[list(TASK_COLUMNS)]
     tasks = TaskStore(url)
     started = time.perf_counter()

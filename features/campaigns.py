@@ -18,7 +18,7 @@ import fcntl
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from cxpredict.features.load import DataError, read_table, source_label
 PLAN_TABLE, INDEX_TABLE = "campaign_plans", "campaign_index"
 TREATED, CONTROL = "treated", "control"
 CAMPAIGN_COLUMN, WAVE_COLUMN, DATE_COLUMN = "campaign", "wave", "date"
+CONTACT_OUTCOME_COLUMN = "contact_outcome"  # from closed front-line tasks (cxpredict alerts)
 DEFAULT_CHURN_COLUMN = "churned"
 PLAN_COLUMNS = ("customer", "strategy", "strategy_name", "group", "rank", "expected_value", "expected_delta_churn",
                 "expected_delta_score", "value", "cost", "problem_group", "reason")
@@ -239,6 +240,7 @@ class AppendReport:
     control: int
     with_churn: int
     with_score: int
+    contacted: dict[str, int] = field(default_factory=dict)  # treated customers by front-line task outcome
 
 
 def _rows(mask: np.ndarray) -> str:
@@ -334,7 +336,7 @@ def check_results(
 
 def append_campaign_results(
     config: CxConfig, name: str, results: pd.DataFrame, store_url: str | None = None, source: str = "results",
-    known_ids: set[str] | None = None,
+    known_ids: set[str] | None = None, contact_outcomes: pd.Series | None = None,
 ) -> AppendReport:
     """Check results of a planned campaign and append them to the history as that campaign's wave.
 
@@ -349,6 +351,9 @@ def append_campaign_results(
         store_url: the customer store holding the plan (default: `default_store_url(config)`).
         source: the results' name for error messages.
         known_ids: the customers table's ids, to tell unknown customers from customers outside the plan.
+        contact_outcomes: customer -> outcome of the front-line task that carried the planned offer
+            (`serving.api.tasks.contact_outcomes`); written as column `contact_outcome` for treated rows,
+            so the history says who was really reached, not only who was assigned.
     Returns:
         What was appended.
     """
@@ -361,6 +366,11 @@ def append_campaign_results(
     path = history_path(config)
     rows = check_results(config, plan, results, source, name, known_ids)
     rows.insert(rows.columns.get_loc(CAMPAIGN_COLUMN) + 1, WAVE_COLUMN, info.wave)
+    contacted: dict[str, int] = {}
+    if contact_outcomes is not None and len(contact_outcomes):
+        outcome = rows[config.id_column].map(contact_outcomes).where(rows["treated"] == 1)
+        rows[CONTACT_OUTCOME_COLUMN] = outcome.astype(object).where(outcome.notna(), None)
+        contacted = {str(k): int(v) for k, v in outcome.value_counts().items()}
     with _locked(path):
         history = read_history(config)
         if not history.empty and CAMPAIGN_COLUMN in history.columns:
@@ -390,5 +400,5 @@ def append_campaign_results(
         campaign=name, wave=info.wave, path=str(path), rows=len(rows), treated=int(rows["treated"].sum()),
         control=int((rows["treated"] == 0).sum()),
         with_churn=int(rows[churn].notna().sum()) if churn in rows else 0,
-        with_score=int(rows[score].notna().sum()) if score in rows else 0,
+        with_score=int(rows[score].notna().sum()) if score in rows else 0, contacted=contacted,
     )

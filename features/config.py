@@ -45,6 +45,7 @@ class DataConfig(_Strict):
     outcomes: TableSource | None = None
     campaigns: TableSource | None = None
     owners: TableSource | None = None  # who tasks are routed to: owner_id, name, contact, covers
+    texts: TableSource | None = None  # complaint / ticket / review text for any customer: id, date, channel, text
 
 
 class FeaturesConfig(_Strict):
@@ -176,6 +177,28 @@ class CampaignConfig(_Strict):
     min_group_rows: int = Field(30, ge=1)  # treated and control rows a report cell needs for Qini / AUUC
 
 
+class SurveyConfig(_Strict):
+    """Survey columns beyond the score, causes and drivers (issue 18)."""
+
+    text_column: str | None = None  # the free-text answer ("why did you give this score?")
+
+
+class TextConfig(_Strict):
+    """How texts are read, coded and turned into features (issue 18)."""
+
+    # Longer texts are cut here (counted in the summary, never an error that stops scoring).
+    max_chars: int = Field(2000, ge=20)
+    recent_days: int = Field(30, ge=1)  # "recent" text features count texts this many days before the latest text
+    # Columns of the `texts` table (after `rename`).
+    date_column: str = "date"
+    channel_column: str = "channel"
+    text_column: str = "text"
+    # Survey answers whose code probability reaches this become cause labels when the survey has no coded causes.
+    label_threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    # Respondents' text features come from coders fitted on the other folds (no answer codes its own author).
+    cross_fit_folds: int = Field(5, ge=2, le=20)
+
+
 class MlflowConfig(_Strict):
     tracking_uri: str | None = None  # default: sqlite file beside the config
     experiment: str | None = None  # default: cxpredict-<name>
@@ -215,6 +238,9 @@ class CxConfig(_Strict):
     display_names: dict[str, str] = Field(default_factory=dict)
     survey_date_column: str | None = None  # the survey's answer date (waves); default: a column ending in "date"
     churn: ChurnConfig | None = None
+    survey: SurveyConfig = Field(default_factory=SurveyConfig)
+    codeframe: str | None = None  # cause codes with names and seed keywords (codeframe.yaml)
+    text: TextConfig = Field(default_factory=TextConfig)
     strategies: str | None = None
     alerts: str | None = None  # alert rules file (alerts.yaml); tasks route to `data.owners`
     webhooks: list[WebhookConfig] = Field(default_factory=list)

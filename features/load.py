@@ -6,6 +6,7 @@ Errors name the file, the column and the first offending rows (1-based data rows
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -33,6 +34,9 @@ class Dataset:
     causes: pd.DataFrame | None = None
     cause_codes: list[str] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)
+    # Set when texts were coded into customer features (`features.text_features.with_text_features`).
+    text_metrics: dict[str, float] = field(default_factory=dict)
+    text_notes: list[str] = field(default_factory=list)
 
 
 def _rows(mask: pd.Series | np.ndarray) -> str:
@@ -40,6 +44,16 @@ def _rows(mask: pd.Series | np.ndarray) -> str:
     shown = ", ".join(str(int(p)) for p in positions[:MAX_ROWS_SHOWN])
     more = f" and {len(positions) - MAX_ROWS_SHOWN} more" if len(positions) > MAX_ROWS_SHOWN else ""
     return f"rows {shown}{more}"
+
+
+def check_utf8(path: Path, label: str) -> None:
+    """Non-UTF-8 bytes stop the load with the file and the 1-based data row (the header is row 0)."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        row = data.count(b"\n", 0, err.start)
+        raise DataError(f"{label}: not UTF-8 text at byte {err.start} in row {row}") from None
 
 
 def source_label(config: CxConfig, source: TableSource | FileTable) -> str:
@@ -75,6 +89,9 @@ def read_table(config: CxConfig, source: TableSource | FileTable) -> pd.DataFram
             else:
                 raise DataError(f"{path}: unsupported file type '{suffix}' (use .csv or .parquet)")
         except DataError:
+            raise
+        except UnicodeDecodeError:
+            check_utf8(path, str(path))
             raise
         except Exception as err:
             raise DataError(f"{path}: cannot read: {type(err).__name__}: {err}") from None

@@ -10,6 +10,7 @@ recorded. The write side (experiment, signature, logging, registering) is
 
 from __future__ import annotations
 
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,9 @@ BACKTEST_ARTIFACT = "backtest.json"  # backtest run: the report
 DRIFT_ARTIFACT = "drift.json"  # drift run of `score`: per-feature PSI and the warnings
 STUDIES_ARTIFACT = "studies.json"  # tune run: each model's Optuna study, trials, best loss and settings
 FEEDBACK_ARTIFACT = "feedback.json"  # feedback run: the reason and per-segment figures
+TEXT_REPORT_ARTIFACT = "text/text_report.html"  # text-report run: the analyst page of coded texts
+TEXT_CODEFRAME_ARTIFACT = "text/codeframe.yaml"  # text-report run: the codeframe the texts were coded with
+TEXT_SUMMARY_ARTIFACT = "text/summary.json"  # text-report run: frequencies, rising codes, the coder's figures
 # Driver tables: written by training/drivers.py (training and explain runs), read by the API's
 # driver catalogue. The folder's files keep these names on disk too (`cxpredict explain --out`).
 DRIVERS_DIR = "drivers"
@@ -55,6 +59,7 @@ TAG_BUNDLE_SHA256 = "cxpredict.bundle_sha256"  # training run: SHA-256 of the bu
 TAG_CODE_SHA256 = "cxpredict.code_sha256"  # training run: SHA-256 of the model's code (`model_code_files`)
 TAG_KIND = "cxpredict.kind"  # what a run is, where runs are searched by kind
 KIND_EXPLAIN = "explain"
+KIND_TEXT_REPORT = "text_report"
 TAG_MODEL_NAME = "cxpredict.model_name"  # explain run: the explained model
 TAG_EXPLAINED_VERSION = "cxpredict.model_version"
 TAG_MODEL_RUN_ID = "cxpredict.model_run_id"
@@ -86,6 +91,18 @@ def explain_runs_filter(model_name: str, model_version: str) -> str:
     """MLflow search filter for the explain runs of one model version (names are ours, not a user's)."""
     return (f"tags.`{TAG_KIND}` = '{KIND_EXPLAIN}' and tags.`{TAG_MODEL_NAME}` = '{model_name}' "
             f"and tags.`{TAG_EXPLAINED_VERSION}` = '{model_version}'")
+
+
+_METRIC_UNSAFE = re.compile(r"[^0-9A-Za-z_\-. :/]")
+
+
+def metric_name(text: str) -> str:
+    """A metric name MLflow accepts: characters it refuses (brackets, commas, non-ASCII) become `_`.
+
+    Feature names enter metric names (drift PSI, mean |SHAP|) and may be words, such as
+    `text: billing complaint (last 30 days)`.
+    """
+    return _METRIC_UNSAFE.sub("_", text)
 
 
 def use_tracking_store(tracking_uri: str) -> None:
@@ -224,7 +241,9 @@ def load_scoring_inputs(config: CxConfig, version: str | None = None) -> tuple[D
     `FeaturePipeline.unreadable_values`) stops here with file, column and rows, instead of being
     scored, explained or simulated as if it were missing.
     """
-    dataset = load_dataset(config)
+    from cxpredict.features.text_features import with_text_features  # text coding only where a config asks
+
+    dataset = with_text_features(config, load_dataset(config))  # the text columns training saw
     loaded = load_champion(config, version)
     problems = loaded.bundle.pipeline.unreadable_values(dataset.customers)
     check_readable(problems, dataset.sources.get("customers", "customers"))

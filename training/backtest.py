@@ -29,6 +29,7 @@ from cxpredict.features.build import CATEGORICAL, FeaturePipeline
 from cxpredict.features.config import CxConfig
 from cxpredict.features.load import DataError, Dataset
 from cxpredict.features.progress import StepProgress, no_progress
+from cxpredict.features.text_features import uses_texts, with_text_features
 from cxpredict.models.bundle import band_column, cause_column, driver_column
 from cxpredict.models.estimators import BINARY, base_params, binary_probability, fit_booster, predict_raw
 from cxpredict.models.registry import BACKTEST_ARTIFACT
@@ -175,7 +176,9 @@ def evaluate_repeat(config: CxConfig, respondents: Dataset, kept: np.ndarray, tu
                     seed: int) -> dict[str, float]:
     """Train on the kept respondents and measure everything on the hidden ones."""
     repeat_config = config.model_copy(update={"training": config.training.model_copy(update={"seed": seed})})
-    fitted = fit_models(repeat_config, subset_survey(respondents, kept), tune_trials=tune_trials,
+    # The base is the respondents only: the other customers' texts are out of scope (counted in the notes).
+    kept_survey = with_text_features(repeat_config, subset_survey(respondents, kept), outside="skip")
+    fitted = fit_models(repeat_config, kept_survey, tune_trials=tune_trials,
                         holdout_fraction=0.0, log_trials=False, include_churn=False)
     bundle, X = fitted.bundle, fitted.data.X
 
@@ -238,7 +241,21 @@ def evaluate_repeat(config: CxConfig, respondents: Dataset, kept: np.ndarray, tu
         values = respondents.survey[driver].to_numpy(float)[hidden]
         rated = np.isfinite(values)
         m[f"driver_mae_{driver}"] = float(np.mean(np.abs(predicted[driver_column(driver)][rated] - values[rated])))
+    if uses_texts(config):
+        m.update(without_text_metrics(repeat_config, respondents, kept, hidden_pos, y_band, tune_trials))
     return m
+
+
+def without_text_metrics(config: CxConfig, respondents: Dataset, kept: np.ndarray, hidden_pos: np.ndarray,
+                         y_band: np.ndarray, tune_trials: int | None) -> dict[str, float]:
+    """The same repeat trained without texts: the hidden respondents' band figures as `without_text_*`,
+    beside the with-text ones, so the report shows what the texts buy."""
+    plain = config.model_copy(update={"codeframe": None})
+    fitted = fit_models(plain, subset_survey(respondents, kept), tune_trials=tune_trials, holdout_fraction=0.0,
+                        log_trials=False, include_churn=False)
+    predicted = fitted.bundle.predict_matrix(fitted.data.X[hidden_pos], config.training.threads)
+    band_probs = np.column_stack([predicted[band_column(b)] for b in config.score.band_names])
+    return evaluate.band_metrics(band_probs, y_band, "without_text_")
 
 
 def backtest(

@@ -50,6 +50,7 @@ from cxpredict.models.registry import (
     TAG_MODEL_RUN_ID,
     LoadedBundle,
     drivers_file,
+    metric_name,
 )
 from cxpredict.training.registry import configure_mlflow
 
@@ -525,7 +526,7 @@ def write_drivers(result: DriversResult, out_dir: Path, plots: bool = True) -> d
 def driver_metrics(result: DriversResult) -> dict[str, float]:
     """Mean |SHAP| per target and feature, and each target's additivity error, as MLflow metrics."""
     metrics = {
-        f"shap_mean_abs_{row.target}_{row.feature}": float(row.mean_abs_shap)
+        metric_name(f"shap_mean_abs_{row.target}_{row.feature}"): float(row.mean_abs_shap)
         for row in result.global_table.itertuples()
     }
     metrics.update({f"shap_additivity_error_{k}": e.additivity_error for k, e in result.explanations.items()})

@@ -30,6 +30,7 @@ from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 from cxpredict.features.build import FeaturePipeline
 from cxpredict.features.config import CxConfig
 from cxpredict.features.load import DataError, Dataset, check_respondents, load_dataset
+from cxpredict.features.text_features import with_text_features
 from cxpredict.models.bundle import ScoringBundle, band_column
 from cxpredict.models.drift import DriftReference
 from cxpredict.models.estimators import (
@@ -712,6 +713,7 @@ def fit_models(config: CxConfig, dataset: Dataset, tune_trials: int | None = Non
     Returns:
         Every fitted model as a value, the population score, the bundle, metrics and notes.
     """
+    dataset = with_text_features(config, dataset)  # texts as customer columns (a no-op without texts)
     data = prepare_training(config, dataset, holdout_fraction)
     if len(data.targets.positions) < config.training.min_respondents:
         raise DataError(
@@ -776,7 +778,8 @@ def fit_models(config: CxConfig, dataset: Dataset, tune_trials: int | None = Non
         )
         ids = dataset.customers[config.id_column].astype(str).to_numpy()[tg.positions]
         respondent_oof = respondent_oof_frame(config, ids, np.asarray(score.out_of_fold), respondent_propensity)
-    metrics: dict[str, float] = {}
+    metrics: dict[str, float] = dict(dataset.text_metrics)
+    notes += dataset.text_notes
     for fit in [propensity, score, expected_score]:
         if fit is not None:
             metrics.update(fit.metrics)
@@ -831,7 +834,7 @@ def train(
         config = config.model_copy(
             update={"training": config.training.model_copy(update={"study_storage": study_storage})}
         )
-    dataset = dataset or load_dataset(config)
+    dataset = with_text_features(config, dataset or load_dataset(config))
     check_respondents(config, dataset)  # before any MLflow run is opened
     configure_mlflow(config)
     seconds: dict[str, float] = {}

@@ -2,8 +2,10 @@
 
 One pass over the store in chunks (bounded memory): each chunk is scored once; the rules are
 evaluated on the alert frame (customers + scores + derived columns, see features.alerts); only the
-rows some rule matches are explained (top SHAP drivers of P(bottom band)) and simulated (best
-strategy by expected value), because that is where the reason and the suggestion are needed.
+matches that become new tasks (or whose campaign plan changed) are explained (top SHAP drivers of
+P(bottom band)) and simulated (best strategy by expected value): that is where a reason and a
+suggestion are needed, and doing it for every match cost ~10x the scoring at a million customers.
+A running campaign plan overrides the suggestion (`planned_offers`).
 The resulting (customer, rule) pairs go to `TaskStore.sync` in one step at the end, so a failed
 run changes nothing.
 
@@ -22,7 +24,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,13 +48,14 @@ from cxpredict.features.alerts import (
     rule_mask,
     validate_alert_rules,
 )
+from cxpredict.features.campaigns import CAMPAIGN_COLUMN, TREATED, CampaignError, PlanStore, read_history
 from cxpredict.features.config import CxConfig
 from cxpredict.features.strategies import Strategy, config_strategies
 from cxpredict.models.bundle import ScoringBundle, band_column, cause_column
 from cxpredict.models.scoring import CustomerScorer, ScoringOptions
 from cxpredict.models.simulate import NO_STRATEGY, SimulationError, best_strategy, simulate_effects
 from cxpredict.serving.api.store import OBSERVED_COLUMN, CustomerStore, StoreError
-from cxpredict.serving.api.tasks import TASK_COLUMNS, SyncReport, TaskStore
+from cxpredict.serving.api.tasks import TASK_COLUMNS, SyncReport, TaskStore, contact_outcomes
 
 logger = logging.getLogger(__name__)
 DRIVERS_IN_REASON = 2
@@ -198,12 +201,48 @@ def _best_strategies(bundle: ScoringBundle, customers: pd.DataFrame, strategies:
     return best[["best_strategy", "expected_value"]]
 
 
+def planned_offers(config: CxConfig, store_url: str) -> pd.DataFrame:
+    """customer -> campaign, group, strategy, strategy_name, expected_value of the campaign plans still running.
+
+    A plan is running until results for it reach the campaigns history. A customer in several running
+    plans belongs to the latest wave's. A task for a planned customer must carry the plan's decision:
+    the planned offer for the treated group, no offer at all for the control group (an offer there would
+    spoil the comparison the next round learns from).
+    """
+    columns = ["campaign", "group", "strategy", "strategy_name", "expected_value"]
+    plans = PlanStore(store_url)
+    try:
+        campaigns = plans.campaigns()
+        if not campaigns:
+            return pd.DataFrame(columns=columns)
+        try:
+            history = read_history(config) if config.data.campaigns is not None else pd.DataFrame()
+        except CampaignError:  # a SQL history cannot take results: every plan counts as running
+            history = pd.DataFrame()
+        done = (set(history[CAMPAIGN_COLUMN].dropna().astype(str))
+                if not history.empty and CAMPAIGN_COLUMN in history else set())
+        frames = [plans.plan(c.name).assign(campaign=c.name) for c in campaigns if c.name not in done]
+    finally:
+        plans.close()
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    running = pd.concat(frames, ignore_index=True)  # campaigns() is oldest wave first: keep the last
+    running["customer"] = running["customer"].astype(str)
+    return running.drop_duplicates("customer", keep="last").set_index("customer")[columns]
+
+
 class _Matcher:
     """Evaluates the rules on one chunk and builds its task rows."""
 
     def __init__(self, config: CxConfig, bundle: ScoringBundle, setup: AlertSetup, model_version: str,
-                 threads: int):
+                 threads: int, active: Mapping[tuple[str, str], str | None] | None = None,
+                 planned: pd.DataFrame | None = None):
         self.config, self.bundle, self.setup = config, bundle, setup
+        self.planned = planned if planned is not None else pd.DataFrame(
+            columns=["campaign", "group", "strategy", "strategy_name", "expected_value"])
+        # Pairs that already have a task keep it (TaskStore.sync): explaining and simulating them again
+        # would be thrown away, and it is most of the run's cost.
+        self.active = active or {}
         self.model_version, self.threads = model_version, threads
         self.explainer = CustomerScorer(bundle, ScoringOptions(uncertainty=False, explain=3,
                                                                explain_targets=(bundle.bottom_band,)), threads)
@@ -220,17 +259,50 @@ class _Matcher:
             return pd.DataFrame(columns=list(TASK_COLUMNS))
         matched = frame.iloc[rows].reset_index(drop=True)
         id_column = self.bundle.id_column
-        drivers = _driver_phrases(self.explainer.top_drivers(X[rows]), self.bundle.bottom_band)
-        causes = _cause_phrases(matched, self.codes)
-        best = _best_strategies(self.bundle, chunk.iloc[rows].reset_index(drop=True), self.setup.strategies,
-                                self.config.value_column, self.threads)
         ids = matched[id_column].astype(str).to_numpy()
+        plan_campaign = (self.planned["campaign"].reindex(ids).to_numpy(object) if len(self.planned)
+                         else np.full(len(ids), None, object))
+        missing = object()
+        changed = np.zeros(len(rows), bool)  # a new pair, or one whose task must take a new campaign's decision
+        for rule in self.setup.rules:
+            hit = masks[rule.id][rows]
+            changed |= hit & np.array([(task := self.active.get((i, rule.id), missing)) is missing
+                                       or (isinstance(c, str) and task != c)
+                                       for i, c in zip(ids, plan_campaign, strict=True)])
+        detail = np.flatnonzero(changed)
+        drivers = [""] * len(rows)
+        causes = [""] * len(rows)
+        best = None
+        if detail.size:
+            for k, phrase in zip(detail, _driver_phrases(self.explainer.top_drivers(X[rows[detail]]),
+                                                         self.bundle.bottom_band), strict=True):
+                drivers[k] = phrase
+            for k, phrase in zip(detail, _cause_phrases(matched.iloc[detail], self.codes), strict=True):
+                causes[k] = phrase
+            best = _best_strategies(self.bundle, chunk.iloc[rows[detail]].reset_index(drop=True),
+                                    self.setup.strategies, self.config.value_column, self.threads)
         if best is not None:
             strategy = best["best_strategy"].reindex(ids).to_numpy(object)
             expected = best["expected_value"].reindex(ids).to_numpy(float)
         else:
             strategy, expected = np.full(len(ids), None, object), np.full(len(ids), np.nan)
-        has_strategy = np.array([s is not None and s != NO_STRATEGY for s in strategy])
+        has_strategy = np.array([isinstance(s, str) and s != NO_STRATEGY for s in strategy], bool)
+        names = np.array([self.names.get(s) if h else None for s, h in zip(strategy, has_strategy, strict=True)],
+                         object)
+        campaign = np.full(len(ids), None, object)
+        plan_note = np.full(len(ids), "", object)
+        if len(self.planned):
+            plan = self.planned.reindex(ids)
+            in_plan = plan["campaign"].notna().to_numpy()
+            treated = in_plan & (plan["group"] == TREATED).to_numpy()
+            control = in_plan & ~treated
+            campaign[in_plan] = plan["campaign"].to_numpy(object)[in_plan]
+            strategy = np.where(treated, plan["strategy"].to_numpy(object), strategy)
+            names = np.where(treated, plan["strategy_name"].to_numpy(object), names)
+            expected = np.where(treated, plan["expected_value"].to_numpy(float), expected)
+            has_strategy = np.where(control, False, has_strategy | treated)
+            plan_note[treated] = [f"planned offer of campaign '{c}'" for c in campaign[treated]]
+            plan_note[control] = [f"control group of campaign '{c}': make no offer" for c in campaign[control]]
         parts = []
         position = {r: i for i, r in enumerate(rows)}
         for rule in self.setup.rules:
@@ -248,21 +320,21 @@ class _Matcher:
             for k, i in enumerate(local):
                 head = ", ".join(p for p in (describe_condition(c, v[k], self.bundle.bottom_band)
                                              for c, v in zip(rule.columns, head_values, strict=True)) if p)
-                tail = "; ".join(p for p in (drivers[i], causes[i]) if p)
+                tail = "; ".join(p for p in (drivers[i], causes[i], plan_note[i]) if p)
                 reasons.append(f"{head}: {tail}" if tail else head)
             self.matched_by_rule[rule.id] += int(routed.sum())
             part = pd.DataFrame({
                 "customer_id": ids[local], "rule_id": rule.id, "level": rule.level, "basis": rule.basis,
                 "owner_id": owner, "reason": reasons,
                 "strategy_id": np.where(has_strategy[local], strategy[local], None),
-                "strategy_name": [self.names.get(s) if h else None
-                                  for s, h in zip(strategy[local], has_strategy[local], strict=True)],
+                "strategy_name": np.where(has_strategy[local], names[local], None),
                 "expected_value": np.where(has_strategy[local], np.round(expected[local], 2), np.nan),
                 "p_bottom_band": sub[P_BOTTOM].to_numpy(float),
                 "churn_probability": (sub["churn_probability"].to_numpy(float) if "churn_probability" in sub
                                       else np.nan),
                 "value": sub[VALUE].to_numpy(float),
                 "model_version": self.model_version,
+                "campaign": campaign[local],
             })
             parts.append(part[routed])
         return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(TASK_COLUMNS))
@@ -329,7 +401,8 @@ def run_alerts(
     uses_drop = any(SCORE_DROP in r.columns for r in setup.rules)
     previous = _previous_scores(store) if uses_drop else None
     scorer = CustomerScorer(bundle, ScoringOptions(uncertainty=False), threads)
-    matcher = _Matcher(config, bundle, setup, model_version, threads)
+    matcher = _Matcher(config, bundle, setup, model_version, threads, tasks.active_pairs(),
+                       planned_offers(config, store.url))
     parts: list[pd.DataFrame] = []
     snapshot: list[pd.DataFrame] = []
     n_customers = 0
@@ -369,21 +442,20 @@ def run_alerts(
                           matcher.unrouted, time.perf_counter() - started, model_version, notes)
 
 
-def append_task_results(config: CxConfig, tasks: TaskStore,
-                        append: Callable[[CxConfig, pd.DataFrame], Any] | None = None) -> pd.DataFrame:
-    """Closed tasks that carried an offer, as campaign results; handed to `append` when given.
+def campaign_contact_outcomes(store_url: str, campaign: str, table: str = "customers") -> pd.Series:
+    """customer -> outcome of the closed front-line tasks that carried `campaign`'s planned offer.
 
-    INTEGRATION HOOK: the strategy loop (issue 13) adds the function that appends a results frame
-    to the config's campaigns history (`campaign results`). Once it is merged, pass it as `append`
-    here (and from `cxpredict alerts export`); until then the frame is only returned and written
-    by `alerts export` as `_campaign_results.csv`.
+    `campaign results` (CLI and API) passes this to `append_campaign_results`, so what the front line
+    recorded reaches the campaigns history beside the churn and score outcomes.
     """
-    from cxpredict.serving.api.tasks import campaign_results_frame
-
-    results = campaign_results_frame(tasks.frame())
-    if append is not None and len(results):
-        append(config, results)
-    return results
+    tasks = TaskStore(store_url, table)
+    try:
+        if tasks.tasks.name not in inspect(tasks.engine).get_table_names():
+            return pd.Series(dtype=object, name="contact_outcome")
+        tasks.create()  # adds the campaign column to a store written before it existed
+        return contact_outcomes(tasks.frame(), campaign)
+    finally:
+        tasks.dispose()
 
 
 class BackgroundAlerts:

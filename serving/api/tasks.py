@@ -34,10 +34,13 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    case,
     exists,
     func,
     insert,
+    inspect,
     literal,
+    or_,
     select,
     text,
     update,
@@ -53,7 +56,7 @@ OUTCOMES: tuple[str, ...] = ("contacted", "offer_accepted", "offer_declined", "u
 RESOLVED_BY_MODEL = "resolved_by_model"  # the outcome `alerts run` writes when a customer no longer matches
 TASK_COLUMNS: tuple[str, ...] = (
     "customer_id", "rule_id", "level", "basis", "owner_id", "reason", "strategy_id", "strategy_name",
-    "expected_value", "p_bottom_band", "churn_probability", "value", "model_version",
+    "expected_value", "p_bottom_band", "churn_probability", "value", "model_version", "campaign",
 )
 _ID = BigInteger().with_variant(Integer(), "sqlite")  # SQLite auto-increments only an INTEGER primary key
 
@@ -114,6 +117,7 @@ def _tables(metadata: MetaData, table: str) -> tuple[Table, Table, Table]:
         Column("churn_probability", Float(precision=53)),
         Column("value", Float(precision=53)),
         Column("model_version", Text()),
+        Column("campaign", Text()),  # the planned campaign whose offer (or control group) the task carries
         Column("state", Text(), nullable=False, server_default=OPEN),
         Column("outcome", Text()),
         Column("note", Text()),
@@ -133,6 +137,7 @@ def _tables(metadata: MetaData, table: str) -> tuple[Table, Table, Table]:
     Index(f"ix_{tasks.name}_state", tasks.c.state, tasks.c.task_id)
     Index(f"ix_{tasks.name}_created_run", tasks.c.created_run)
     Index(f"ix_{tasks.name}_closed_run", tasks.c.closed_run)
+    Index(f"ix_{tasks.name}_customer", tasks.c.customer_id, tasks.c.task_id)  # a customer's tasks (console)
     events = Table(
         events_table_name(table), metadata,
         Column("event_id", _ID, primary_key=True, autoincrement=True),
@@ -214,14 +219,34 @@ class TaskStore:
             with self.engine.begin() as conn:
                 conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": f"{self.tasks.name}:ddl"})
                 self.metadata.create_all(conn, checkfirst=True)
+                existing = {c["name"] for c in inspect(conn).get_columns(self.tasks.name)}
+                for column in (c for c in self.tasks.columns if c.name not in existing):
+                    kind = column.type.compile(dialect=self.engine.dialect)
+                    conn.execute(text(f'ALTER TABLE "{self.tasks.name}" ADD COLUMN "{column.name}" {kind}'))
             return
         for attempt in range(3):
             try:
                 self.metadata.create_all(self.engine, checkfirst=True)
-                return
+                break
             except Exception:  # another process created one between the check and the create
                 if attempt == 2:
                     raise
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """Stores written before a column or index existed gain it (nullable, so old rows stay valid)."""
+        for index in self.tasks.indexes:
+            index.create(self.engine, checkfirst=True)
+        existing = {c["name"] for c in inspect(self.engine).get_columns(self.tasks.name)}
+        missing = [c for c in self.tasks.columns if c.name not in existing]
+        for column in missing:
+            kind = column.type.compile(dialect=self.engine.dialect)
+            with self.engine.begin() as conn:
+                try:
+                    conn.execute(text(f'ALTER TABLE "{self.tasks.name}" ADD COLUMN "{column.name}" {kind}'))
+                except Exception:  # another process added it first
+                    if column.name not in {c["name"] for c in inspect(self.engine).get_columns(self.tasks.name)}:
+                        raise
 
     def dispose(self) -> None:
         if self._own_engine:
@@ -258,6 +283,9 @@ class TaskStore:
             f"{self.tasks.name}__run_{run_id[:12]}", MetaData(),
             *[Column(c.name, c.type) for c in self.tasks.columns if c.name in TASK_COLUMNS],
         )
+        # Without it the "still matches?" check below scans the staging table once per open task:
+        # quadratic, hours at a million customers.
+        Index(f"ix_{staging.name}_pair", staging.c.customer_id, staging.c.rule_id)
         now = _now()
         rows = matches.loc[:, list(TASK_COLUMNS)]
         staging.create(self.engine)
@@ -288,6 +316,17 @@ class TaskStore:
                 # Counted by run id: drivers differ in what rowcount says for INSERT ... SELECT ... ON CONFLICT.
                 created = conn.execute(select(func.count()).where(t.c.created_run == run_id)).scalar_one()
                 self._events_for(conn, t.c.created_run == run_id, actor, "created", None, OPEN, None, now)
+                # A campaign planned after a task opened decides the task's offer: the treated group gets
+                # the planned offer, the control group none (an offer there would spoil the comparison).
+                replan = exists().where(same_pair, s.c.campaign.is_not(None),
+                                        or_(t.c.campaign.is_(None), t.c.campaign != s.c.campaign))
+                for state in (OPEN, ACKED):
+                    self._events_for(conn, and_(t.c.state == state, replan), actor, "replanned", state, state,
+                                     None, now)
+                planned = {c: select(s.c[c]).where(same_pair).scalar_subquery()
+                           for c in ("strategy_id", "strategy_name", "expected_value", "reason", "campaign")}
+                conn.execute(update(t).where(t.c.state != CLOSED, replan).values(
+                    **planned, updated_at=now, version=t.c.version + 1))
                 matched_now = exists().where(s.c.customer_id == t.c.customer_id, s.c.rule_id == t.c.rule_id)
                 conn.execute(
                     update(t).where(t.c.state == OPEN, ~matched_now).values(
@@ -301,6 +340,18 @@ class TaskStore:
         finally:
             staging.drop(self.engine, checkfirst=True)
         return SyncReport(run_id, len(rows), int(created), len(rows) - int(created), int(resolved))
+
+    def active_pairs(self) -> dict[tuple[str, str], str | None]:
+        """(customer_id, rule_id) -> campaign of every task not closed.
+
+        `alerts run` explains and simulates only the pairs that are new or whose campaign changes: the
+        others keep their task as it is.
+        """
+        self.create()
+        t = self.tasks
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.c.customer_id, t.c.rule_id, t.c.campaign).where(t.c.state != CLOSED))
+            return {(str(c), str(r)): campaign for c, r, campaign in rows}
 
     def _events_for(self, conn: Any, where: Any, actor: str, action: str, from_state: str | None,
                     to_state: str, outcome: str | None, at: datetime) -> None:
@@ -368,6 +419,26 @@ class TaskStore:
             query = query.where(t.c.owner_id == owner)
         with self.engine.connect() as conn:
             return pd.read_sql(query.order_by(t.c.task_id), conn)
+
+    def most_urgent(self, limit: int = 100, owner: str | None = None) -> list[dict[str, Any]]:
+        """Tasks not closed, most urgent first: level (critical first), then expected value, then age."""
+        t = self.tasks
+        rank = case({level: i for i, level in enumerate(LEVELS)}, value=t.c.level, else_=len(LEVELS))
+        query = select(t).where(t.c.state != CLOSED)
+        if owner is not None:
+            query = query.where(t.c.owner_id == owner)
+        query = query.order_by(rank, t.c.expected_value.is_(None), t.c.expected_value.desc(), t.c.task_id)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query.limit(limit)).mappings().all()]
+
+    def for_customer(self, customer_id: str, owner: str | None = None) -> list[dict[str, Any]]:
+        """Every task of one customer (closed ones too), newest first; `owner` restricts to that owner's."""
+        t = self.tasks
+        query = select(t).where(t.c.customer_id == customer_id)
+        if owner is not None:
+            query = query.where(t.c.owner_id == owner)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query.order_by(t.c.task_id.desc())).mappings().all()]
 
     def open_summary(self) -> list[dict[str, Any]]:
         """Open (not closed) tasks per level and owner, with the oldest creation time (metrics)."""
@@ -463,4 +534,21 @@ def campaign_results_frame(tasks: pd.DataFrame) -> pd.DataFrame:
         "outcome": closed["outcome"].to_numpy(),
         "date": pd.to_datetime(closed["closed_at"], utc=True).dt.strftime("%Y-%m-%d").to_numpy(),
         "task_id": closed["task_id"].to_numpy(),
+        "campaign": (closed["campaign"] if "campaign" in closed else pd.Series(None, index=closed.index)).to_numpy(),
     })
+
+
+def contact_outcomes(tasks: pd.DataFrame, campaign: str) -> pd.Series:
+    """customer -> the outcome of the last closed task that carried this campaign's planned offer.
+
+    Outcomes written by a person only (`resolved_by_model` is no contact); a customer with several
+    closed tasks for the campaign counts by the most recent close.
+    """
+    if tasks.empty or "campaign" not in tasks:
+        return pd.Series(dtype=object, name="contact_outcome")
+    closed = tasks[(tasks["state"] == CLOSED) & tasks["outcome"].isin(OUTCOMES)
+                   & (tasks["campaign"].astype("string") == campaign)]
+    closed = closed.sort_values(["closed_at", "task_id"])
+    last = closed.drop_duplicates("customer_id", keep="last")
+    return pd.Series(last["outcome"].to_numpy(object), index=last["customer_id"].astype(str).to_numpy(),
+                     name="contact_outcome")

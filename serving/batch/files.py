@@ -21,6 +21,7 @@ from cxpredict.models.registry import (
     TAG_DRIFT_WARNING,
     TAG_MODEL_VERSION,
     LoadedBundle,
+    metric_name,
     use_tracking_store,
 )
 from cxpredict.models.scoring import CustomerScorer, ScoringOptions
@@ -102,7 +103,8 @@ def check_drift(config: CxConfig, loaded: LoadedBundle, customers: pd.DataFrame 
                 "drift_psi_max": float(report["psi"].max()),
                 "drift_unseen_share_max": float(report["unseen_share"].max()),
                 "drift_n_scored": float(counts.rows),
-                **{f"drift_psi_{f}": float(v) for f, v in zip(report["feature"], report["psi"], strict=True)},
+                **{metric_name(f"drift_psi_{f}"): float(v)
+                   for f, v in zip(report["feature"], report["psi"], strict=True)},
             })
             mlflow.log_dict({"features": report.to_dict("records"), "warnings": warnings}, DRIFT_ARTIFACT)
     return report, warnings

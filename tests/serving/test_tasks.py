@@ -323,3 +323,105 @@ def test_champion_change_runs_alerts_in_api(company_copy_factory, tmp_path: Path
             assert detail["events"][0]["actor"] == f"model change to v{version} (api)"
     finally:
         stop_server(server)
+
+
+def test_campaign_plan_decides_task_offers_and_outcomes_reach_history(company_copy_factory,  # noqa: ANN001
+                                                                       tmp_path: Path) -> None:
+    """Tasks opened before a campaign take its decision; what the front line records reaches the history."""
+    from cxpredict.features.synthetic import campaign_outcomes
+
+    company = company_copy_factory()
+    url = _sqlite_url(company)
+    done = run_cli("campaign", "plan", "--config", str(company.config_path), "--name", "spring", "--budget", "20000",
+                   "--holdout", "0.4", "--out", str(tmp_path), cwd=company.folder)
+    assert done.returncode == 0, done.stderr
+    plan = pd.read_csv(tmp_path / "plan.csv").set_index("customer_id")
+    done = run_cli("alerts", "run", "--config", str(company.config_path), cwd=company.folder)
+    assert done.returncode == 0, done.stderr
+    tasks = _tasks(url)
+    active = tasks[tasks["state"] != "closed"]
+    assert not active.duplicated(["customer_id", "rule_id"]).any()
+    in_plan = active[active["customer_id"].isin(plan.index)]
+    group = in_plan["customer_id"].map(plan["group"])
+    treated, control = in_plan[group == "treated"], in_plan[group == "control"]
+    assert len(treated) and len(control), "the plan must overlap the open tasks in both groups"
+    assert (in_plan["campaign"] == "spring").all()
+    assert (treated["strategy_id"] == treated["customer_id"].map(plan["strategy"])).all()
+    assert treated["reason"].str.contains("planned offer of campaign 'spring'").all()
+    assert control["strategy_id"].isna().all() and control["strategy_name"].isna().all()
+    assert control["reason"].str.contains("control group of campaign 'spring': make no offer").all()
+    assert (active.loc[~active["customer_id"].isin(plan.index), "campaign"].isna()).all()
+    replanned = _events(url).query("action == 'replanned'")
+    assert set(replanned["task_id"]) == set(in_plan["task_id"])  # they were open before the plan: changed, logged
+
+    store = TaskStore(url)
+    try:
+        reached = treated.drop_duplicates("customer_id").head(3)
+        for task_id in reached["task_id"]:
+            store.close_task(int(task_id), "north desk", "offer_accepted")
+        store.close_task(int(control["task_id"].iloc[0]), "north desk", "contacted")
+    finally:
+        store.dispose()
+    strategies = yaml.safe_load((company.folder / "strategies.yaml").read_text())
+    outcomes = campaign_outcomes(company.dataset.customers, pd.read_parquet(company.folder / "truth.parquet"),
+                                 plan.reset_index(), strategies, seed=3)
+    results = tmp_path / "results.csv"
+    outcomes.to_csv(results, index=False)
+    done = run_cli("campaign", "results", "--config", str(company.config_path), "--name", "spring",
+                   "--results", str(results), cwd=company.folder)
+    assert done.returncode == 0, done.stderr
+    assert f"front-line outcomes: {len(reached)} offer_accepted" in done.stdout
+    history = pd.read_csv(company.folder / "campaigns.csv")
+    spring = history[history["campaign"] == "spring"].set_index("customer_id")
+    assert set(spring.index[spring["contact_outcome"] == "offer_accepted"]) == set(reached["customer_id"])
+    # The control customer's task outcome is no treatment: it never appears as a contact outcome.
+    assert spring["contact_outcome"].dropna().eq("offer_accepted").all()
+
+
+def test_console_lists_tasks_for_task_readers_by_owner(company_copy_factory, tmp_path: Path) -> None:  # noqa: ANN001
+    """/ui/alerts and /ui/customers show the tasks, most urgent first, and an owner's key only its own."""
+    import csv
+    import io
+    import json
+
+    company = company_copy_factory()
+    everyone, north = "console-ops-0123456789abcdef", "console-north-0123456789abcdef"
+    keys = {everyone: {"scopes": ["score", "tasks:read"], "name": "ops"},
+            north: {"scopes": ["score", "tasks:read"], "name": "north desk", "owner": "north"},
+            SCORE_ONLY_KEY: ["score"]}
+    server = start_server(company.config_path, tmp_path / "server.log", {"CXPREDICT_API_KEYS": json.dumps(keys)})
+    tasks = _tasks(_sqlite_url(company))
+    active = tasks[tasks["state"] != "closed"]
+
+    def rows(key: str, path: str) -> list[dict[str, str]]:
+        with httpx.Client(base_url=server.url, timeout=120, cookies={"cxpredict_key": key}) as http:
+            answer = http.get(path)
+        assert answer.status_code == 200, answer.text
+        return list(csv.DictReader(io.StringIO(answer.text)))
+
+    try:
+        listed = rows(everyone, "/ui/alerts.csv?limit=50&table=tasks")
+        assert len(listed) == 50
+        levels = [r["level"] for r in listed]
+        rank = {"critical": 0, "high": 1, "medium": 2}
+        assert levels == sorted(levels, key=rank.__getitem__)  # critical first
+        assert {int(r["task_id"]) for r in listed} <= set(active["task_id"])
+        summary = rows(everyone, "/ui/alerts.csv?table=tasks_by_owner")
+        assert sum(int(r["n"]) for r in summary) == len(active)
+        mine = rows(north, "/ui/alerts.csv?limit=1000&table=tasks")
+        assert mine and {r["owner_id"] for r in mine} == {"north"}
+        assert len(mine) == (active["owner_id"] == "north").sum()
+        assert {r["owner_id"] for r in rows(north, "/ui/alerts.csv?table=tasks_by_owner")} == {"north"}
+        south = active[active["owner_id"] == "south"].iloc[0]
+        customer = rows(everyone, f"/ui/customers.csv?id={south['customer_id']}&table=tasks")
+        assert int(south["task_id"]) in {int(r["task_id"]) for r in customer}
+        seen_by_north = rows(north, f"/ui/customers.csv?id={south['customer_id']}&table=tasks")
+        assert int(south["task_id"]) not in {int(r["task_id"]) for r in seen_by_north}
+        assert all(r["owner_id"] == "north" for r in seen_by_north)
+        with httpx.Client(base_url=server.url, timeout=120, cookies={"cxpredict_key": SCORE_ONLY_KEY}) as http:
+            page = http.get("/ui/alerts")
+            assert page.status_code == 200 and "tasks need a key with the tasks:read scope" in page.text
+            assert str(south["reason"]) not in page.text
+            assert http.get("/ui/alerts.csv?table=tasks").status_code == 422
+    finally:
+        stop_server(server)

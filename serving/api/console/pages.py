@@ -30,9 +30,13 @@ from cxpredict.serving.api.model import ServingModel
 from cxpredict.serving.api.schemas.scores import CustomerInput
 from cxpredict.serving.api.scoring import resolve_customers, score_rows
 from cxpredict.serving.api.store import CustomerStore
+from cxpredict.serving.api.tasks import TaskStore
 
 STRATEGY_SAMPLE = 500  # silent customers of the alert list simulated for the Strategies page
 WATERFALL_FEATURES = 8
+TASK_COLUMNS_SHOWN = ("task_id", "level", "owner_id", "customer_id", "reason", "strategy_name", "expected_value",
+                      "campaign", "state", "created_at")
+TASK_LABELS = {"owner_id": "owner", "strategy_name": "suggested offer", "created_at": "created"}
 AUC_MEANING = (
     "how well the customers' operational data tells respondents from silent customers: 0.5 means respondents "
     "look like everyone else; the further above 0.5, the less the survey alone represents the base, which the "
@@ -296,7 +300,8 @@ def customer_page(model: ServingModel, store: CustomerStore, config: CxConfig, c
                              "observed": scored["observed_score"],
                              "predicted_band": max(probabilities, key=lambda b: probabilities[b]),
                              "expected_score": predictions.get("expected_score"),
-                             "churn": predictions.get("churn_probability"), "offer": None}
+                             "churn": predictions.get("churn_probability"), "offer": None,
+                             "problem_group": scored.get("problem_group"), "problem_lift": scored.get("problem_lift")}
     if strategies is not None and strategies:
         from cxpredict.serving.api.simulating import simulate_request
 
@@ -377,3 +382,46 @@ def strategies_page(model: ServingModel, store: CustomerStore, config: CxConfig,
             {"delta_churn": "Δ P(churn)", "delta_expected_score": "Δ expected score", "n_best": "best offer for"},
             {"delta_churn": "signed", "delta_expected_score": "signed", "expected_total_value": "num"})
     return Page(tables, {}, facts)
+
+
+def _task_frame(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows).reindex(columns=list(columns))
+    for column in ("created_at", "closed_at"):
+        if column in frame and len(frame):
+            frame[column] = pd.to_datetime(frame[column], utc=True).dt.strftime("%Y-%m-%d %H:%M")
+    return frame.astype(object).where(frame.notna(), None)
+
+
+def tasks_tables(tasks: TaskStore, owner: str | None, limit: int) -> dict[str, Table]:
+    """The task sections of the Alerts & tasks page: open tasks by level and owner, and the most urgent ones.
+
+    Args:
+        tasks: the task store.
+        owner: only this owner's tasks (a key restricted to an owner never sees the others').
+        limit: how many urgent tasks to list.
+    """
+    summary = pd.DataFrame(tasks.open_summary(), columns=["level", "owner_id", "n", "oldest"])
+    if owner is not None:
+        summary = summary[summary["owner_id"] == owner]
+    now = datetime.now(UTC)
+    summary["oldest_days"] = [(now - pd.Timestamp(t).tz_localize(UTC) if pd.Timestamp(t).tzinfo is None
+                               else now - pd.Timestamp(t)).total_seconds() / 86400 for t in summary["oldest"]]
+    order = {"critical": 0, "high": 1, "medium": 2}
+    summary = summary.sort_values(["level", "n"], key=lambda c: c.map(order) if c.name == "level" else -c)
+    by_owner = table_of("tasks_by_owner", f"{int(summary['n'].sum()):,} tasks not closed, by level and owner",
+                        summary[["level", "owner_id", "n", "oldest_days"]],
+                        {"owner_id": "owner", "n": "tasks", "oldest_days": "oldest (days)"},
+                        {"n": "int", "oldest_days": "num"})
+    urgent = _task_frame(tasks.most_urgent(limit, owner), TASK_COLUMNS_SHOWN)
+    listed = table_of("tasks", f"The {len(urgent)} most urgent tasks (critical first, then expected value)", urgent,
+                      TASK_LABELS, {"expected_value": "num", "task_id": "int"})
+    return {"tasks_by_owner": by_owner, "tasks": listed}
+
+
+def customer_tasks_table(tasks: TaskStore, customer_id: str, owner: str | None) -> Table:
+    """Every task of one customer, newest first, with its outcome."""
+    columns = ("task_id", "rule_id", "level", "owner_id", "state", "outcome", "reason", "strategy_name",
+               "campaign", "created_at", "closed_at")
+    frame = _task_frame(tasks.for_customer(customer_id, owner), columns)
+    return table_of("tasks", f"Tasks ({len(frame)})", frame, {**TASK_LABELS, "rule_id": "rule", "closed_at": "closed"},
+                    {"task_id": "int"})

@@ -28,14 +28,16 @@ from cxpredict.serving.api.console.pages import (
     Page,
     alerts_page,
     customer_page,
+    customer_tasks_table,
     drivers_page,
     overview_page,
     strategies_page,
+    tasks_tables,
 )
 from cxpredict.serving.api.deps import ConfigDep, ModelDep, StoreDep
 from cxpredict.serving.api.errors import UnknownCustomers
 from cxpredict.serving.api.model import ModelNotReady
-from cxpredict.serving.api.security import find_scopes
+from cxpredict.serving.api.security import find_key, find_scopes
 from cxpredict.serving.api.settings import Scope, ServingSettings
 from cxpredict.serving.api.store import StoreError
 
@@ -182,10 +184,23 @@ def drivers_csv(scopes: ScoreScopes, model: ModelDep, store: StoreDep, config: C
     return _csv(_drivers(model, store, config, target, segment, value, customer), table, "drivers")
 
 
+def console_owner(request: Request) -> str | None:
+    """The owner the cookie's key is restricted to (None: every owner), as the task routes apply it."""
+    settings: ServingSettings = request.app.state.settings
+    key = request.cookies.get(COOKIE)
+    if not settings.auth_enabled or not key:
+        return None
+    found = find_key(settings, key)
+    return None if found is None else found[1].owner
+
+
 def _customer(request: Request, scopes: set[Scope], model: ModelDep, store: StoreDep, config: ConfigDep,
               customer_id: str) -> Page:
     strategies = request.app.state.strategies if Scope.simulate in scopes and model.catalogue_error is None else None
-    return customer_page(model, store, config, customer_id, strategies)
+    page = customer_page(model, store, config, customer_id, strategies)
+    if Scope.tasks_read in scopes:
+        page.tables["tasks"] = customer_tasks_table(request.app.state.tasks, customer_id, console_owner(request))
+    return page
 
 
 @router.get("/customers", response_class=HTMLResponse)
@@ -215,14 +230,21 @@ def customers_csv(request: Request, scopes: ScoreScopes, model: ModelDep, store:
 @router.get("/alerts", response_class=HTMLResponse)
 def alerts(request: Request, scopes: ScoreScopes, model: ModelDep,
            limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> HTMLResponse:
-    # Tasks (issue 14) and campaigns (issue 13) add their sections to alerts.html's `after_alerts` block.
-    return _render(request, "alerts.html", "alerts", alerts_page(model, limit), limit=limit)
+    return _render(request, "alerts.html", "alerts", _alerts(request, scopes, model, limit), limit=limit,
+                   may_read_tasks=Scope.tasks_read in scopes)
+
+
+def _alerts(request: Request, scopes: set[Scope], model: ModelDep, limit: int) -> Page:
+    page = alerts_page(model, limit)
+    if Scope.tasks_read in scopes:
+        page.tables.update(tasks_tables(request.app.state.tasks, console_owner(request), limit))
+    return page
 
 
 @router.get("/alerts.csv")
-def alerts_csv(scopes: ScoreScopes, model: ModelDep, table: Annotated[str, Query(max_length=50)],
+def alerts_csv(request: Request, scopes: ScoreScopes, model: ModelDep, table: Annotated[str, Query(max_length=50)],
                limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Response:
-    return _csv(alerts_page(model, limit), table, "alerts")
+    return _csv(_alerts(request, scopes, model, limit), table, "alerts")
 
 
 def _strategies(request: Request, scopes: set[Scope], model: ModelDep, store: StoreDep, config: ConfigDep) -> Page:

@@ -21,6 +21,7 @@ from cxpredict.features.campaigns import (
     churn_column,
 )
 from cxpredict.models.campaigns import campaign_evaluation, verdict_sentence
+from cxpredict.serving.api.alerting import campaign_contact_outcomes
 from cxpredict.serving.api.deps import ConfigDep, SettingsDep, StoreDep
 from cxpredict.serving.api.errors import field_error
 from cxpredict.serving.api.schemas.campaigns import (
@@ -30,7 +31,7 @@ from cxpredict.serving.api.schemas.campaigns import (
     CampaignResultsResponse,
     CampaignSummary,
 )
-from cxpredict.serving.api.schemas.common import AUTH_ERRORS, ErrorResponse, ValidationErrorResponse
+from cxpredict.serving.api.schemas.common import AUTH_ERRORS, BAD_BODY, ErrorResponse, ValidationErrorResponse
 from cxpredict.serving.api.security import require_scope
 from cxpredict.serving.api.settings import Scope, store_url
 
@@ -74,7 +75,8 @@ def get_campaign(name: str, config: ConfigDep, settings: SettingsDep) -> Campaig
 
 @router.post("/{name}/results", response_model=CampaignResultsResponse, status_code=201,
              dependencies=[Depends(require_scope(Scope.admin))],
-             responses={**NOT_FOUND, 422: {"model": ValidationErrorResponse, "description": "a bad result row"}},
+             responses={**NOT_FOUND, **BAD_BODY,
+                        422: {"model": ValidationErrorResponse, "description": "a bad result row"}},
              summary="Append what happened to planned customers to the campaigns history (all rows or none)")
 async def post_results(
     name: str, body: CampaignResultsRequest, config: ConfigDep, settings: SettingsDep, store: StoreDep,
@@ -92,9 +94,11 @@ async def post_results(
         found = await asyncio.to_thread(store.get, ids)
         known = set(found)
     fields = {config.id_column: "customer_id", churn: "churned", score: "score", "date": "date"}
+    url = store_url(settings, config)
     try:
-        report = await asyncio.to_thread(append_campaign_results, config, name, frame, store_url(settings, config),
-                                         "request body", known)
+        outcomes = await asyncio.to_thread(campaign_contact_outcomes, url, name, settings.store_table)
+        report = await asyncio.to_thread(append_campaign_results, config, name, frame, url, "request body", known,
+                                         outcomes)
     except CampaignError as err:
         if err.unknown_campaign:
             raise _not_found(err) from None

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from cxpredict.serving.api.deps import ModelDep, SettingsDep, StoreDep
-from cxpredict.serving.api.schemas.common import AUTH_ERRORS, ErrorResponse, ValidationErrorResponse
+from cxpredict.serving.api.schemas.common import AUTH_ERRORS, BAD_BODY, ErrorResponse, ValidationErrorResponse
 from cxpredict.serving.api.schemas.scores import ScoreRequest, ScoreResponse
 from cxpredict.serving.api.scoring import check_explain, resolve_customers, score_rows
 from cxpredict.serving.api.security import require_scope
@@ -20,7 +20,7 @@ ExplainQuery = Annotated[int, Query(ge=0, le=50, description="add the k largest 
                                     "(at most the server's explain_max, 10 by default)")]
 
 ERRORS = {
-    400: {"model": ErrorResponse, "description": "the body cannot be decoded (not UTF-8)"},
+    **BAD_BODY,
     404: {"model": ErrorResponse, "description": "a customer_id is not in the store"},
     422: {"model": ValidationErrorResponse, "description": "bad input, with the field path"},
     413: {"model": ErrorResponse, "description": "request body above the server's limit"},

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from cxpredict.features.config import ConfigError
 from cxpredict.serving.api.alerting import load_alert_setup
 from cxpredict.serving.api.errors import field_error
-from cxpredict.serving.api.schemas.common import AUTH_ERRORS, ErrorResponse
+from cxpredict.serving.api.schemas.common import AUTH_ERRORS, BAD_BODY, ErrorResponse
 from cxpredict.serving.api.schemas.tasks import (
     AlertRulesResponse,
     CloseTaskRequest,
@@ -34,7 +34,6 @@ WriteCaller = Annotated[Caller, Depends(require_caller(Scope.tasks_write))]
 TaskId = Annotated[int, Path(ge=1, le=2**62, description="the task id")]
 NOT_FOUND = {404: {"model": ErrorResponse, "description": "no such task"}}
 CONFLICT = {409: {"model": ErrorResponse, "description": "the task's state does not allow it (or another client won)"}}
-BAD_BODY = {400: {"model": ErrorResponse, "description": "the body cannot be decoded (not JSON / not UTF-8)"}}
 
 
 def _tasks(request: Request) -> TaskStore:

@@ -76,3 +76,5 @@ class CampaignResultsResponse(BaseModel):
     control: int
     with_churn: int
     with_score: int
+    contacted: dict[str, int] = Field(default_factory=dict,
+                                      description="treated customers by the outcome of their front-line task")

@@ -37,3 +37,9 @@ AUTH_ERRORS: dict[int | str, dict] = {
     403: {"model": ErrorResponse, "description": "the API key lacks the route's scope"},
     503: {"model": ErrorResponse, "description": "model or customer store not loaded"},
 }
+
+# FastAPI answers 400 itself when a body's bytes are not UTF-8/JSON, before any route code runs; every
+# operation that takes a body documents it (tests/unit/test_openapi_contract.py checks).
+BAD_BODY: dict[int | str, dict] = {
+    400: {"model": ErrorResponse, "description": "the body cannot be decoded (not JSON / not UTF-8)"},
+}
