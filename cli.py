@@ -192,13 +192,22 @@ def generate(
     texts: Annotated[bool, typer.Option(
         "--texts", help="Also write survey free text (comment), texts.csv and codeframe.yaml (Chinese and English)")]
     = False,
+    hidden_trait: Annotated[float | None, typer.Option(
+        help="Strength of an unobserved trait behind both answering and satisfaction (log-odds of answering "
+             "per SD); churn then follows the score and observed columns only")] = None,
+    uninformative_churn: Annotated[bool, typer.Option(
+        help="With --hidden-trait: churn says nothing about satisfaction")] = False,
 ) -> None:
     """Write a synthetic company with known ground truth (truth.parquet) in the contract's format."""
-    from cxpredict.features.synthetic import generate_company, write_company
+    from cxpredict.features.synthetic import HiddenTrait, generate_company, generate_selected_company, write_company
 
     if customers < 100 or not 0 < survey_rate < 1:
         raise ConfigError("--customers must be at least 100 and --survey-rate between 0 and 1")
-    company = generate_company(customers, survey_rate, seed)
+    if hidden_trait is None:
+        company = generate_company(customers, survey_rate, seed)
+    else:
+        trait = HiddenTrait(strength=hidden_trait, **({"churn_per_score_point": 0.0} if uninformative_churn else {}))
+        company = generate_selected_company(customers, survey_rate, seed, trait)
     config_path = write_company(company, out, name=name)
     if texts:
         from cxpredict.features.synthetic_text import write_company_texts
@@ -486,7 +495,7 @@ def segments(
         raise ConfigError(f"--level must be between 0 and 1, got {level}")
     cfg = _load(config)
     dataset, loaded = load_scoring_inputs(cfg, model_version)
-    table = segment_figures(cfg, loaded.bundle, dataset, by, level)  # checks `by` (a column or problem_group)
+    table = segment_figures(cfg, loaded.bundle, dataset, by, level, whole_population=True)  # checks `by`
     band_columns = [c for c in table.columns if c.startswith("p_")]
     view = Table(title=f"segments by {by}: doubly robust score, {level:.0%} interval (model v{loaded.version})")
     for column in ["segment", "n_customers", "n_respondents", *band_columns, "score (DR)", "interval",

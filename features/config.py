@@ -276,6 +276,9 @@ class CxConfig(_Strict):
     problem_groups: ProblemGroupsConfig = Field(default_factory=ProblemGroupsConfig)
     campaign: CampaignConfig = Field(default_factory=CampaignConfig)
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
+    # Outcomes every customer has (columns of `data.outcomes`) that follow the score but not, given the
+    # score and the columns, who answered: the shadow outcomes of the population score (default: churn).
+    shadow_outcomes: list[str] | None = None
     # Folder the relative paths above are read from; set by load_config, not by users.
     base_dir: Annotated[Path, Field(exclude=True)] = Path(".")
 
@@ -301,6 +304,13 @@ class CxConfig(_Strict):
         """A config path made absolute against the config file's folder."""
         p = Path(path)
         return p if p.is_absolute() else (self.base_dir / p)
+
+    @property
+    def shadow_outcome_columns(self) -> list[str]:
+        """The shadow outcomes in use: `shadow_outcomes`, else the churn column when there is one."""
+        if self.shadow_outcomes is not None:
+            return list(self.shadow_outcomes)
+        return [self.churn.column] if self.churn is not None and self.data.outcomes is not None else []
 
     @property
     def tracking_uri(self) -> str:

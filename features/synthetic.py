@@ -934,3 +934,151 @@ def population_nps(nps: np.ndarray | pd.Series, weights: np.ndarray | None = Non
     scores = np.asarray(nps, dtype=float)
     w = np.ones_like(scores) if weights is None else np.asarray(weights, dtype=float)
     return float(100.0 * (w * ((scores >= 9).astype(float) - (scores <= 6).astype(float))).sum() / w.sum())
+
+
+# ---------------------------------------------------------------------------------------------
+# Unobserved selection: a hidden trait behind both answering and satisfaction (missing not at
+# random). Kept apart from `generate_company`, whose default output other tests depend on.
+# ---------------------------------------------------------------------------------------------
+
+# Its own seed offset, so the trait's streams never coincide with the base company's.
+_TRAIT_STREAM = 17
+SELECTION_SATISFACTION = 7.0  # the NPS point where the churn logit's satisfaction term is zero
+
+
+@dataclass(frozen=True)
+class HiddenTrait:
+    """An unobserved trait (engaged, content customers answer more) that no column records.
+
+    The trait raises both the chance of answering and the experience; churn depends on the
+    customer's satisfaction (the NPS drawn) and observed columns only, so given the score and
+    the columns churn says nothing about who answered: churn is a valid shadow variable.
+
+    Attributes:
+        strength: log-odds of answering per standard deviation of the trait (0: response is MAR).
+        satisfaction_weight: experience units per standard deviation of the trait.
+        churn_per_score_point: churn log-odds per NPS point; 0 makes churn uninformative about
+            satisfaction (the shadow variable then identifies nothing).
+    """
+
+    strength: float = 1.0
+    satisfaction_weight: float = 0.8
+    churn_per_score_point: float = -0.3
+
+
+def selected_churn_probability(
+    customers: pd.DataFrame, nps: np.ndarray, trait: HiddenTrait, mechanism: Mechanism | None = None
+) -> np.ndarray:
+    """P(churn) under the hidden-trait option: the default hazard with the score in place of the experience.
+
+    Args:
+        customers: customer rows.
+        nps: each customer's drawn NPS (0..10).
+        trait: the option's settings.
+        mechanism: the true mechanism's coefficients (default: the ground truth).
+    Returns:
+        P(churn) per customer; depends on observed columns and the score only.
+    """
+    m = _mechanism(mechanism)
+    fiber = customers["internet_type"].astype(object).eq("fiber").to_numpy(dtype=float)
+    logit = (
+        m.churn_intercept
+        + _lookup(customers, "contract", m.churn_contract)
+        + m.churn_per_tenure_month * _numeric(customers, "tenure_months")
+        + trait.churn_per_score_point * (np.asarray(nps, float) - SELECTION_SATISFACTION)
+        + m.churn_per_charge * (_numeric(customers, "monthly_charge") - 70.0)
+        + m.churn_per_unresolved * np.maximum(_numeric(customers, "unresolved_tickets"), 0.0)
+        + m.churn_fiber * fiber
+    )
+    return _sigmoid(logit)
+
+
+def generate_selected_company(
+    n_customers: int = 100_000, survey_rate: float = 0.03, seed: int = 42, trait: HiddenTrait | None = None
+) -> SyntheticCompany:
+    """A synthetic company whose respondents differ from silent customers in a trait no column shows.
+
+    The customers, their engagement and experience noise are `generate_company`'s for the same
+    seed (the same streams); the trait, the scores, the survey response and churn are drawn from
+    streams of their own. The truth table holds `hidden_trait`, and its `experience_noise`
+    includes the trait (so `true_experience` still holds); it has no per-strategy effects (churn
+    here follows the score, not the default hazard), and the past campaign's treated customers
+    churn under the default hazard: this company is the test bed of the population score only.
+
+    Args:
+        n_customers: number of customers.
+        survey_rate: mean survey response probability.
+        seed: the only source of randomness.
+        trait: the hidden trait's settings (default `HiddenTrait()`).
+    Returns:
+        The tables of the data contract and the ground truth.
+    """
+    if n_customers < 10 or not 0.0 < survey_rate < 1.0:
+        raise ValueError(f"n_customers must be at least 10 and survey_rate in (0, 1), got {n_customers}, {survey_rate}")
+    trait = trait if trait is not None else HiddenTrait()
+    streams = np.random.SeedSequence(seed).spawn(7)  # generate_company's: the same customers
+    rng_customers, rng_latent, rng_campaign, rng_follow_up = (
+        np.random.default_rng(streams[i]) for i in (0, 1, 5, 6)
+    )
+    rng_trait, rng_score, rng_survey, rng_churn = (
+        np.random.default_rng(s) for s in np.random.SeedSequence([seed, _TRAIT_STREAM]).spawn(4)
+    )
+    customers, engagement = _draw_customers(rng_customers, n_customers)
+    ids = customers[ID_COLUMN]
+    noise = rng_latent.normal(0.0, Mechanism().noise_sd, n_customers)
+    hidden_trait = rng_trait.normal(0.0, 1.0, n_customers)
+    hidden = pd.DataFrame({ID_COLUMN: ids, "engagement": engagement,
+                           "experience_noise": noise + trait.satisfaction_weight * hidden_trait})
+    experience = true_experience(customers, hidden)
+    level_probabilities = nps_probabilities(experience)
+    cumulative = np.cumsum(level_probabilities, axis=1)[:, :-1]
+    nps = (rng_score.random((n_customers, 1)) > cumulative).sum(axis=1).astype(np.int64)
+    ratings = _draw_ratings(rng_score, driver_qualities(customers), experience)
+    causes = _draw_causes(rng_score, customers, ratings, nps)
+    logit = response_logit(customers) + trait.strength * hidden_trait
+    response_probability = _sigmoid(_intercept_for_rate(logit, survey_rate) + logit)
+    responded = rng_survey.random(n_customers) < response_probability
+    churn_probability = selected_churn_probability(customers, nps, trait)
+    churned = (rng_churn.random(n_customers) < churn_probability).astype(np.int64)
+
+    bands = band_probabilities(level_probabilities)
+    truth = pd.DataFrame(
+        {
+            ID_COLUMN: ids,
+            "segment": customers["segment"],
+            "true_nps": nps,
+            "true_band": np.select([nps <= 6, nps <= 8], ["detractor", "passive"], "promoter").astype(object),
+            **{f"true_cause_{code}": causes[:, j] for j, code in enumerate(CAUSE_CODES)},
+            **{f"true_rating_{d}": ratings[:, j] for j, d in enumerate(DRIVERS)},
+            "true_experience": experience,
+            "true_expected_nps": level_probabilities @ np.arange(11.0),
+            **{f"true_p_{b}": bands[b].to_numpy() for b in BANDS},
+            "true_churn_prob": churn_probability,
+            "true_response_prob": response_probability,
+            "responded": responded.astype(np.int64),
+            "engagement": engagement,
+            "experience_noise": hidden["experience_noise"].to_numpy(),
+            "hidden_trait": hidden_trait,
+        }
+    )
+    strategies = strategy_catalogue()
+    survey = _selected_survey(rng_survey, ids.to_numpy(), np.flatnonzero(responded), nps, causes, ratings)
+    outcomes = pd.DataFrame({ID_COLUMN: ids, "churned": churned})
+    campaigns = _draw_campaign(rng_campaign, customers, hidden, strategies, churn_probability, rng_follow_up)
+    return SyntheticCompany(customers, survey, outcomes, campaigns, truth, strategies)
+
+
+def _selected_survey(rng: np.random.Generator, ids: np.ndarray, rows: np.ndarray, nps: np.ndarray,
+                     causes: np.ndarray, ratings: np.ndarray) -> pd.DataFrame:
+    """The survey table of the respondents `rows` (the contract's columns, 5 % of ratings missing)."""
+    survey_date = REFERENCE_DATE - rng.integers(0, 90, len(rows)).astype("timedelta64[D]")
+    return pd.DataFrame(
+        {
+            ID_COLUMN: ids[rows],
+            "nps": nps[rows],
+            "causes": _join_causes(causes[rows]),
+            **{f"rating_{d}": pd.array(_with_missing(rng, ratings[rows, j] * 1.0, 0.05), dtype="Int64")
+               for j, d in enumerate(DRIVERS)},
+            "survey_date": np.datetime_as_string(survey_date, unit="D").astype(object),
+        }
+    )

@@ -328,6 +328,9 @@ def model_version_description(
         lines += ["", f"Population score (doubly robust): {metrics['population_index']:+.1f} "
                       f"[{metrics.get('population_index_ci_low', float('nan')):+.1f}, "
                       f"{metrics.get('population_index_ci_high', float('nan')):+.1f}] (95% bootstrap)."]
+    if "population_index_headline_low" in metrics:
+        low, high = metrics["population_index_headline_low"], metrics["population_index_headline_high"]
+        lines += [f"Headline interval with the error every prediction shares: [{low:+.1f}, {high:+.1f}]."]
     return "\n".join(lines)
 
 

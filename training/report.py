@@ -299,6 +299,7 @@ def summary_points(config: CxConfig, loaded: LoadedBundle, run: ExplainRun, inpu
             f"{m.get('population_index_ci_low', np.nan):+.1f} to {m.get('population_index_ci_high', np.nan):+.1f}): "
             f"100 × (share {esc(bundle.top_band)} − share {esc(bundle.bottom_band)}) over every customer, "
             "surveyed or not, corrected for who answers the survey.")
+        points += [esc(line) for line in nonresponse_sentences(m)]
     previous = inputs.previous
     if previous is None:
         points.append("This is the first driver analysis of this experiment: nothing to compare with yet.")
@@ -396,6 +397,7 @@ def render_report(config: CxConfig, loaded: LoadedBundle, run: ExplainRun, input
                  ("model-completed (observed for respondents, predicted for the silent)", "population_index_model"),
                  ("silent customers (predicted)", "population_index_silent")]
         rows = [(label, f"{m[key]:+.1f} points") for label, key in extra if key in m]
+        rows += nonresponse_rows(m)
         if "propensity_adversarial_auc" in m:
             rows.append(("how different respondents are (adversarial AUC; 0.5 = no different)",
                          f"{m['propensity_adversarial_auc']:.3f}"))
@@ -553,3 +555,49 @@ def _report_targets(loaded: LoadedBundle) -> list[str]:
     names = default_targets(loaded.bundle)
     causes = [t.name for t in available_targets(loaded.bundle) if t.name.startswith("cause_")]
     return names[:2] + causes + names[2:]
+
+
+def nonresponse_sentences(m: dict[str, float]) -> list[str]:
+    """The population score's honesty in words, from the run's metrics (headline, shadow estimate, churn gap)."""
+    out = []
+    if "population_index_headline_low" in m:
+        out.append(f"Quoted with the error every prediction shares, the population score lies between "
+                   f"{m['population_index_headline_low']:+.1f} and {m['population_index_headline_high']:+.1f} "
+                   f"(sampling error alone: {m.get('population_index_ci_low', np.nan):+.1f} to "
+                   f"{m.get('population_index_ci_high', np.nan):+.1f}).")
+    if "population_index_shadow" in m:
+        if m.get("population_index_shadow_identified", 0.0) >= 1.0:
+            out.append(f"Allowing answering to depend on the score itself (churn as a shadow outcome), it is "
+                       f"{m['population_index_shadow']:+.1f} [{m['population_index_shadow_ci_low']:+.1f}, "
+                       f"{m['population_index_shadow_ci_high']:+.1f}].")
+        else:
+            out.append("The shadow-variable estimate is too weak to trust here (first-stage F "
+                       f"{m.get('population_index_shadow_first_stage_f', np.nan):.1f}): read the sensitivity range.")
+    bias = m.get("population_shadow_gap_implied_bias")
+    if bias is not None and abs(bias) >= 1:
+        mood, direction = ("happier", "high") if bias > 0 else ("less happy", "low")
+        out.append(f"Silent customers churn at {100 * m['population_shadow_gap_observed_rate']:.1f}% against "
+                   f"{100 * m['population_shadow_gap_predicted_rate']:.1f}% predicted: respondents may be {mood} "
+                   f"than their data explains, and the score too {direction} by up to about {abs(bias):.0f} points.")
+    if "population_index_sign_flip_lambda" in m:
+        out.append(f"Its sign would change if unobserved selection shifted the odds of answering by a factor "
+                   f"{m['population_index_sign_flip_lambda']:.2f}.")
+    return out
+
+
+def nonresponse_rows(m: dict[str, float]) -> list[tuple[str, str]]:
+    """Table rows of the missing-not-at-random figures present in the run's metrics."""
+    rows = []
+    if "population_index_headline_low" in m:
+        rows.append(("headline interval (sampling + shared error)",
+                     f"[{m['population_index_headline_low']:+.1f}, {m['population_index_headline_high']:+.1f}]"))
+    if "population_index_shadow" in m:
+        rows.append(("shadow variable (churn), 95 % interval",
+                     f"{m['population_index_shadow']:+.1f} [{m['population_index_shadow_ci_low']:+.1f}, "
+                     f"{m['population_index_shadow_ci_high']:+.1f}]"))
+    for lam in ("1_25", "1_5", "2"):
+        key = f"population_index_dr_lambda_{lam}"
+        if f"{key}_low" in m:
+            rows.append((f"range if answering odds are off by up to ×{lam.replace('_', '.')}",
+                         f"[{m[key + '_low']:+.1f}, {m[key + '_high']:+.1f}]"))
+    return rows

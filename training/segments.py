@@ -13,6 +13,7 @@ from cxpredict.models.problems import predicted_column_names, with_predicted_col
 from cxpredict.training import evaluate
 
 MISSING_SEGMENT = "(missing)"
+WHOLE_POPULATION = "whole population"  # the row that adds every customer (the headline figure)
 
 
 def respondent_inputs(config: CxConfig, bundle: ScoringBundle, dataset: Dataset, net: np.ndarray,
@@ -55,7 +56,7 @@ def respondent_inputs(config: CxConfig, bundle: ScoringBundle, dataset: Dataset,
 
 
 def segment_figures(config: CxConfig, bundle: ScoringBundle, dataset: Dataset, by: str,
-                    level: float = 0.95, seed: int | None = None) -> pd.DataFrame:
+                    level: float = 0.95, seed: int | None = None, whole_population: bool = False) -> pd.DataFrame:
     """Per segment: predicted score mix, doubly robust population index with a bootstrap interval.
 
     Args:
@@ -65,6 +66,7 @@ def segment_figures(config: CxConfig, bundle: ScoringBundle, dataset: Dataset, b
         by: the customers' column to segment by.
         level: confidence level of the interval.
         seed: bootstrap seed (default: `training.seed`).
+        whole_population: end with a `whole population` row over every customer.
     Returns:
         One row per segment: `segment`, `n_customers`, `n_respondents`, mean `p_<band>`,
         `index_dr`, `index_ci_low`, `index_ci_high`, `index_respondents`, `reliable`.
@@ -80,10 +82,15 @@ def segment_figures(config: CxConfig, bundle: ScoringBundle, dataset: Dataset, b
     net = predicted[band_column(bundle.top_band)] - predicted[band_column(bundle.bottom_band)]
     positions, observed, propensity = respondent_inputs(config, bundle, dataset, net, X, config.training.threads)
     segment = customers[by].astype("string").fillna(MISSING_SEGMENT).to_numpy(dtype=object)
-    respondent_segment = segment[positions]
     rows = []
-    for value in sorted(pd.unique(segment), key=str):
-        members = np.flatnonzero(segment == value)
+    values = sorted(pd.unique(segment), key=str)
+    for value in [*values, *([WHOLE_POPULATION] if whole_population else [])]:
+        if value == WHOLE_POPULATION and whole_population:
+            segment_of_rows = np.full(len(segment), WHOLE_POPULATION, dtype=object)
+        else:
+            segment_of_rows = segment
+        respondent_segment = segment_of_rows[positions]
+        members = np.flatnonzero(segment_of_rows == value)
         local = pd.Series(np.arange(len(members)), index=members)
         in_segment = respondent_segment == value
         contributions = evaluate.doubly_robust_contributions(

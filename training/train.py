@@ -51,7 +51,7 @@ from cxpredict.training import evaluate
 from cxpredict.training.conformal import calibrate_conformal, respondent_oof_frame
 from cxpredict.training.drivers import log_training_drivers
 from cxpredict.training.ensemble import EnsembleFit, ensemble_covers, fit_ensemble
-from cxpredict.training.population import PopulationScore, population_score
+from cxpredict.training.population import NonresponseInputs, PopulationScore, population_score
 from cxpredict.training.project import link_project_run
 from cxpredict.training.registry import (
     configure_mlflow,
@@ -133,6 +133,9 @@ class TargetFit:
     n_trials: int = 0
     validation_loss: float | None = None
     study_name: str | None = None
+    # The response model's out-of-fold P(responded) for every customer (the shadow-variable
+    # estimate balances it); None for the other targets.
+    all_out_of_fold: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hyperparameters", _frozen_mapping(self.hyperparameters))
@@ -500,7 +503,8 @@ def fit_propensity(data: TrainingData, options: FitOptions) -> tuple[TargetFit |
     weight = inverse_propensity_weights(respondent_propensity, c.training.max_weight)
     metrics["propensity_effective_sample_size"] = evaluate.effective_sample_size(weight)
     metrics["propensity_max_weight"] = float(weight.max())
-    fit = _target_fit("propensity", BINARY, fitted, out_of_fold=respondent_propensity, metrics=metrics)
+    fit = _target_fit("propensity", BINARY, fitted, out_of_fold=respondent_propensity, metrics=metrics,
+                      all_out_of_fold=oof)
     return fit, []
 
 
@@ -698,9 +702,33 @@ def fit_churn(data: TrainingData, options: FitOptions, expected: np.ndarray | No
     return _target_fit("churn", BINARY, fitted, metrics=metrics)
 
 
+def shadow_outcomes(data: TrainingData) -> np.ndarray | None:
+    """The configured shadow outcomes for every customer (customers × k); None when some customer lacks one."""
+    c, outcomes = data.config, data.dataset.outcomes
+    columns = c.shadow_outcome_columns
+    if outcomes is None or not columns or any(col not in outcomes.columns for col in columns):
+        return None
+    ids = data.dataset.customers[c.id_column].astype(str)
+    values = outcomes.set_index(outcomes[c.id_column].astype(str))[columns].reindex(ids)
+    values = values.apply(pd.to_numeric, errors="coerce").to_numpy(float)
+    return values if np.isfinite(values).all() else None
+
+
+def nonresponse_inputs(data: TrainingData, propensity: TargetFit | None,
+                       expected: np.ndarray | None = None) -> NonresponseInputs | None:
+    """The missing-not-at-random figures' inputs (None: no response model; no shadow estimate without
+    a shadow outcome for every customer)."""
+    if propensity is None or propensity.all_out_of_fold is None:
+        return None
+    columns = data.config.shadow_outcome_columns
+    return NonresponseInputs(shadow=shadow_outcomes(data), shadow_name=columns[0] if columns else "",
+                             propensity=np.asarray(propensity.all_out_of_fold),
+                             score=np.asarray(data.targets.level_index, float), extra_design=expected)
+
+
 def score_population(data: TrainingData, bundle: ScoringBundle, score: TargetFit,
                      propensity: TargetFit | None, experience: Mapping[str, np.ndarray] | None = None,
-                     ) -> PopulationScore:
+                     nonresponse: NonresponseInputs | None = None) -> PopulationScore:
     """The population score of a bundle's score model over the training customers (see `population_score`)."""
     if experience is None:
         experience = bundle.predict_matrix(data.X, data.config.training.threads, causes=False, drivers=False,
@@ -708,7 +736,7 @@ def score_population(data: TrainingData, bundle: ScoringBundle, score: TargetFit
     band_probabilities = np.column_stack([experience[band_column(b)] for b in data.config.score.band_names])
     return population_score(
         data.config, band_probabilities, np.asarray(score.out_of_fold), data.targets.band_index,
-        data.targets.positions, None if propensity is None else np.asarray(propensity.out_of_fold),
+        data.targets.positions, None if propensity is None else np.asarray(propensity.out_of_fold), nonresponse,
     )
 
 
@@ -789,7 +817,10 @@ def fit_models(config: CxConfig, dataset: Dataset, tune_trials: int | None = Non
                                   else (None, None))
             churn = fit_churn(data, options, expected, p_bottom)
     with _timed("population", seconds):
-        population = score_population(data, scoring, score, propensity, experience)
+        expected_all = experience_features(data, experience, score, expected_score)[0]
+        population = score_population(data, scoring, score, propensity, experience,
+                                      nonresponse_inputs(data, propensity, expected_all))
+        notes += population.sentences()
     respondent_propensity = None if propensity is None else np.asarray(propensity.out_of_fold)
     with _timed("conformal", seconds):
         tg = data.targets
@@ -818,7 +849,7 @@ def fit_models(config: CxConfig, dataset: Dataset, tune_trials: int | None = Non
     bundle = replace(
         scoring, churn_booster=None if churn is None else churn.booster, churn_uses_experience=uses_experience,
         conformal=conformal, respondent_oof=respondent_oof, drift_reference=DriftReference.fit(data.pipeline, data.X),
-        metadata={"metrics": _finite(metrics), "notes": list(notes)},
+        metadata={"metrics": _finite(metrics), "notes": list(notes), "population_notes": population.sentences()},
     )
     return TrainedModels(
         data=data, propensity=propensity, respondent_weight=weight, score=score, expected_score=expected_score,
@@ -943,6 +974,14 @@ def training_summary(result: TrainResult) -> list[SummaryRow]:
     add("churn", "test_churn_roc_auc")
     add("population score (doubly robust, 95% CI)", "population_index", "+.1f",
         "population_index_ci_low", "population_index_ci_high")
+    add("population score (headline: sampling + shared error)", "population_index", "+.1f",
+        "population_index_headline_low", "population_index_headline_high")
+    add("population score (shadow variable)", "population_index_shadow", "+.1f",
+        "population_index_shadow_ci_low", "population_index_shadow_ci_high")
+    for lam in ("1_25", "1_5", "2"):
+        add(f"population score range (odds ratio {lam.replace('_', '.')})", "population_index", "+.1f",
+            f"population_index_dr_lambda_{lam}_low", f"population_index_dr_lambda_{lam}_high")
+    add("population score (sign flips at odds ratio)", "population_index_sign_flip_lambda", ".2f")
     add("population score (respondents only)", "population_index_respondents", "+.1f")
     for key in sorted(k for k in m if k.startswith("campaign_ate_") and "_ci_" not in k):
         sid = key.removeprefix("campaign_ate_")

@@ -466,3 +466,26 @@ def test_campaign_follow_up_scores_reveal_score_effects(company: SyntheticCompan
         true_mean = truth.loc[rows["customer_id"], f"true_score_effect_{sid}"].mean()
         # The difference in follow-up means estimates the true mean effect: within 4 SE of it.
         assert abs(diff - true_mean) < 4 * se, (sid, diff, true_mean, se)
+
+
+def test_hidden_trait_company_keeps_the_customers_and_makes_respondents_happier() -> None:
+    """The hidden-trait option (issue 17): same customers as the default, respondents selected on the trait."""
+    from cxpredict.features.synthetic import HiddenTrait, generate_selected_company, selected_churn_probability
+
+    base = generate_company(3000, 0.2, seed=5)
+    off = generate_selected_company(3000, 0.2, 5, HiddenTrait(strength=0.0))
+    on = generate_selected_company(3000, 0.2, 5, HiddenTrait(strength=1.5))
+    pd.testing.assert_frame_equal(base.customers, off.customers)
+    pd.testing.assert_frame_equal(base.customers, on.customers)
+    gap = {name: c.truth.loc[c.truth["responded"] == 1, "hidden_trait"].mean()
+           - c.truth.loc[c.truth["responded"] == 0, "hidden_trait"].mean() for name, c in (("off", off), ("on", on))}
+    assert abs(gap["off"]) < 0.15 and gap["on"] > 0.8
+    assert set(on.survey["customer_id"]) == set(on.truth.loc[on.truth["responded"] == 1, "customer_id"])
+    # churn follows the score (informative) or not at all (the switch), never the trait itself
+    low, high = np.zeros(len(on.customers)), np.full(len(on.customers), 10)
+    informative = HiddenTrait()
+    assert (selected_churn_probability(on.customers, low, informative)
+            > selected_churn_probability(on.customers, high, informative)).all()
+    flat = HiddenTrait(churn_per_score_point=0.0)
+    np.testing.assert_array_equal(selected_churn_probability(on.customers, low, flat),
+                                  selected_churn_probability(on.customers, high, flat))

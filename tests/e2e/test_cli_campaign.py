@@ -180,7 +180,8 @@ def test_problem_groups_in_segments_and_eligibility_on_predictions(trained: Path
                    cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     figures = pd.read_csv(tmp_path / "seg.csv")
-    assert set(figures["segment"]) == groups and figures["n_customers"].sum() == 3000
+    assert set(figures["segment"]) == groups | {"whole population"}
+    assert figures.loc[figures["segment"] != "whole population", "n_customers"].sum() == 3000
 
     cfg = load_config(trained)
     bundle = load_champion(cfg).bundle

@@ -52,8 +52,12 @@ def test_segments_by_column_writes_table(trained: Path, tmp_path: Path) -> None:
     out = tmp_path / "segments.csv"
     done = run_cli("segments", "--config", str(trained), "--segment-by", "segment", "--out", str(out), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    table = pd.read_csv(out)
-    assert table["n_customers"].sum() == 3000
+    everyone = pd.read_csv(out)
+    whole = everyone[everyone["segment"] == "whole population"]
+    table = everyone[everyone["segment"] != "whole population"]
+    assert table["n_customers"].sum() == 3000 and whole["n_customers"].tolist() == [3000]
+    # the whole-population row is the population figure: between its segments' extremes
+    assert table["index_dr"].min() <= float(whole["index_dr"].iloc[0]) <= table["index_dr"].max()
     assert (table["index_ci_low"] <= table["index_dr"]).all() and (table["index_dr"] <= table["index_ci_high"]).all()
     assert {"index_respondents", "n_respondents", "reliable", "p_promoter"} <= set(table.columns)
 

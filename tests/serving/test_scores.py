@@ -206,6 +206,12 @@ def test_get_model_describes_champion(client: httpx.Client, company: Company) ->
     assert (body["name"], body["version"], body["alias"]) == (MODEL_NAME, "1", "champion")
     assert body["has_churn"] and body["bottom_band"] == "detractor"
     assert "test_macro_f1" in body["metrics"]
+    # the population score's honesty (issue 17): headline interval, sensitivity range and words
+    assert body["metrics"]["population_index_headline_low"] <= body["metrics"]["population_index"]
+    assert "population_index_dr_lambda_1_5_low" in body["metrics"]
+    # this fixture hides some customers' churn: no shadow estimate, the sensitivity band still stands
+    assert "population_index_shadow" not in body["metrics"]
+    assert any("sign holds for unobserved selection" in note for note in body["population_notes"])
     names = {f["name"] for f in body["features"]}
     assert "clv" not in names and "customer_id" not in names and "tenure_months" in names
     kinds = {f["name"]: f["kind"] for f in body["features"]}

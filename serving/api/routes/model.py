@@ -28,4 +28,5 @@ async def describe_model(model: ModelDep) -> ModelResponse:
         "top_band": bundle.top_band, "bottom_band": bundle.bottom_band,
         "causes": list(bundle.cause_boosters), "drivers": list(bundle.driver_boosters),
         "has_churn": bundle.churn_booster is not None,
+        "population_notes": bundle.metadata.get("population_notes", []),  # bundles before issue 17 have none
     })

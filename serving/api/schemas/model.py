@@ -42,3 +42,8 @@ class ModelResponse(BaseModel):
     causes: list[str]
     drivers: list[str]
     has_churn: bool
+    population_notes: list[str] = Field(
+        default_factory=list, description="the population score's diagnostics in words: shadow-variable "
+        "identification, respondents vs silent on churn, sign-flip odds ratio, headline interval basis "
+        "(figures under `metrics`: population_index_headline_*, population_index_shadow*, "
+        "population_index_dr_lambda_*)")
