@@ -744,6 +744,7 @@ def store_load(
     with an `alerts` config the rules then run and the tasks are synced (`alerts run`).
     """
     from cxpredict.features.load import load_dataset
+    from cxpredict.features.text_features import with_text_features
     from cxpredict.features.validation import check_rows
     from cxpredict.models.registry import champion_if_registered
     from cxpredict.serving.api.settings import store_url as resolve_store_url
@@ -751,7 +752,8 @@ def store_load(
 
     cfg = _load(config)
     settings = _serving_settings(config=config, store_url=store_url, store_table=table)
-    dataset = load_dataset(cfg)
+    # The text features training saw, so the API scores a customer who complained as batch scoring does.
+    dataset = with_text_features(cfg, load_dataset(cfg))
     champion = champion_if_registered(cfg)
     if champion is not None:  # the API will score these rows with it: stop on what it cannot read
         check_rows(champion.bundle.pipeline, dataset.customers, dataset.sources.get("customers", "customers"),

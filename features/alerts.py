@@ -21,10 +21,9 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from cxpredict.features.config import ConfigError, CxConfig
+from cxpredict.features.config import ConfigError, CxConfig, read_yaml_text
 from cxpredict.features.strategies import ORDER_OPS, Condition, condition_holds
 
 LEVELS: tuple[str, ...] = ("critical", "high", "medium")  # most urgent first
@@ -131,9 +130,9 @@ def load_alert_rules(path: str | Path) -> list[AlertRule]:
     if not path.is_file():
         raise AlertError(f"{path}: alert rules file not found")
     try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise AlertError(f"{path}: not valid YAML: {err}") from None
+        raw = read_yaml_text(path)  # one line for bad YAML (line and column), non-UTF-8 bytes, a huge file
+    except ConfigError as err:
+        raise AlertError(str(err)) from None
     return parse_alert_rules(raw, str(path))
 
 

@@ -15,11 +15,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cxpredict.features.build import BOOLEAN, CATEGORICAL, DATE, NUMERIC, infer_kind, to_boolean
-from cxpredict.features.config import ConfigError, CxConfig
+from cxpredict.features.config import ConfigError, CxConfig, read_yaml_text
 
 COMPARE_OPS: tuple[str, ...] = ("==", "!=", "<", "<=", ">", ">=", "in", "not_in")
 APPLY_OPS: tuple[str, ...] = ("set", "multiply", "add")
@@ -167,9 +166,9 @@ def load_strategies(path: str | Path) -> list[Strategy]:
     if not path.is_file():
         raise StrategyError(f"{path}: strategies file not found")
     try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise StrategyError(f"{path}: not valid YAML: {err}") from None
+        raw = read_yaml_text(path)  # one line for bad YAML (line and column), non-UTF-8 bytes, a huge file
+    except ConfigError as err:
+        raise StrategyError(str(err)) from None
     return parse_strategies(raw, str(path))
 
 

@@ -11,9 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from cxpredict.features.config import CxConfig
+from cxpredict.features.config import ConfigError, CxConfig, read_yaml_text
 from cxpredict.features.load import (
     DataError,
     _rows,
@@ -95,11 +94,9 @@ def load_codeframe(config: CxConfig) -> Codeframe:
     if not path.is_file():
         raise DataError(f"{path}: codeframe file not found (config key 'codeframe')")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not UTF-8 text (byte {err.start})") from None
-    except yaml.YAMLError as err:
-        raise DataError(f"{path}: not valid YAML: {err}") from None
+        raw = read_yaml_text(path)  # one line for bad YAML (line and column), non-UTF-8 bytes, a huge file
+    except ConfigError as err:
+        raise DataError(str(err)) from None
     return parse_codeframe(raw, str(path))
 
 

@@ -80,3 +80,30 @@ def test_text_code_without_a_codeframe_is_one_line_exit_2(text_folder: Path) -> 
     done = run_cli("text", "code", "--config", str(data / "no_codeframe.yaml"), cwd=text_folder)
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert "config key 'codeframe'" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_store_load_holds_the_text_features_the_api_scores_with(text_folder: Path) -> None:
+    """The API scores store rows: they carry each customer's text features, equal to what training builds."""
+    from sqlalchemy import create_engine
+
+    from cxpredict.features.config import load_config
+    from cxpredict.features.load import load_dataset
+    from cxpredict.features.text_features import TEXT_PREFIX, with_text_features
+
+    config_path = text_folder / "data" / "cxpredict.yaml"
+    store = text_folder / "text_store.db"
+    done = run_cli("store", "load", "--config", str(config_path), "--store-url", f"sqlite:///{store}",
+                   "--no-alerts", cwd=text_folder)
+    assert done.returncode == 0, done.stderr
+    engine = create_engine(f"sqlite:///{store}")
+    try:
+        stored = pd.read_sql_table("customers", engine).set_index("customer_id").sort_index()
+    finally:
+        engine.dispose()
+    config = load_config(config_path)
+    built = with_text_features(config, load_dataset(config)).customers.set_index("customer_id").sort_index()
+    text_columns = [c for c in built.columns if c.startswith(TEXT_PREFIX)]
+    assert len(text_columns) >= 5 and set(text_columns) <= set(stored.columns)
+    assert stored[text_columns].notna().any().all()  # not a column of missing values
+    pd.testing.assert_frame_equal(stored[text_columns].astype(float), built[text_columns].astype(float),
+                                  check_exact=False, rtol=1e-9)

@@ -178,3 +178,30 @@ def test_synthetic_catalogue_is_valid_against_its_customers_and_model_features()
     schema = FeaturePipeline("customer_id", exclude=["clv"]).fit(company.customers).schema()
     validate_strategies(strategies, company.customers, schema, source="synthetic")
     assert all(eligible_mask(company.customers, s).any() for s in strategies)
+
+
+@pytest.mark.parametrize("body", [b"- id: a\n  name: [unclosed\n", b"- id: caf\xe9\n"], ids=["syntax", "not-utf8"])
+def test_every_catalogue_file_fails_in_one_line_with_its_place(tmp_path: Path, body: bytes) -> None:
+    """Strategies, alert rules and the codeframe read YAML like the config: file, line (and column), one line."""
+    from cxpredict.features.alerts import AlertError, load_alert_rules
+    from cxpredict.features.config import CxConfig
+    from cxpredict.features.load import DataError
+    from cxpredict.features.texts import load_codeframe
+
+    path = tmp_path / "catalogue.yaml"
+    path.write_bytes(body)
+    config = CxConfig.model_validate({
+        "name": "t", "id_column": "id", "data": {"customers": "c.csv", "survey": "s.csv"},
+        "score": {"column": "nps", "scale": [0, 10], "bands": {"d": [0, 6], "p": [7, 8], "q": [9, 10]}},
+        "codeframe": "catalogue.yaml", "base_dir": tmp_path})
+    loaders = [(StrategyError, lambda: load_strategies(path)), (AlertError, lambda: load_alert_rules(path)),
+               (DataError, lambda: load_codeframe(config))]
+    for error, load in loaders:
+        with pytest.raises(error) as caught:
+            load()
+        message = str(caught.value)
+        assert "\n" not in message
+        if b"\xe9" in body:
+            assert message.startswith(f"{path}: line 1: not UTF-8 text (byte 0xe9)")
+        else:
+            assert message.startswith(f"{path}: line 3, column 1: not valid YAML")
