@@ -361,6 +361,9 @@ def score(
         f"(reasons: {reasons}); {summary.parts} parts ({summary.parts_resumed} resumed) in {summary.seconds:.1f}s, "
         f"{summary.rows_per_second:,.0f} rows/s with {loaded.model_name} v{loaded.version} -> {out}"
     )
+    if summary.implausible_scored:
+        typer.echo(f"note: {summary.implausible_scored} rows with an implausible value were scored "
+                   f"(scoring.plausibility: warn); the manifest counts them per part")
 
 
 @app.command()

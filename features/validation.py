@@ -81,6 +81,7 @@ class RowVerdicts:
     reasons: np.ndarray
     details: np.ndarray
     implausible_warned: int = 0  # rows scored despite an implausible value (`scoring.plausibility: warn`)
+    warned: np.ndarray | None = None  # which rows those are (warn only)
 
 
 def feature_rules(pipeline: FeaturePipeline) -> tuple[FeatureRule, ...]:
@@ -162,7 +163,7 @@ def row_verdicts(
     implausible = implausible_values(feature_rules(pipeline), frame, X)
     flagged = (implausible != "") & (reasons == "")
     if plausibility == WARN:
-        return RowVerdicts(reasons, details, int(flagged.sum()))
+        return RowVerdicts(reasons, details, int(flagged.sum()), flagged)
     reasons[flagged] = IMPLAUSIBLE
     details = np.where(flagged, implausible, details).astype(object)
     return RowVerdicts(reasons, details)

@@ -121,12 +121,14 @@ def unreadable_values_udf(pipeline: FeaturePipeline, plausibility: str = REJECT)
     when scorable), as the streaming engine says it."""
     from pyspark.sql.functions import pandas_udf
 
-    @pandas_udf("reason string, detail string")  # type: ignore[call-overload]
+    @pandas_udf("reason string, detail string, warned boolean")  # type: ignore[call-overload]
     def unreadable(rows: pd.DataFrame) -> pd.DataFrame:
         verdicts = row_verdicts(pipeline, rows, plausibility=plausibility)
         flagged = verdicts.reasons != ""
+        warned = verdicts.warned if verdicts.warned is not None else np.zeros(len(rows), bool)
         return pd.DataFrame({"reason": np.where(flagged, verdicts.reasons, None),
-                             "detail": np.where(flagged, verdicts.details, None)}, dtype=object)
+                             "detail": np.where(flagged, verdicts.details, None),
+                             "warned": warned.astype(bool)}).astype({"reason": object, "detail": object})
 
     return unreadable
 
@@ -329,6 +331,7 @@ def _score_on_spark(
     drift = spark_drift_counts(scorable.select(*inputs), bundle)
     by_reason = {row["__reason"]: int(row["count"]) for row in
                  typed.where(F.col("__reason").isNotNull()).groupBy("__reason").count().collect()}
+    warned = typed.where(F.col("__reason").isNull() & F.col("__gate.warned")).count()
     typed.unpersist()
     n_scored, n_rejected = parquet_rows(tmp), parquet_rows(tmp / REJECTS_DIR)
     n_input = job["input_rows"]
@@ -337,7 +340,7 @@ def _score_on_spark(
     summary = StreamSummary(
         input_rows=n_input, scored=n_scored, rejected=n_rejected, parts=len(list(tmp.glob("part-*"))),
         parts_resumed=0, seconds=round(time.perf_counter() - started, 3), out=str(out_dir),
-        model_version=loaded.version, rejects_by_reason=by_reason,
+        model_version=loaded.version, rejects_by_reason=by_reason, implausible_scored=int(warned),
     )
     manifest = {"job": job, "engine": "spark", "master": master, "complete": True, "summary": asdict(summary),
                 **({"drift": drift.to_json()} if drift is not None else {})}

@@ -68,6 +68,7 @@ class StreamSummary:
     out: str
     model_version: str
     rejects_by_reason: dict[str, int] = field(default_factory=dict)
+    implausible_scored: int = 0  # rows scored despite an implausible value (`scoring.plausibility: warn`)
 
     @property
     def rows_per_second(self) -> float:
@@ -411,6 +412,7 @@ def score_stream(
             if progress:
                 progress(batch.num_rows)
             continue
+        warned_before = chunks.implausible_warned
         scores, rejects, drift = chunks.score(batch, first_row)
         write_table_atomic(scores, out_dir / part_name(index))
         write_table_atomic(rejects, out_dir / REJECTS_DIR / part_name(index))
@@ -418,6 +420,7 @@ def score_stream(
         done[key] = {
             "rows": batch.num_rows, "scored": scores.num_rows, "rejected": rejects.num_rows,
             "first_row": first_row, "rejects_by_reason": {str(k): int(v) for k, v in reasons.items()},
+            "implausible_scored": chunks.implausible_warned - warned_before,
             **({"drift": drift.to_json()} if drift is not None else {}),
         }
         write_manifest(manifest, out_dir)
@@ -449,6 +452,7 @@ def _summarise(manifest: dict[str, Any], n_parts: int, resumed: int, seconds: fl
         out=str(out_dir),
         model_version=manifest["job"]["model_version"],
         rejects_by_reason=by_reason,
+        implausible_scored=sum(int(p.get("implausible_scored", 0)) for p in parts),
     )
     if summary.scored + summary.rejected != summary.input_rows:
         raise DataError(

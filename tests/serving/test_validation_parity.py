@@ -7,6 +7,7 @@ is "ok" (it widens the range); every other verdict is the same on all five paths
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -228,6 +229,22 @@ def test_stream_plausibility_warn_scores_implausible_rows(company: Company, tmp_
     assert detail.startswith("monthly_charge: 1000000000.0: value outside the plausible range")
     warned = score_stream(loaded, tmp_path / "in.parquet", tmp_path / "warn", plausibility="warn")
     assert warned.rejected == 0 and warned.scored == 20
+    assert rejected.implausible_scored == 0 and warned.implausible_scored == 1  # scored anyway, and counted
+    manifest = json.loads((tmp_path / "warn" / "_manifest.json").read_text())
+    assert manifest["summary"]["implausible_scored"] == 1
+    assert sum(part["implausible_scored"] for part in manifest["parts"].values()) == 1
+
+
+@pytest.mark.spark
+def test_spark_plausibility_warn_counts_like_streaming(company: Company, tmp_path: Path) -> None:
+    from cxpredict.serving.batch.spark import score_spark
+
+    loaded = load_champion(company.config)
+    source = company.dataset.customers.head(20).copy()
+    source.loc[[3, 7], "monthly_charge"] = 1e9
+    source.to_parquet(tmp_path / "in.parquet", index=False)
+    warned = score_spark(company.config, loaded, tmp_path / "in.parquet", tmp_path / "warn", plausibility="warn")
+    assert warned.rejected == 0 and warned.scored == 20 and warned.implausible_scored == 2
 
 
 def test_dropped_columns_are_summarised_and_tagged(company: Company) -> None:
