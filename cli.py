@@ -135,6 +135,24 @@ def _user_errors() -> tuple[type[Exception], ...]:
     return (ConfigError, DataError, BundleError, StoreError)
 
 
+def _database_error(err: Exception) -> str | None:
+    """One line for a store or tracking database that cannot be reached or named (None: not such an error).
+
+    A wrong URL, an unknown database, a refused connection or a bad password is the user's to fix, so
+    it gets the driver's first line (URLs masked, never the password) instead of a traceback.
+    """
+    from sqlalchemy import exc
+
+    from cxpredict.features.secrets import mask_urls_in
+
+    if isinstance(err, exc.OperationalError | exc.InterfaceError):
+        first = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
+        return mask_urls_in(f"cannot use the database: {first}")
+    if isinstance(err, exc.ArgumentError | exc.NoSuchModuleError):
+        return mask_urls_in(f"not a usable database URL: {str(err).splitlines()[0]}")
+    return None
+
+
 def cli_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     """Bad input ends the command with one readable line and exit code 2, never a traceback."""
 
@@ -144,6 +162,12 @@ def cli_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             return func(*args, **kwargs)
         except _user_errors() as err:
             typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(code=2) from None
+        except Exception as err:
+            message = _database_error(err)
+            if message is None:
+                raise
+            typer.echo(f"error: {message}", err=True)
             raise typer.Exit(code=2) from None
 
     return wrapper

@@ -88,3 +88,17 @@ def test_step_progress_draws_on_a_terminal_and_nothing_off_one() -> None:
     assert "backtest: done" in terminal and "2/2" in terminal
     captured = run(Console(file=io.StringIO(), force_terminal=False, width=100))
     assert captured == ""
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(("url", "needle"), [
+    ("postgresql+psycopg2://postgres:s3cret-pw@127.0.0.1:5432/cx_no_such_database", 'database "cx_no_such_database"'),
+    ("postgresql+psycopg2://postgres:s3cret-pw@127.0.0.1:1/test", "Connection refused"),
+    ("nodb+x://u:s3cret-pw@h/db", "not a usable database URL"),
+], ids=["unknown-database", "refused", "unknown-dialect"])
+def test_unusable_store_url_is_one_line_without_the_password(small_company_dir: Path, tmp_path: Path, url: str,
+                                                             needle: str) -> None:
+    done = run_cli("store", "load", "--config", str(small_company_dir / "cxpredict.yaml"), "--store-url", url,
+                   "--no-alerts", cwd=tmp_path)
+    line = _one_error_line(done, needle)
+    assert "s3cret-pw" not in done.stderr + done.stdout and "s3cret-pw" not in line

@@ -211,3 +211,12 @@ def test_documented_messages_are_the_real_ones(customers: pd.DataFrame, pipeline
     for name, message in real.items():
         assert message_matches(rules[name], message), (name, message)
     assert "\n" not in "".join(real.values())
+
+
+def test_urls_inside_free_text_lose_their_password() -> None:
+    from cxpredict.features.secrets import mask_urls_in
+
+    text = "could not connect to 'postgresql://scott:tiger@db:5432/cx' (retry https://u:p4ss@host/x?token=abc)"
+    masked = mask_urls_in(text)
+    assert "tiger" not in masked and "p4ss" not in masked and "abc" not in masked
+    assert "postgresql://scott:***@db:5432/cx" in masked and masked.startswith("could not connect to '")
