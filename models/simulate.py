@@ -21,7 +21,7 @@ A missing value is replaced by the median value (reported as `n_value_imputed`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,6 +92,8 @@ def simulate_effects(
     segment_column: str | None = None,
     use_learned: bool = True,
     threads: int | None = None,
+    X: np.ndarray | None = None,
+    baseline: Mapping[str, np.ndarray] | None = None,
 ) -> Simulation:
     """Baseline and under-strategy predictions for every eligible (customer, strategy).
 
@@ -103,6 +105,9 @@ def simulate_effects(
         segment_column: column the segment table groups by; None means one segment "all".
         use_learned: replace simulated churn effects by learned ones where the bundle has them.
         threads: LightGBM threads.
+        X: `bundle.pipeline.transform(customers)` when the caller has it (not encoded again).
+        baseline: the customers' band probabilities, `expected_score` and `churn_probability` when the
+            caller has just scored them (`alerts run`): not predicted again.
     Returns:
         The simulation (baseline per customer, effects per eligible pair).
     """
@@ -114,7 +119,7 @@ def simulate_effects(
     if bundle.id_column not in customers.columns:
         raise SimulationError(f"id column '{bundle.id_column}' not found in the customers")
     customers = customers.reset_index(drop=True)
-    X = bundle.pipeline.transform(customers)
+    X = bundle.pipeline.transform(customers) if X is None else X
     predicted = set(predicted_column_names(bundle))
     used = {c.column for s in catalogue for c in s.eligible} | ({segment_column} if segment_column else set())
     if (used & predicted) - set(customers.columns):
@@ -124,7 +129,8 @@ def simulate_effects(
     segments = _segments(customers, segment_column)
     top = band_column(bundle.top_band)
 
-    base = bundle.predict_matrix(X, threads, causes=False, drivers=False)
+    base = (bundle.predict_matrix(X, threads, causes=False, drivers=False) if baseline is None
+            else {k: np.asarray(v, float) for k, v in baseline.items()})
     baseline = pd.DataFrame({
         bundle.id_column: ids,
         "segment": segments,

@@ -188,12 +188,23 @@ def _cause_phrases(frame: pd.DataFrame, codes: Sequence[str]) -> list[str]:
 
 
 def _best_strategies(bundle: ScoringBundle, customers: pd.DataFrame, strategies: Sequence[Strategy],
-                     value_column: str | None, threads: int) -> pd.DataFrame | None:
-    """Best strategy id and expected value per customer (None when nothing can be simulated)."""
+                     value_column: str | None, threads: int, X: np.ndarray | None = None,
+                     scores: pd.DataFrame | None = None) -> pd.DataFrame | None:
+    """Best strategy id and expected value per customer (None when nothing can be simulated).
+
+    `X` and `scores` (the rows' encoding and score table, already computed by the run) spare the
+    simulation a second encoding and a second baseline prediction.
+    """
     if not strategies or len(customers) == 0:
         return None
+    baseline = None
+    if scores is not None:
+        wanted = [band_column(b) for b in bundle.band_names] + ["expected_score", "churn_probability"]
+        if all(c in scores.columns for c in wanted):
+            baseline = {c: scores[c].to_numpy(float) for c in wanted}
     try:
-        simulation = simulate_effects(bundle, customers, strategies, value_column=value_column, threads=threads)
+        simulation = simulate_effects(bundle, customers, strategies, value_column=value_column, threads=threads,
+                                      X=X, baseline=baseline)
     except SimulationError as err:
         logger.warning("alerts: no strategy suggestions: %s", err)
         return None
@@ -280,7 +291,8 @@ class _Matcher:
             for k, phrase in zip(detail, _cause_phrases(matched.iloc[detail], self.codes), strict=True):
                 causes[k] = phrase
             best = _best_strategies(self.bundle, chunk.iloc[rows[detail]].reset_index(drop=True),
-                                    self.setup.strategies, self.config.value_column, self.threads)
+                                    self.setup.strategies, self.config.value_column, self.threads,
+                                    X[rows[detail]], frame.iloc[rows[detail]].reset_index(drop=True))
         if best is not None:
             strategy = best["best_strategy"].reindex(ids).to_numpy(object)
             expected = best["expected_value"].reindex(ids).to_numpy(float)

@@ -160,3 +160,18 @@ def test_real_campaign_effect_is_learned_close_to_the_truth(
     assert (learned.effects.loc[learned.effects["strategy"] == "contract_upgrade", "method"] == "learned").all()
     never_run = learned.effects[learned.effects["strategy"] == "network_upgrade"]
     assert (never_run["method"] == "simulated").all()  # no campaign: the what-if stays, and says so
+
+
+def test_simulation_reuses_a_callers_encoding_and_baseline_exactly(bundle: ScoringBundle, company: SyntheticCompany,
+                                                                   learned: Simulation) -> None:
+    """`alerts run` hands over the rows it just scored: the effects must be the ones computed from scratch."""
+    from cxpredict.models.bundle import band_column
+
+    customers = company.customers.reset_index(drop=True)
+    X = bundle.pipeline.transform(customers)
+    base = bundle.predict_matrix(X, 1, causes=False, drivers=False)
+    baseline = {c: base[c] for c in [*map(band_column, bundle.band_names), "expected_score", "churn_probability"]}
+    reused = simulate_effects(bundle, customers, company.strategies, "clv", "segment", threads=1, X=X,
+                              baseline=baseline)
+    pd.testing.assert_frame_equal(reused.effects, learned.effects)
+    pd.testing.assert_frame_equal(reused.baseline, learned.baseline)
