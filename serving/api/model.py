@@ -27,7 +27,13 @@ from cxpredict.features.strategies import Strategy, validate_strategies
 from cxpredict.models.bundle import ScoringBundle
 from cxpredict.models.bundle_files import BundleError
 from cxpredict.models.explain import DriverExplainer
-from cxpredict.models.registry import CHAMPION, LoadedBundle, load_registered_bundle, tracking_client
+from cxpredict.models.registry import (
+    CHAMPION,
+    LoadedBundle,
+    RegisteredModelError,
+    load_registered_bundle,
+    tracking_client,
+)
 from cxpredict.serving.api.alerts import AlertList, rank_alerts
 from cxpredict.serving.api.driver_catalogue import DriverCatalogue
 from cxpredict.serving.api.explaining import warm_up
@@ -204,6 +210,10 @@ class ModelManager:
                 if self.on_change is not None and current is not None and current.version != model.version:
                     self.on_change(current, model)
             status.state = "idle"
+        except RegisteredModelError as err:  # a version that does not exist or cannot load: keep the old model
+            status.state, status.error = "failed", str(err)
+            self._failed_version = status.version
+            logger.error("model reload failed: %s", status.error)
         except (ValueError, BundleError) as err:  # a model that does not fit, or whose files changed
             status.state, status.error, outcome = "failed", str(err), "refused"
             self._failed_version = status.version
