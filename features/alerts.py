@@ -21,8 +21,9 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from cxpredict.features.catalogue import parse_catalogue
 from cxpredict.features.config import ConfigError, CxConfig, read_yaml_text
 from cxpredict.features.strategies import ORDER_OPS, Condition, condition_holds
 
@@ -81,21 +82,6 @@ class AlertRule(BaseModel):
         return [c.column for c in self.when]
 
 
-def _rule_label(raw: Any, index: int) -> str:
-    if isinstance(raw, Mapping) and raw.get("id"):
-        return f"rule '{raw['id']}'"
-    return f"rule #{index + 1}"
-
-
-def _format_error(source: str, label: str, err: ValidationError) -> str:
-    first = max(err.errors(), key=lambda e: len(e["loc"]))
-    where = ".".join(str(p) for p in first["loc"]) or "<root>"
-    message = str(first["msg"]).removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
-        message = "unknown key (not part of the alert rule contract)"
-    return f"{source}: {label}: key '{where}': {message}"
-
-
 def parse_alert_rules(raw: Any, source: str = "alerts") -> list[AlertRule]:
     """Validate the shape of a catalogue (a list of rule mappings) and that ids are unique.
 
@@ -105,23 +91,16 @@ def parse_alert_rules(raw: Any, source: str = "alerts") -> list[AlertRule]:
     Returns:
         The rules in file order.
     """
-    if not isinstance(raw, list) or not raw:
-        raise AlertError(f"{source}: expected a non-empty list of alert rules")
-    rules: list[AlertRule] = []
-    seen: set[str] = set()
-    for index, item in enumerate(raw):
-        label = _rule_label(item, index)
-        if not isinstance(item, Mapping):
-            raise AlertError(f"{source}: {label}: expected a mapping with id, level, when, route_by or owner")
-        try:
-            rule = AlertRule.model_validate(dict(item))
-        except ValidationError as err:
-            raise AlertError(_format_error(source, label, err)) from None
-        if rule.id in seen:
-            raise AlertError(f"{source}: {label}: key 'id': duplicate rule id '{rule.id}'")
-        seen.add(rule.id)
-        rules.append(rule)
-    return rules
+    return parse_catalogue(
+        raw,
+        source=source,
+        model=AlertRule,
+        error=AlertError,
+        noun="rule",
+        plural="alert rules",
+        expected_keys="id, level, when, route_by or owner",
+        unknown_key="unknown key (not part of the alert rule contract)",
+    )
 
 
 def load_alert_rules(path: str | Path) -> list[AlertRule]:

@@ -334,6 +334,23 @@ def check_results(
     return out
 
 
+def recorded_plan(config: CxConfig, name: str, store_url: str | None = None) -> tuple[CampaignInfo, pd.DataFrame]:
+    """A recorded campaign's info and plan rows, read from the customer store and closed again.
+
+    Args:
+        config: the dataset config.
+        name: the campaign name.
+        store_url: the customer store (default: `default_store_url(config)`).
+    Returns:
+        (info, plan).
+    """
+    store = PlanStore(store_url or default_store_url(config))
+    try:
+        return store.info(name), store.plan(name)
+    finally:
+        store.close()
+
+
 def append_campaign_results(
     config: CxConfig, name: str, results: pd.DataFrame, store_url: str | None = None, source: str = "results",
     known_ids: set[str] | None = None, contact_outcomes: pd.Series | None = None,
@@ -357,12 +374,7 @@ def append_campaign_results(
     Returns:
         What was appended.
     """
-    store = PlanStore(store_url or default_store_url(config))
-    try:
-        info = store.info(name)
-        plan = store.plan(name)
-    finally:
-        store.close()
+    info, plan = recorded_plan(config, name, store_url)
     path = history_path(config)
     rows = check_results(config, plan, results, source, name, known_ids)
     rows.insert(rows.columns.get_loc(CAMPAIGN_COLUMN) + 1, WAVE_COLUMN, info.wave)

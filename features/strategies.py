@@ -18,6 +18,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cxpredict.features.build import BOOLEAN, CATEGORICAL, DATE, NUMERIC, infer_kind, to_boolean
+from cxpredict.features.catalogue import item_label, parse_catalogue, validation_message
 from cxpredict.features.config import ConfigError, CxConfig, read_yaml_text
 
 COMPARE_OPS: tuple[str, ...] = ("==", "!=", "<", "<=", ">", ">=", "in", "not_in")
@@ -92,12 +93,6 @@ class Strategy(BaseModel):
         return [(column, *next(iter(change.items()))) for column, change in self.apply.items()]
 
 
-def _strategy_label(raw: Any, index: int) -> str:
-    if isinstance(raw, Mapping) and raw.get("id"):
-        return f"strategy '{raw['id']}'"
-    return f"strategy #{index + 1}"
-
-
 def as_strategy(strategy: Strategy | Mapping[str, Any], source: str = "strategies") -> Strategy:
     """A validated Strategy from a model or a plain mapping (the catalogue format).
 
@@ -112,14 +107,7 @@ def as_strategy(strategy: Strategy | Mapping[str, Any], source: str = "strategie
     try:
         return Strategy.model_validate(dict(strategy))
     except ValidationError as err:
-        raise StrategyError(_format_error(source, _strategy_label(strategy, 0), err)) from None
-
-
-def _format_error(source: str, label: str, err: ValidationError) -> str:
-    first = max(err.errors(), key=lambda e: len(e["loc"]))
-    where = ".".join(str(p) for p in first["loc"]) or "<root>"
-    message = str(first["msg"]).removeprefix("Value error, ")
-    return f"{source}: {label}: key '{where}': {message}"
+        raise StrategyError(validation_message(source, item_label(strategy, 0, "strategy"), err)) from None
 
 
 def parse_strategies(raw: Any, source: str = "strategies") -> list[Strategy]:
@@ -131,27 +119,23 @@ def parse_strategies(raw: Any, source: str = "strategies") -> list[Strategy]:
     Returns:
         The strategies in file order.
     """
-    if not isinstance(raw, list) or not raw:
-        raise StrategyError(f"{source}: expected a non-empty list of strategies")
-    strategies: list[Strategy] = []
-    seen: set[str] = set()
-    for index, item in enumerate(raw):
-        label = _strategy_label(item, index)
-        if not isinstance(item, Mapping):
-            raise StrategyError(f"{source}: {label}: expected a mapping with id, name, cost, eligible, apply")
-        try:
-            strategy = Strategy.model_validate(dict(item))
-        except ValidationError as err:
-            raise StrategyError(_format_error(source, label, err)) from None
-        if not strategy.apply:
-            raise StrategyError(
-                f"{source}: {label}: key 'apply': needs at least one intervention (column: {{set|multiply|add: value}})"
-            )
-        if strategy.id in seen:
-            raise StrategyError(f"{source}: {label}: key 'id': duplicate strategy id '{strategy.id}'")
-        seen.add(strategy.id)
-        strategies.append(strategy)
-    return strategies
+    return parse_catalogue(
+        raw,
+        source=source,
+        model=Strategy,
+        error=StrategyError,
+        noun="strategy",
+        plural="strategies",
+        expected_keys="id, name, cost, eligible, apply",
+        check=lambda strategy, label: _check_has_interventions(strategy, label, source),
+    )
+
+
+def _check_has_interventions(strategy: Strategy, label: str, source: str) -> None:
+    if not strategy.apply:
+        raise StrategyError(
+            f"{source}: {label}: key 'apply': needs at least one intervention (column: {{set|multiply|add: value}})"
+        )
 
 
 def load_strategies(path: str | Path) -> list[Strategy]:

@@ -32,10 +32,9 @@ from cxpredict.features.campaigns import (
     CAMPAIGN_COLUMN,
     CONTROL,
     TREATED,
-    PlanStore,
     churn_column,
-    default_store_url,
     read_history,
+    recorded_plan,
 )
 from cxpredict.features.config import ConfigError, CxConfig
 from cxpredict.features.strategies import Strategy
@@ -348,12 +347,7 @@ def campaign_evaluation(config: CxConfig, name: str, store_url: str | None = Non
     Returns:
         {"name", "wave", "created_at", "settings", "evaluation" (None without results)}.
     """
-    store = PlanStore(store_url or default_store_url(config))
-    try:
-        info = store.info(name)
-        plan = store.plan(name)
-    finally:
-        store.close()
+    info, plan = recorded_plan(config, name, store_url)
     history = read_history(config) if config.data.campaigns is not None else pd.DataFrame()
     results = (history[history[CAMPAIGN_COLUMN].astype(str) == name]
                if not history.empty and CAMPAIGN_COLUMN in history else pd.DataFrame())
