@@ -30,6 +30,7 @@ from sqlalchemy import Column, DateTime, Engine, Float, Integer, MetaData, Table
 from cxpredict.features.config import CxConfig, FileTable
 from cxpredict.features.io import write_csv_atomic
 from cxpredict.features.load import DataError, read_table, source_label
+from cxpredict.features.sql_tables import create_tables
 
 PLAN_TABLE, INDEX_TABLE = "campaign_plans", "campaign_index"
 TREATED, CONTROL = "treated", "control"
@@ -111,7 +112,7 @@ class PlanStore:
         self.engine = _engine(url)
         metadata = MetaData()
         self.plans, self.index = _tables(metadata)
-        metadata.create_all(self.engine, checkfirst=True)
+        create_tables(self.engine, metadata, PLAN_TABLE)
 
     def close(self) -> None:
         self.engine.dispose()

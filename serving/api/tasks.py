@@ -25,6 +25,7 @@ import pandas as pd
 from sqlalchemy import (
     BigInteger,
     Column,
+    Connection,
     DateTime,
     Engine,
     Float,
@@ -48,6 +49,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from cxpredict.features.alerts import LEVELS
+from cxpredict.features.sql_tables import create_tables
 from cxpredict.serving.api.store import _records, make_engine
 
 OPEN, ACKED, CLOSED = "open", "acked", "closed"
@@ -214,39 +216,16 @@ class TaskStore:
 
     def create(self) -> None:
         """Create the tables and indexes that do not exist yet (concurrent callers are fine)."""
-        if self.engine.dialect.name == "postgresql":
-            # DDL is transactional there: under one lock, a second process waits and then finds the tables.
-            with self.engine.begin() as conn:
-                conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": f"{self.tasks.name}:ddl"})
-                self.metadata.create_all(conn, checkfirst=True)
-                existing = {c["name"] for c in inspect(conn).get_columns(self.tasks.name)}
-                for column in (c for c in self.tasks.columns if c.name not in existing):
-                    kind = column.type.compile(dialect=self.engine.dialect)
-                    conn.execute(text(f'ALTER TABLE "{self.tasks.name}" ADD COLUMN "{column.name}" {kind}'))
-            return
-        for attempt in range(3):
-            try:
-                self.metadata.create_all(self.engine, checkfirst=True)
-                break
-            except Exception:  # another process created one between the check and the create
-                if attempt == 2:
-                    raise
-        self._add_missing_columns()
+        create_tables(self.engine, self.metadata, self.tasks.name, then=self._add_missing_columns)
 
-    def _add_missing_columns(self) -> None:
+    def _add_missing_columns(self, conn: Connection) -> None:
         """Stores written before a column or index existed gain it (nullable, so old rows stay valid)."""
         for index in self.tasks.indexes:
-            index.create(self.engine, checkfirst=True)
-        existing = {c["name"] for c in inspect(self.engine).get_columns(self.tasks.name)}
-        missing = [c for c in self.tasks.columns if c.name not in existing]
-        for column in missing:
+            index.create(conn, checkfirst=True)
+        existing = {c["name"] for c in inspect(conn).get_columns(self.tasks.name)}
+        for column in (c for c in self.tasks.columns if c.name not in existing):
             kind = column.type.compile(dialect=self.engine.dialect)
-            with self.engine.begin() as conn:
-                try:
-                    conn.execute(text(f'ALTER TABLE "{self.tasks.name}" ADD COLUMN "{column.name}" {kind}'))
-                except Exception:  # another process added it first
-                    if column.name not in {c["name"] for c in inspect(self.engine).get_columns(self.tasks.name)}:
-                        raise
+            conn.execute(text(f'ALTER TABLE "{self.tasks.name}" ADD COLUMN "{column.name}" {kind}'))
 
     def dispose(self) -> None:
         if self._own_engine:
