@@ -298,7 +298,7 @@ def tune(
     _print_rows("tuning (best validation loss per study)", ("model", "trials", "best loss", "study"),
                 [(s.model, str(s.n_trials), "" if s.validation_loss is None else f"{s.validation_loss:.4f}",
                   s.study_name or "") for s in report.studies], wrap=3, right=(1, 2))
-    typer.echo(f"run {report.run_id}; studies in {report.storage}")
+    typer.echo(f"run {report.run_id}; studies in {mask_url(report.storage)}")
     typer.echo(f"tracking store: {mask_url(cfg.tracking_uri)}")
 
 
@@ -745,14 +745,12 @@ app.add_typer(store_app, name="store")
 
 def _serving_settings(**values: Any) -> Any:
     """Server settings from the environment (CXPREDICT_*) overridden by the given options."""
-    from pydantic import ValidationError
-
-    from cxpredict.serving.api.settings import ServingSettings, settings_error_line
+    from cxpredict.serving.api.settings import read_settings
 
     try:
-        return ServingSettings(**{k: v for k, v in values.items() if v is not None})
-    except ValidationError as err:
-        raise ConfigError(settings_error_line(err)) from None
+        return read_settings(**{k: v for k, v in values.items() if v is not None})
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 @store_app.command("load")

@@ -18,6 +18,20 @@ MAX_CATEGORIES = 200  # beyond this a text column is an identifier, not a catego
 NUMERIC, CATEGORICAL, BOOLEAN, DATE = "numeric", "categorical", "boolean", "date"
 _TRUE = {"true", "yes", "y", "1", "t"}
 _FALSE = {"false", "no", "n", "0", "f"}
+# Text that spells a missing value: what pandas' CSV reader reads as missing by default. The same
+# text in a Parquet string column, a JSON string or a database text column is missing too, so a
+# file's 'NaN' gets the same verdict whichever way it comes in (tests/unit/test_validation.py
+# holds this list to pandas' own).
+MISSING_TEXTS = frozenset({
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
+    "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+})
+
+
+def present_text(values: pd.Series) -> np.ndarray:
+    """Which values of a text (or object) column are given: not null, not blank, not a missing spelling."""
+    text = values.astype("string").str.strip()
+    return (text.notna() & ~text.isin(list(MISSING_TEXTS))).to_numpy(bool, na_value=False)
 
 
 @dataclass(frozen=True)
@@ -75,8 +89,9 @@ def to_days(values: pd.Series) -> np.ndarray:
     """
     if pd.api.types.is_datetime64_any_dtype(values):
         stamps = pd.to_datetime(values, utc=True)
-    else:
-        stamps = pd.to_datetime(values, errors="coerce", utc=True, format="ISO8601")
+    else:  # surrounding spaces are not part of the date, as training's check and the API read it
+        text = values.astype("string").str.strip() if not pd.api.types.is_numeric_dtype(values) else values
+        stamps = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
     days = (stamps - pd.Timestamp("1970-01-01", tz="UTC")) / pd.Timedelta(days=1)
     return days.to_numpy(dtype=float, na_value=np.nan)
 
@@ -89,6 +104,17 @@ def _one_number(value: object) -> float:
 
 
 def to_numeric(values: pd.Series) -> np.ndarray:
+    """Numbers as finite floats; anything else NaN, booleans included.
+
+    A yes/no value where the model learned numbers is a type mistake (a shifted or renamed column),
+    not the number 1: the API refuses JSON true for a number, so files do too.
+    """
+    if pd.api.types.is_bool_dtype(values):
+        return np.full(len(values), np.nan)
+    if values.dtype == object:
+        flags = values.map(type).isin([bool, np.bool_]).to_numpy(bool)
+        if flags.any():
+            values = values.mask(flags)
     try:
         numbers = pd.to_numeric(values, errors="coerce").astype(float)
     except OverflowError:  # pandas raises instead of coercing ints beyond float range: value by value
@@ -214,10 +240,12 @@ class FeaturePipeline:
             values = customers[spec.name]
             present = values.notna().to_numpy(bool, copy=True)
             if not pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_datetime64_any_dtype(values):
-                present &= values.astype("string").str.strip().ne("").fillna(False).to_numpy(bool)
+                present &= present_text(values)
             bad = present & np.isnan(X[:, j]) & (problems == "")
             for row in np.flatnonzero(bad):
-                problems[row] = f"{spec.name}: {values.iloc[row]!r} is not {UNREADABLE[spec.kind]}"
+                value = values.iloc[row]
+                value = value.item() if isinstance(value, np.generic) else value  # True, not np.True_
+                problems[row] = f"{spec.name}: {value!r} is not {UNREADABLE[spec.kind]}"
         return problems
 
     def missing_columns(self, customers: pd.DataFrame) -> list[str]:

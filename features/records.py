@@ -24,6 +24,7 @@ from cxpredict.features.build import (
     BOOLEAN,
     CATEGORICAL,
     DATE,
+    MISSING_TEXTS,
     NUMERIC,
     FeaturePipeline,
     to_days,
@@ -52,7 +53,9 @@ def _finite(value: int | float) -> float:
 
 
 def _numeric(value: Any) -> float:
-    if isinstance(value, bool | np.bool_ | int | float | np.integer | np.floating):
+    if isinstance(value, bool | np.bool_):  # a yes/no value is not a number (as in `to_numeric`)
+        return math.nan
+    if isinstance(value, int | float | np.integer | np.floating):
         return _finite(value)
     # Text and other objects: defer to pandas so odd spellings parse exactly as in transform.
     return float(to_numeric(pd.Series([value], dtype=object))[0])
@@ -208,14 +211,14 @@ class RecordEncoder:
         elif kind == DATE and kind_of_value is str:
             number = _days_text(value)
             if math.isnan(number):
-                return math.nan if not value.strip() else _NOT_A_DATE
+                return math.nan if value.strip() in MISSING_TEXTS else _NOT_A_DATE
         elif kind == BOOLEAN and kind_of_value is bool:
             return 1.0 if value else 0.0
         else:
             if isinstance(value, np.generic):
                 value = value.item()
-            if _is_missing(value) or (isinstance(value, str) and not value.strip()):
-                return math.nan  # blank text is a missing value, as in a file
+            if _is_missing(value) or (isinstance(value, str) and value.strip() in MISSING_TEXTS):
+                return math.nan  # blank text or 'NaN' is a missing value, as in a CSV file
             problem = self._type_problem(kind, value)
             if problem is not None:
                 return FeatureProblem("wrong_type", problem)

@@ -33,6 +33,7 @@ from cxpredict.features.build import (
     NUMERIC,
     FeaturePipeline,
     plausible_range,
+    present_text,
     to_numeric,
 )
 from cxpredict.features.build import (
@@ -239,7 +240,7 @@ def check_training_columns(customers: pd.DataFrame, label: str, text_columns: It
                     f"in {rows_text(infinite)}")
             continue
         text = values.astype("string").str.strip()
-        present = (text.notna() & text.ne("")).to_numpy(bool)
+        present = present_text(values)
         if present.sum() == 0:
             continue
         for kind in (NUMERIC, BOOLEAN, DATE):

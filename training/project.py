@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import mlflow
 
+from cxpredict.features.secrets import mask_url, mask_urls_in
 from cxpredict.models.registry import (
     TAG_PROJECT_RUN,
     TAG_PROJECT_STORE,
@@ -84,11 +85,13 @@ def link_project_run(run_id: str, tracking_uri: str) -> ProjectRun | None:
         return None
     own = tracking_client(tracking_uri)
     own.set_tag(run_id, TAG_PROJECT_RUN, launcher.run_id)
-    own.set_tag(run_id, TAG_PROJECT_STORE, launcher.tracking_uri)
+    # Tags are read by anyone with the store: the other store's URL without its password.
+    own.set_tag(run_id, TAG_PROJECT_STORE, mask_url(launcher.tracking_uri))
     try:
         theirs = mlflow.MlflowClient(tracking_uri=launcher.tracking_uri or None)
         theirs.set_tag(launcher.run_id, TAG_RUN, run_id)
-        theirs.set_tag(launcher.run_id, TAG_STORE, tracking_uri)
+        theirs.set_tag(launcher.run_id, TAG_STORE, mask_url(tracking_uri))
     except Exception as err:  # any store failure (unreachable, no such run) costs the back link only
-        logger.warning("could not tag the mlflow run %s in %s: %s", launcher.run_id, launcher.tracking_uri, err)
+        logger.warning("could not tag the mlflow run %s in %s: %s", launcher.run_id, mask_url(launcher.tracking_uri),
+                       mask_urls_in(str(err)))
     return launcher

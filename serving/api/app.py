@@ -12,7 +12,6 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
-from pydantic import ValidationError
 
 from cxpredict.features.config import ConfigError, CxConfig, load_config
 from cxpredict.features.strategies import config_strategies
@@ -38,7 +37,7 @@ from cxpredict.serving.api.routes import (
 from cxpredict.serving.api.routes import (
     tasks as task_routes,
 )
-from cxpredict.serving.api.settings import ServingSettings, settings_error_line, store_url
+from cxpredict.serving.api.settings import ServingSettings, read_settings, store_url
 from cxpredict.serving.api.store import CustomerStore
 from cxpredict.serving.api.tasks import TaskStore
 
@@ -90,10 +89,10 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
         The FastAPI app (the model is loaded when it starts, in its lifespan).
     """
     if settings is None:
-        try:
-            settings = ServingSettings()  # type: ignore[call-arg]  # config comes from the environment
-        except ValidationError as err:  # pydantic's own text quotes the input: the API keys
-            raise SettingsError(settings_error_line(err)) from None
+        try:  # pydantic's own text quotes the input: the API keys
+            settings = read_settings()  # config comes from the environment
+        except ValueError as err:
+            raise SettingsError(str(err)) from None
     if not settings.access_log_ids:
         hide_access_log_ids()
     metrics = ApiMetrics()

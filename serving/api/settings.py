@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -15,6 +16,7 @@ from typing import Annotated
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as SourceError
 
 from cxpredict.features.campaigns import default_store_url as campaign_store_default
 from cxpredict.features.config import CxConfig
@@ -130,6 +132,29 @@ def settings_error_line(err: ValidationError) -> str:
     if first["loc"] and first["loc"][0] == "api_keys":
         where = "api_keys"
     return f"server settings: {where or '<root>'}: {str(first['msg']).removeprefix('Value error, ')}"
+
+
+def source_error_line(err: SourceError) -> str:
+    """A CXPREDICT_* value pydantic-settings cannot parse (JSON syntax) as one line without the value."""
+    match = re.search(r'field "([^"]+)"', str(err))
+    field = match.group(1) if match else "<root>"
+    cause = err.__cause__
+    why = (f"not valid JSON ({cause.msg} at character {cause.pos})" if isinstance(cause, json.JSONDecodeError)
+           else "cannot be read")
+    return f"server settings: {field}: the value of CXPREDICT_{field.upper()} is {why}"
+
+
+def read_settings(**values: object) -> ServingSettings:
+    """Settings from the environment and `values`; any problem is a `ValueError` of one line without the input.
+
+    pydantic's and pydantic-settings' own messages quote the input, which holds the API keys.
+    """
+    try:
+        return ServingSettings(**values)  # type: ignore[arg-type]
+    except ValidationError as err:
+        raise ValueError(settings_error_line(err)) from None
+    except SourceError as err:
+        raise ValueError(source_error_line(err)) from None
 
 
 def default_store_url(config: CxConfig) -> str:

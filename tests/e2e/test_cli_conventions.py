@@ -102,3 +102,62 @@ def test_unusable_store_url_is_one_line_without_the_password(small_company_dir: 
                    "--no-alerts", cwd=tmp_path)
     line = _one_error_line(done, needle)
     assert "s3cret-pw" not in done.stderr + done.stdout and "s3cret-pw" not in line
+
+
+@pytest.mark.postgres
+def test_store_load_prints_the_store_url_masked(small_company_dir: Path, tmp_path: Path,
+                                                postgres_database: str) -> None:
+    """A working store whose URL has a password (the local server trusts, so any password connects)."""
+    url = postgres_database.replace("postgresql://postgres@", "postgresql+psycopg2://postgres:s3cret-pw@")
+    done = run_cli("store", "load", "--config", str(small_company_dir / "cxpredict.yaml"), "--store-url", url,
+                   "--no-alerts", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "s3cret-pw" not in done.stdout + done.stderr
+    assert url.replace("s3cret-pw", "***") in done.stdout
+
+
+def test_api_keys_that_are_not_json_are_one_line_without_a_key(small_company_dir: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CXPREDICT_API_KEYS", '{"long-enough-secret-key-7q2w": ["score"],}')
+    done = run_cli("store", "load", "--config", str(small_company_dir / "cxpredict.yaml"), cwd=tmp_path)
+    line = _one_error_line(done, "server settings: api_keys: the value of CXPREDICT_API_KEYS is not valid JSON")
+    assert "7q2w" not in line
+
+
+def _non_utf8_config(folder: Path) -> tuple[str, ...]:
+    config = folder / "cxpredict.yaml"
+    config.write_bytes(b"# caf\xe9\n" + config.read_bytes())
+    return ("score", "--config", str(config), "--out", "s.parquet")
+
+
+def _non_utf8_survey(folder: Path) -> tuple[str, ...]:
+    survey = folder / "survey.csv"
+    lines = survey.read_bytes().split(b"\n")
+    lines[3] += b"\xe9"
+    survey.write_bytes(b"\n".join(lines))
+    return ("train", "--config", str(folder / "cxpredict.yaml"))
+
+
+def _broken_champion(folder: Path) -> tuple[str, ...]:
+    from cxpredict.features.config import load_config
+    from cxpredict.models.registry import CHAMPION, tracking_client
+
+    config = load_config(folder / "cxpredict.yaml")
+    client = tracking_client(config.tracking_uri)
+    client.create_registered_model(config.registered_model_name)
+    version = client.create_model_version(config.registered_model_name, source=str(folder / "deleted-model"))
+    client.set_registered_model_alias(config.registered_model_name, CHAMPION, version.version)
+    return ("score", "--config", str(folder / "cxpredict.yaml"), "--out", "s.parquet")
+
+
+@pytest.mark.parametrize(("make", "needles"), [
+    (_non_utf8_config, ("cxpredict.yaml: line 1: not UTF-8 text (byte 0xe9)",)),
+    (_non_utf8_survey, ("survey.csv: row 3 (line 4): not UTF-8 text (byte 0xe9)",)),
+    (_broken_champion, ("version 1: its model files cannot be read (", "register a working version")),
+], ids=["config-not-utf8", "survey-not-utf8", "broken-champion"])
+def test_user_errors_are_one_line_with_exit_2(tmp_path: Path, make, needles: tuple[str, ...]) -> None:  # noqa: ANN001
+    """Once 58- and 103-line tracebacks, and a byte offset without the row: as a new user meets them."""
+    from cxpredict.features.synthetic import generate_company, write_company
+
+    write_company(generate_company(300, 0.3, seed=3), tmp_path / "company", name="tiny")
+    _one_error_line(run_cli(*make(tmp_path / "company"), cwd=tmp_path), *needles)

@@ -26,12 +26,15 @@ def test_train_and_score_with_postgres_tracking(postgres_database: str, tmp_path
     data = tmp_path / "company"
     config_path = write_company(generate_company(2000, 0.25, seed=5), data, name="pg")
     raw = yaml.safe_load(config_path.read_text())
-    raw["mlflow"] = {"tracking_uri": postgres_database, "artifact_location": (tmp_path / "artifacts").as_uri()}
+    # A password in the URI (the local server trusts, so any password connects): never printed or logged.
+    with_password = postgres_database.replace("postgres@", "postgres:s3cret-pw@")
+    raw["mlflow"] = {"tracking_uri": with_password, "artifact_location": (tmp_path / "artifacts").as_uri()}
     config_path.write_text(yaml.safe_dump(raw, sort_keys=False))
 
     done = run_cli("train", "--config", str(config_path), "--tune-trials", "2", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert f"tracking store: {postgres_database}" in done.stdout
+    assert f"tracking store: {with_password.replace('s3cret-pw', '***')}" in done.stdout
+    assert "s3cret-pw" not in done.stdout + done.stderr
 
     client = mlflow.MlflowClient(tracking_uri=postgres_database, registry_uri=postgres_database)
     champion = client.get_model_version_by_alias("cxpredict-pg", "champion")
@@ -39,6 +42,7 @@ def test_train_and_score_with_postgres_tracking(postgres_database: str, tmp_path
     run = client.get_run(champion.run_id)
     assert run.data.metrics["n_customers"] == 2000
     assert run.data.params["tune_trials"] == "2"
+    assert not [k for k, v in {**run.data.params, **run.data.tags}.items() if "s3cret-pw" in v]
     nested = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
     assert len(nested) >= 10  # the Optuna trials, in PostgreSQL too
     assert (tmp_path / "artifacts").is_dir()  # artifacts where the config put them
@@ -47,6 +51,7 @@ def test_train_and_score_with_postgres_tracking(postgres_database: str, tmp_path
     scores_path = tmp_path / "scores.parquet"
     done = run_cli("score", "--config", str(config_path), "--out", str(scores_path), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
+    assert "s3cret-pw" not in done.stdout + done.stderr
     scores = pd.read_parquet(scores_path)
     assert len(scores) == 2000 and scores["customer_id"].is_unique
     assert set(scores["model_version"]) == {"1"}

@@ -20,7 +20,7 @@ def test_score_spark_equals_local_engine(scale_company: ScaleCompany, tmp_path: 
     customers.loc[3, "customer_id"] = None  # rejected by both engines: missing id
     customers.loc[2600, "customer_id"] = customers.loc[20, "customer_id"]  # repeated in the other file
     customers["monthly_charge"] = customers["monthly_charge"].astype("string")
-    customers.loc[40, "monthly_charge"] = "n/a"  # a number the model cannot read
+    customers.loc[40, "monthly_charge"] = "12,50"  # a number the model cannot read ('n/a' is a missing value)
     folder = tmp_path / "input"
     folder.mkdir()
     customers.iloc[:1500].to_parquet(folder / "a.parquet", index=False)  # pandas writes nanosecond timestamps
@@ -51,7 +51,7 @@ def test_score_spark_equals_local_engine(scale_company: ScaleCompany, tmp_path: 
                .reset_index(drop=True).astype(str) for name in ("local", "spark")}
     pd.testing.assert_frame_equal(rejects["spark"], rejects["local"])
     assert rejects["spark"]["reason"].tolist() == ["missing id", "unreadable value", "duplicate id"]
-    assert rejects["spark"]["detail"].iloc[1] == "monthly_charge: 'n/a' is not a finite number"
+    assert rejects["spark"]["detail"].iloc[1] == "monthly_charge: '12,50' is not a finite number"
     assert float(rejects["spark"]["duplicate_of_row"].iloc[2]) == 20
 
     # Drift counted in Spark's tasks equals the streaming engine's.

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -91,14 +95,15 @@ def test_hashed_key_file_readable_by_others_and_ids_kept_out_of_access_log(
     assert secret not in logs
 
 
-def test_settings_error_never_quotes_a_key() -> None:
-    from pydantic import ValidationError
-
-    from cxpredict.serving.api.settings import ServingSettings, settings_error_line
-
-    short = "short-key"
-    with pytest.raises(ValidationError) as caught:
-        ServingSettings(config="x.yaml", api_keys={short: ["score"], "another-key-0123456789": ["nope"]})
-    line = settings_error_line(caught.value)
-    assert short not in line and "another-key" not in line and "\n" not in line
-    assert line.startswith("server settings: api_keys:")
+@pytest.mark.parametrize("keys", [
+    '{"short-key-3x9q": ["score"], "another-key-0123456789-3x9q": ["nope"]}',
+    '{"another-key-0123456789-3x9q": ["score"],}',  # JSON syntax: pydantic-settings' own error
+], ids=["invalid-keys", "not-json"])
+def test_settings_error_under_uvicorn_factory_never_quotes_a_key(tmp_path: Path, keys: str) -> None:
+    """The server as `uvicorn --factory` runs it: its settings error names the field, never a key."""
+    env = {**os.environ, "CXPREDICT_CONFIG": str(tmp_path / "cxpredict.yaml"), "CXPREDICT_API_KEYS": keys}
+    done = subprocess.run([sys.executable, "-m", "uvicorn", "--factory", "cxpredict.serving.api.app:create_app",
+                           "--port", "0"], capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0 and "SettingsError: server settings: api_keys: " in output, output
+    assert "3x9q" not in output and "another-key" not in output

@@ -70,6 +70,27 @@ BAD_VALUES: list[tuple[str, Any, str]] = [
     ("plan", "日本語 ✓", OK),
     ("network_quality", 55.0, OK),
     ("network_quality", "55.0.1", UNREADABLE),
+    # A yes/no value where the model learned numbers is a type mistake: unreadable, as JSON true is.
+    ("tenure_months", True, UNREADABLE),
+    # Text that spells a missing value (what pandas' CSV reader reads as missing) is missing everywhere.
+    ("tenure_months", "NaN", OK),
+    ("monthly_charge", "NA", OK),
+    ("paperless_billing", "null", OK),
+    ("signup_date", "NaN", OK),
+    ("tenure_months", " 12 ", OK),
+    ("tenure_months", "1_000", UNREADABLE),
+    ("tenure_months", "+5", OK),
+    ("tenure_months", "0x1A", UNREADABLE),
+    ("tenure_months", "1e1", OK),
+    ("tenure_months", "２３", UNREADABLE),
+    ("paperless_billing", "TRUE", OK),
+    ("paperless_billing", " yes", OK),
+    ("paperless_billing", 1, OK),
+    ("signup_date", "2024-01-31T10:00:00", OK),
+    ("signup_date", " 2024-01-31", OK),
+    ("signup_date", "2024-01-31 ", OK),
+    ("age", 38.5, OK),
+    ("age", "-0", OK),
 ]
 REASON_VERDICT = {UNREADABLE: UNREADABLE, IMPLAUSIBLE: IMPLAUSIBLE}
 API_KIND_VERDICT = {"wrong_type": UNREADABLE, "out_of_range": IMPLAUSIBLE}

@@ -220,3 +220,28 @@ def test_urls_inside_free_text_lose_their_password() -> None:
     masked = mask_urls_in(text)
     assert "tiger" not in masked and "p4ss" not in masked and "abc" not in masked
     assert "postgresql://scott:***@db:5432/cx" in masked and masked.startswith("could not connect to '")
+
+
+def test_missing_spellings_are_pandas_csv_ones() -> None:
+    """'NaN' in a Parquet or JSON text means what it means in a CSV: the list is pandas' own."""
+    from pandas._libs.parsers import STR_NA_VALUES
+
+    from cxpredict.features.build import MISSING_TEXTS
+
+    assert set(STR_NA_VALUES) == MISSING_TEXTS
+
+
+def test_booleans_in_a_numeric_column_are_unreadable(customers: pd.DataFrame, pipeline: FeaturePipeline) -> None:
+    """A typed yes/no column (Parquet bool) or a Python True where numbers were learned is not 1."""
+    typed = customers.head(3).copy()
+    typed["tenure_months"] = [True, False, True]
+    with pytest.raises(DataError, match=r"^in\.parquet: tenure_months: True is not a finite number in rows 1, 2, 3$"):
+        check_rows(pipeline, typed, "in.parquet")
+    mixed = customers.head(3).copy()
+    mixed["tenure_months"] = pd.Series([12, True, None], dtype=object)
+    assert list(row_verdicts(pipeline, mixed).reasons) == ["", UNREADABLE, ""]
+    encoder = RecordEncoder(pipeline)
+    j = encoder.names.index("tenure_months")
+    assert math.isnan(encoder.encode_value(j, True)) and encoder.encode_value(j, 12) == 12.0
+    assert encoder.check_record({**customers.iloc[0].to_dict(), "tenure_months": True})["tenure_months"].kind == (
+        "wrong_type")
