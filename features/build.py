@@ -55,6 +55,20 @@ def _looks_boolean(values: pd.Series) -> bool:
     return bool(distinct) and len(distinct) <= 2 and distinct <= (_TRUE | _FALSE) and not distinct <= {"0", "1"}
 
 
+def _looks_numeric_text(values: pd.Series) -> bool:
+    """Text whose every given value is a finite number: what a CSV reader would have read as numbers.
+
+    A Parquet string column or a database text column of numbers is then a number feature, as the same
+    data in a CSV is; otherwise it would be learned as a category of thousands of levels (or dropped).
+    """
+    if not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)):
+        return False
+    given = values[present_text(values)]
+    if given.empty or not np.isfinite(to_numeric(given.head(200))).all():  # most text fails on the first rows
+        return False
+    return bool(np.isfinite(to_numeric(given)).all())
+
+
 UNREADABLE = {NUMERIC: "a finite number", BOOLEAN: "a yes/no value", DATE: "an ISO 8601 date"}
 
 
@@ -66,7 +80,7 @@ def infer_kind(values: pd.Series, forced_categorical: bool = False) -> str:
         return DATE
     if _looks_boolean(values):
         return BOOLEAN
-    if pd.api.types.is_numeric_dtype(values):
+    if pd.api.types.is_numeric_dtype(values) or _looks_numeric_text(values):
         return NUMERIC
     if _looks_like_dates(values):
         return DATE

@@ -245,3 +245,14 @@ def test_booleans_in_a_numeric_column_are_unreadable(customers: pd.DataFrame, pi
     assert math.isnan(encoder.encode_value(j, True)) and encoder.encode_value(j, 12) == 12.0
     assert encoder.check_record({**customers.iloc[0].to_dict(), "tenure_months": True})["tenure_months"].kind == (
         "wrong_type")
+
+
+def test_a_text_column_of_numbers_is_a_number_feature_as_in_a_csv() -> None:
+    """A Parquet string column of numbers is read as a CSV reads the same values (issue 16's parity)."""
+    from cxpredict.features.build import CATEGORICAL, NUMERIC, infer_kind
+
+    as_text = pd.Series([" 12", "89.5", "NA", None, "1e3", "-4"], dtype="string")
+    assert infer_kind(as_text) == NUMERIC
+    assert infer_kind(as_text.astype(object)) == NUMERIC
+    assert infer_kind(pd.Series(["12", "twelve", "3"] * 100, dtype="string")) == CATEGORICAL
+    assert infer_kind(pd.Series(["NA", None], dtype="string")) == CATEGORICAL  # nothing given: no evidence
