@@ -240,9 +240,13 @@ def load_registered_bundle(
     # resolved through MLflow's global registry (and the MLFLOW_*_URI variables that
     # mlflow.set_*_uri export to child processes), which may point at another store.
     label = f"{model_name} version {model_version.version}, {BUNDLE_ARTIFACT}/"
-    expected = recorded_bundle_sha256(client, model_name, str(model_version.version), model_version.run_id)
     cache = _version_cache(cache, model_name, str(model_version.version))
-    bundle = _cached_bundle(cache, expected, label)
+    try:
+        expected: str | None = recorded_bundle_sha256(client, model_name, str(model_version.version),
+                                                      model_version.run_id)
+    except BundleIntegrityError:  # said after the files are looked for, as before the local copy existed
+        expected = None
+    bundle = _cached_bundle(cache, expected, label) if expected else None
     if bundle is None:
         with tempfile.TemporaryDirectory() as tmp:
             try:
@@ -255,6 +259,9 @@ def load_registered_bundle(
                 raise RegisteredModelError(f"{model_name} version {model_version.version}: its model files cannot "
                                            f"be read ({_first_line(err)}); register a working version or move the "
                                            "alias") from None
+            if expected is None:
+                expected = recorded_bundle_sha256(client, model_name, str(model_version.version),
+                                                  model_version.run_id)
             bundle = load_bundle(Path(local), expected_sha256=expected, label=label)
             _store_in_cache(Path(local), cache, expected)
     return LoadedBundle(bundle, model_name, str(model_version.version), model_version.run_id or "", alias)
