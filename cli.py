@@ -195,12 +195,15 @@ def main(
         "--version", callback=_print_version, is_eager=True, help="Print the installed version and exit")] = False,
 ) -> None:
     """cxpredict: experience scores, causes and churn for every silent customer."""
-    from cxpredict.training.project import detach_project_run
-
     _setup_logging(verbose)
     # Under `mlflow run` every command logs its own runs in the config's store (drift runs of
     # `score` included), never by resuming the launcher's run id in a store that lacks it.
-    detach_project_run()
+    # Only then is training/project.py imported: it imports MLflow (~1-2 s), which most commands
+    # outside `mlflow run` never need (the names are RUN_ID_ENV and PROJECT_RUN_ENV there).
+    if os.environ.get("MLFLOW_RUN_ID") or os.environ.get("CXPREDICT_PROJECT_RUN_ID"):
+        from cxpredict.training.project import detach_project_run
+
+        detach_project_run()
     # MLflow's artifact-download progress bar would break the one-line error contract on stderr.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 

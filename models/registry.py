@@ -10,10 +10,14 @@ recorded. The write side (experiment, signature, logging, registering) is
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import sqlite3
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import mlflow
 from mlflow.exceptions import MlflowException
@@ -214,6 +218,14 @@ def load_registered_bundle(
     Raises:
         BundleIntegrityError: a file is missing, added or differs from what training recorded.
     """
+    cache = bundle_cache_dir(tracking_uri)
+    resolved = _resolve_from_sqlite(tracking_uri, model_name, alias, version)
+    if resolved is not None:  # the common case: a local SQLite store, no MLflow client (SQLAlchemy, alembic)
+        number, run_id, expected = resolved
+        bundle = _cached_bundle(_version_cache(cache, model_name, number), expected,
+                                f"{model_name} version {number}, {BUNDLE_ARTIFACT}/")
+        if bundle is not None:
+            return LoadedBundle(bundle, model_name, number, run_id, alias if version is None else None)
     client = tracking_client(tracking_uri)
     wanted = f"{model_name} version {version}" if version is not None else f"{model_name}@{alias}"
     try:
@@ -227,21 +239,128 @@ def load_registered_bundle(
     # The version's own artifact location, resolved by this client: a `models:/` URI would be
     # resolved through MLflow's global registry (and the MLFLOW_*_URI variables that
     # mlflow.set_*_uri export to child processes), which may point at another store.
-    label = f"{model_name} version {model_version.version}"
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            model_uri = client.get_model_version_download_uri(model_name, model_version.version)
-            local = mlflow.artifacts.download_artifacts(
-                artifact_uri=f"{model_uri.rstrip('/')}/artifacts/{BUNDLE_ARTIFACT}", dst_path=tmp,
-                tracking_uri=tracking_uri,
-            )
-        except (MlflowException, OSError) as err:  # deleted artifacts, a moved store, a version without a bundle
-            raise RegisteredModelError(f"{label}: its model files cannot be read ({_first_line(err)}); "
-                                       "register a working version or move the alias") from None
-        expected = recorded_bundle_sha256(client, model_name, str(model_version.version), model_version.run_id)
-        bundle = load_bundle(Path(local), expected_sha256=expected,
-                             label=f"{model_name} version {model_version.version}, {BUNDLE_ARTIFACT}/")
+    label = f"{model_name} version {model_version.version}, {BUNDLE_ARTIFACT}/"
+    cache = _version_cache(cache, model_name, str(model_version.version))
+    try:
+        expected: str | None = recorded_bundle_sha256(client, model_name, str(model_version.version),
+                                                      model_version.run_id)
+    except BundleIntegrityError:  # said after the files are looked for, as before the local copy existed
+        expected = None
+    bundle = _cached_bundle(cache, expected, label) if expected else None
+    if bundle is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                model_uri = client.get_model_version_download_uri(model_name, model_version.version)
+                local = mlflow.artifacts.download_artifacts(
+                    artifact_uri=f"{model_uri.rstrip('/')}/artifacts/{BUNDLE_ARTIFACT}", dst_path=tmp,
+                    tracking_uri=tracking_uri,
+                )
+            except (MlflowException, OSError) as err:  # deleted artifacts, a moved store, a version without a bundle
+                raise RegisteredModelError(f"{model_name} version {model_version.version}: its model files cannot "
+                                           f"be read ({_first_line(err)}); register a working version or move the "
+                                           "alias") from None
+            if expected is None:
+                expected = recorded_bundle_sha256(client, model_name, str(model_version.version),
+                                                  model_version.run_id)
+            bundle = load_bundle(Path(local), expected_sha256=expected, label=label)
+            _store_in_cache(Path(local), cache, expected)
     return LoadedBundle(bundle, model_name, str(model_version.version), model_version.run_id or "", alias)
+
+
+# The local bundle copy. Reading a bundle through MLflow costs a client (SQLAlchemy, alembic's
+# schema check) and a copy of every file on each `score`/`serve`; the copy kept here is keyed by
+# version and by the manifest SHA-256 the training run recorded (`<cache>/<model>/<version>/<sha>/`:
+# a version registered from other files under the same run gets its own folder and its own check),
+# so moving the alias simply selects another folder, and every use re-checks every file against
+# that digest (a changed file is refused, the folder dropped and fetched again from the store).
+BUNDLE_CACHE_ENV = "CXPREDICT_BUNDLE_CACHE"
+
+
+def _sqlite_file(tracking_uri: str) -> Path | None:
+    """The database file of a `sqlite:///` tracking URI, or None for other stores."""
+    if not tracking_uri.startswith("sqlite:"):
+        return None
+    path = unquote(urlparse(tracking_uri).path)
+    # sqlite:///relative.db parses to "/relative.db"; sqlite:////abs.db to "//abs.db".
+    return Path(path[1:]) if path.startswith("/") and not path.startswith("//") else Path(path[1:] or path)
+
+
+def bundle_cache_dir(tracking_uri: str) -> Path:
+    """Where verified bundle copies are kept: $CXPREDICT_BUNDLE_CACHE, else beside a SQLite
+    store (`bundle-cache/`), else the user's cache folder."""
+    if os.environ.get(BUNDLE_CACHE_ENV):
+        return Path(os.environ[BUNDLE_CACHE_ENV])
+    db = _sqlite_file(tracking_uri)
+    if db is not None:
+        return db.resolve().parent / "bundle-cache"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cxpredict" / "bundles"
+
+
+def _version_cache(cache: Path, model_name: str, version: str) -> Path:
+    """The cache folder of one registered version (names are MLflow's: no path separators)."""
+    return cache / model_name.replace("/", "_") / str(version)
+
+
+def _resolve_from_sqlite(tracking_uri: str, model_name: str, alias: str,
+                         version: str | None) -> tuple[str, str, str] | None:
+    """(version, run id, recorded bundle SHA-256) read straight from a SQLite tracking store.
+
+    Three indexed SELECTs instead of MLflow's client, which builds a SQLAlchemy engine and
+    checks the schema first (most of a small job's start-up). None when the store is not a
+    local SQLite file or anything is unexpected (schema, missing rows): the caller then asks
+    MLflow, which also words the errors.
+    """
+    db = _sqlite_file(tracking_uri)
+    if db is None or not db.is_file():
+        return None
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
+            if version is None:
+                row = con.execute("SELECT version FROM registered_model_aliases WHERE name = ? AND alias = ?",
+                                  (model_name, alias)).fetchone()
+                if row is None:
+                    return None
+                version = str(row[0])
+            row = con.execute("SELECT run_id FROM model_versions WHERE name = ? AND version = ? "
+                              "AND current_stage != 'Deleted_Internal'", (model_name, int(version))).fetchone()
+            if row is None or not row[0]:
+                return None
+            run_id = str(row[0])
+            tag = con.execute("SELECT value FROM tags WHERE run_uuid = ? AND key = ?",
+                              (run_id, TAG_BUNDLE_SHA256)).fetchone()
+    except (sqlite3.Error, ValueError):
+        return None
+    if tag is None or not tag[0]:
+        return None
+    return version, run_id, str(tag[0])
+
+
+def _cached_bundle(cache: Path, expected_sha256: str, label: str) -> ScoringBundle | None:
+    """The bundle from the local copy, every file checked against `expected_sha256`; None when
+    there is no copy or it fails the check (then it is removed, to be fetched again)."""
+    folder = cache / expected_sha256
+    if not folder.is_dir():
+        return None
+    try:
+        return load_bundle(folder, expected_sha256=expected_sha256, label=f"{label} (local copy {folder})")
+    except BundleError:  # tampered, truncated or half-removed: never used, fetched again
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
+
+
+def _store_in_cache(source: Path, cache: Path, expected_sha256: str) -> None:
+    """Keep a checked bundle folder as the local copy (written aside, then renamed into place,
+    so a concurrent reader never sees half a folder). A cache that cannot be written is skipped."""
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=cache, prefix=".incoming-"))
+        shutil.copytree(source, tmp, dirs_exist_ok=True)
+        try:
+            tmp.rename(cache / expected_sha256)
+        except OSError:  # another process stored it first
+            shutil.rmtree(tmp, ignore_errors=True)
+    except OSError:
+        return
 
 
 def load_champion(config: CxConfig, version: str | None = None) -> LoadedBundle:
