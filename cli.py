@@ -539,10 +539,33 @@ def segments(
             "yes" if row["reliable"] else f"no (<{cfg.trust.min_segment_respondents} respondents)",
         )
     Console(width=max(Console().width, 170)).print(view)  # the table is the point: never squeeze it
+    typer.echo(_segment_sensitivity_line(table))
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(out, index=False)
         typer.echo(f"segments -> {out}")
+
+
+def _segment_sensitivity_line(table: Any) -> str:
+    """How much unobserved selection the segment figures withstand, in one line (issue 17)."""
+    import math
+
+    from cxpredict.training.segments import WHOLE_POPULATION
+
+    def finite(value: Any) -> bool:
+        return isinstance(value, int | float) and math.isfinite(value)
+
+    if "ranking_flip_lambda" not in table.columns:
+        return "sensitivity: no response model in this bundle, so no range under unobserved selection"
+    lam = table["ranking_flip_lambda"].iloc[0]
+    ranking = ("the ranking of the reliable segments could change once unobserved selection bends the response "
+               f"odds by Λ = {lam:.2f}" if finite(lam)
+               else "the ranking of the reliable segments holds for every Λ up to 50 (or there are fewer than two)")
+    whole = table[table["segment"] == WHOLE_POPULATION]
+    flip = whole["sign_flip_lambda"].iloc[0] if len(whole) and "sign_flip_lambda" in whole else None
+    sign = (f"; the whole population's sign could flip at Λ = {flip:.2f}" if finite(flip)
+            else "; the whole population's sign holds up to Λ = 50")
+    return f"sensitivity: {ranking}{sign} (columns index_dr_lambda_*: the doubly robust range at Λ 1.25, 1.5, 2)"
 
 
 @app.command()

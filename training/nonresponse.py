@@ -418,6 +418,60 @@ def _sign_flip(predicted: np.ndarray, observed: np.ndarray, positions: np.ndarra
     return float(high)
 
 
+def dr_range(predicted: np.ndarray, observed: np.ndarray, positions: np.ndarray, propensity: np.ndarray,
+             lam: float, floor: float = 1e-3) -> tuple[float, float]:
+    """The doubly robust figure's range (points, no bootstrap) when selection bends the odds by up to Λ."""
+    low, high, _ipw_low, _ipw_high = _bounds(np.asarray(predicted, float), np.asarray(observed, float), positions,
+                                             propensity, lam, floor, None)
+    return 100 * low, 100 * high
+
+
+def sign_flip_lambda(predicted: np.ndarray, observed: np.ndarray, positions: np.ndarray, propensity: np.ndarray,
+                     floor: float = 1e-3, max_lambda: float = 50.0) -> float | None:
+    """The smallest Λ whose doubly robust range contains zero (None: not below `max_lambda`)."""
+    return _sign_flip(np.asarray(predicted, float), np.asarray(observed, float), positions, propensity, floor,
+                      max_lambda)
+
+
+SegmentInputs = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # predicted, observed, positions, propensity
+
+
+def ranking_flip_lambda(segments: Sequence[SegmentInputs], floor: float = 1e-3,
+                        max_lambda: float = 50.0) -> float | None:
+    """The smallest Λ at which the segments' doubly robust ranking could change.
+
+    The ranking is the one of the doubly robust figures (Λ = 1); it could change once two segments'
+    ranges overlap (the lower end of a higher-ranked segment reaches the upper end of a lower-ranked
+    one). Ranges widen with Λ, so bisection finds the first such Λ.
+
+    Args:
+        segments: per segment, what `dr_range` takes.
+        floor: propensity floor.
+        max_lambda: the largest Λ searched.
+    Returns:
+        Λ (1.0 when two figures tie already), None with fewer than two segments or not below `max_lambda`.
+    """
+    if len(segments) < 2:
+        return None
+
+    points = [dr_range(*inputs, 1.0, floor)[0] for inputs in segments]
+    order = sorted(range(len(segments)), key=lambda i: -points[i])  # the ranking at Λ = 1
+
+    def overlap(lam: float) -> bool:
+        ranges = [dr_range(*segments[i], lam, floor) for i in order]
+        return any(ranges[i][0] <= ranges[j][1] for i in range(len(ranges)) for j in range(i + 1, len(ranges)))
+
+    if overlap(1.0):
+        return 1.0
+    if not overlap(max_lambda):
+        return None
+    low, high = 1.0, max_lambda
+    for _ in range(30):
+        middle = 0.5 * (low + high)
+        low, high = (low, middle) if overlap(middle) else (middle, high)
+    return float(high)
+
+
 # ---------------------------------------------------------------------------------------------
 # The headline interval and the churn-gap diagnostic
 # ---------------------------------------------------------------------------------------------

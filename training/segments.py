@@ -10,7 +10,7 @@ from cxpredict.features.load import DataError, Dataset
 from cxpredict.models.bundle import ScoringBundle, band_column
 from cxpredict.models.estimators import binary_probability, predict_raw
 from cxpredict.models.problems import predicted_column_names, with_predicted_columns
-from cxpredict.training import evaluate
+from cxpredict.training import evaluate, nonresponse
 
 MISSING_SEGMENT = "(missing)"
 WHOLE_POPULATION = "whole population"  # the row that adds every customer (the headline figure)
@@ -69,7 +69,11 @@ def segment_figures(config: CxConfig, bundle: ScoringBundle, dataset: Dataset, b
         whole_population: end with a `whole population` row over every customer.
     Returns:
         One row per segment: `segment`, `n_customers`, `n_respondents`, mean `p_<band>`,
-        `index_dr`, `index_ci_low`, `index_ci_high`, `index_respondents`, `reliable`.
+        `index_dr`, `index_ci_low`, `index_ci_high`, `index_respondents`, `reliable`; with a response
+        model also the doubly robust range at each Λ of `nonresponse.SENSITIVITY_LAMBDAS`
+        (`index_dr_lambda_<Λ>_low` / `_high`), the Λ at which the segment's sign could flip
+        (`sign_flip_lambda`) and, the same on every row, the Λ at which the reliable segments'
+        ranking could change (`ranking_flip_lambda`; empty: not below Λ = 50).
     """
     customers = dataset.customers
     X = bundle.pipeline.transform(customers)
@@ -83,6 +87,7 @@ def segment_figures(config: CxConfig, bundle: ScoringBundle, dataset: Dataset, b
     positions, observed, propensity = respondent_inputs(config, bundle, dataset, net, X, config.training.threads)
     segment = customers[by].astype("string").fillna(MISSING_SEGMENT).to_numpy(dtype=object)
     rows = []
+    ranked: list[nonresponse.SegmentInputs] = []  # reliable segments, for the ranking's Λ
     values = sorted(pd.unique(segment), key=str)
     for value in [*values, *([WHOLE_POPULATION] if whole_population else [])]:
         if value == WHOLE_POPULATION and whole_population:
@@ -108,5 +113,18 @@ def segment_figures(config: CxConfig, bundle: ScoringBundle, dataset: Dataset, b
             "index_respondents": float(100 * observed[in_segment].mean()) if n_resp else float("nan"),
             "reliable": n_resp >= config.trust.min_segment_respondents,
         })
+        if propensity is not None and n_resp:
+            inputs = (net[members], observed[in_segment], local.loc[positions[in_segment]].to_numpy(),
+                      propensity[in_segment])
+            for lam in nonresponse.SENSITIVITY_LAMBDAS:
+                row[f"index_dr_lambda_{lam}_low"], row[f"index_dr_lambda_{lam}_high"] = nonresponse.dr_range(
+                    *inputs, lam)
+            row["sign_flip_lambda"] = nonresponse.sign_flip_lambda(*inputs)
+            if row["reliable"] and value != WHOLE_POPULATION:
+                ranked.append(inputs)
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    # One figure for the whole table (the same on every row): the Λ at which the reliable segments'
+    # doubly robust ranking could change.
+    table["ranking_flip_lambda"] = nonresponse.ranking_flip_lambda(ranked) if propensity is not None else None
+    return table

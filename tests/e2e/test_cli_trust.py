@@ -60,6 +60,15 @@ def test_segments_by_column_writes_table(trained: Path, tmp_path: Path) -> None:
     assert table["index_dr"].min() <= float(whole["index_dr"].iloc[0]) <= table["index_dr"].max()
     assert (table["index_ci_low"] <= table["index_dr"]).all() and (table["index_dr"] <= table["index_ci_high"]).all()
     assert {"index_respondents", "n_respondents", "reliable", "p_promoter"} <= set(table.columns)
+    # Sensitivity to unobserved selection (issue 17): ranges that contain the figure and widen with Λ,
+    # and the Λ at which the reliable segments' ranking could change, on every row and in the output.
+    low, high = everyone["index_dr_lambda_1.5_low"], everyone["index_dr_lambda_1.5_high"]
+    assert (low <= everyone["index_dr"] + 1e-9).all() and (everyone["index_dr"] <= high + 1e-9).all()
+    assert (everyone["index_dr_lambda_2.0_high"] - everyone["index_dr_lambda_2.0_low"] >= high - low - 1e-9).all()
+    lam = everyone["ranking_flip_lambda"]
+    assert lam.nunique(dropna=False) == 1 and "the ranking of the reliable segments" in done.stdout
+    if lam.notna().all():
+        assert lam.iloc[0] >= 1.0 and f"{lam.iloc[0]:.2f}" in done.stdout
 
 
 def test_segments_unknown_column_is_one_line(trained: Path, tmp_path: Path) -> None:
