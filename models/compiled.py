@@ -9,7 +9,9 @@ booster with a warning, so scoring never depends on compilation succeeding.
 When: compiling a 300-tree model takes about a minute on this 2-core machine, and a bundle has ~12
 boosters, so nothing is compiled at load time. The first `predict_raw` of a booster with at least
 `min_rows` rows (a batch scoring chunk, not an API request) starts its compile on one background
-thread and keeps predicting with the booster; the chunks after it is ready use the library. A
+thread and keeps predicting with the booster; the chunks after it is ready use the library (a job
+that ends first waits for the compile in progress, not for the queued ones: the cache fills over
+the first few jobs). A
 library already in the cache loads synchronously (milliseconds). Compilation is off unless a
 command turns it on (`configure`: `score` and `serve` do, from `scoring.compile`), so training,
 backtests and the tests never pay for it; `CXPREDICT_COMPILE=0` forces it off everywhere.
@@ -21,6 +23,7 @@ library's SHA-256, checked before every load.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import logging
@@ -288,8 +291,20 @@ def predict(booster: Any, X: np.ndarray, threads: int | None = None) -> np.ndarr
         global _executor
         if _executor is None:  # one compile at a time: the machine's cores also score
             _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cxpredict-compile")
+            # concurrent.futures joins its workers from threading's exit hooks (run in reverse
+            # order, before atexit): register there so the queue is dropped before that join.
+            getattr(threading, "_register_atexit", atexit.register)(_drop_queued)
         _executor.submit(_run_compile, booster, state, cache_dir, X_check)
     return None
+
+
+def _drop_queued() -> None:
+    """At exit, the job waits for the compile in progress (it fills the cache) but not the queued ones.
+
+    Registered after concurrent.futures' own exit hook, so it runs first.
+    """
+    if _executor is not None:
+        _executor.shutdown(wait=False, cancel_futures=True)
 
 
 def wait() -> None:
