@@ -127,3 +127,18 @@ def test_shap_sums_to_compiled_raw_score(tmp_path: Path) -> None:
     contributions = TreeShap().fit(booster).shap_values(X[:500])
     raw = model.predict(X[:500], 1).reshape(500, -1)
     assert np.max(np.abs(contributions.sum(axis=2) - raw)) <= 1e-9
+
+
+def test_config_keys_and_no_compile(small_config, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CXPREDICT_COMPILE", raising=False)
+    try:
+        assert small_config.scoring.compile and small_config.scoring.compile_cache is None
+        settings = compiled.configure_from(small_config)
+        assert settings.enabled and settings.cache_dir == small_config.base_dir / compiled.DEFAULT_CACHE
+        assert not compiled.configure_from(small_config, enabled=False).enabled  # score --no-compile
+        scoring = small_config.scoring.model_copy(update={"compile": False, "compile_cache": "cache/trees"})
+        cfg = small_config.model_copy(update={"scoring": scoring})
+        settings = compiled.configure_from(cfg)
+        assert not settings.enabled and settings.cache_dir == small_config.base_dir / "cache" / "trees"
+    finally:
+        compiled.configure(False, None)
