@@ -324,6 +324,8 @@ def score(
     threads: Annotated[int | None, typer.Option(help="LightGBM threads (default: training.threads)")] = None,
     survey_columns: Annotated[bool, typer.Option(
         help="With --input: add `surveyed` and the observed score from the config's survey")] = True,
+    compile_trees: Annotated[bool, typer.Option(
+        "--compile/--no-compile", help="Compiled trees (scoring.compile; models/compiled.py)")] = True,
 ) -> None:
     """Score customers with the champion model: one row per customer.
 
@@ -340,6 +342,9 @@ def score(
     if level is not None and not 0 < level < 1:
         raise ConfigError(f"--level must be between 0 and 1, got {level}")
     cfg = _load(config)
+    from cxpredict.models.compiled import configure_from
+
+    configure_from(cfg, compile_trees)
     if input_path is None:
         if engine is not Engine.local:
             raise ConfigError("--engine spark needs --input (a Parquet file or folder)")

@@ -65,6 +65,11 @@ class ScoringConfig(_Strict):
 
     # reject: the row is rejected (`implausible value`; API 422); warn: scored, counted and logged.
     plausibility: Literal["reject", "warn"] = "reject"
+    # Compiled trees (models/compiled.py): each booster compiled to native code once per model
+    # version and machine, checked equal to LightGBM (1e-9); `score --no-compile` turns it off.
+    compile: bool = True
+    # Cache of compiled libraries, relative to the config's folder; default `.cxpredict-compiled`.
+    compile_cache: str | None = None
 
 
 class ScoreConfig(_Strict):

@@ -16,6 +16,8 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
 
+from cxpredict.models.compiled import predict as compiled_predict
+
 MULTICLASS, BINARY, REGRESSION = "multiclass", "binary", "regression"
 
 
@@ -88,6 +90,9 @@ def predict_raw(booster: lgb.Booster, X: np.ndarray, threads: int | None = None)
     """
     if not isinstance(booster, lgb.Booster):
         return booster.predict_raw(X, threads)
+    compiled = compiled_predict(booster, X, threads)  # native code once verified (models/compiled.py)
+    if compiled is not None:
+        return compiled
     kwargs = {"num_threads": threads} if threads else {}
     return booster.predict(X, raw_score=True, **kwargs)
 

@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from cxpredict.models.bundle import ScoringBundle
     from cxpredict.training.train import TrainResult
 
+# Compiled trees (models/compiled.py) take ~1 min per model: off for the suite, also in the CLI
+# subprocesses (they inherit the environment); tests/model/test_compiled.py turns it on itself.
+os.environ.setdefault("CXPREDICT_COMPILE", "0")
+
 SMALL_CUSTOMERS = 4000
 # 1,000 respondents: ~200 held out, so test metrics (cause AUCs above all) are not too noisy.
 SMALL_SURVEY_RATE = 0.25
