@@ -89,6 +89,9 @@ class ReportInputs:
     backtest: dict[str, Any] | None
     segment_scores: pd.DataFrame | None = None
     previous: dict[str, Any] | None = None  # the previous explain run and its model's figures
+    # The Λ at which the reliable segments' doubly robust ranking could change (issue 17); NaN: it
+    # holds up to Λ = 50 or there are fewer than two reliable segments; None: not computed.
+    segment_ranking_lambda: float | None = None
 
 
 def read_explain_run(config: CxConfig, run_id: str, folder: Path) -> ExplainRun:
@@ -349,6 +352,12 @@ def summary_points(config: CxConfig, loaded: LoadedBundle, run: ExplainRun, inpu
         points.append(f"Segments furthest from the population ({column}, predicted): " + ", ".join(
             f"{esc(str(r.segment))} {r.predicted_score:+.1f} ({r.gap:+.1f} points, {int(r.customers):,} customers)"
             for r in far.itertuples()) + ".")
+    lam = inputs.segment_ranking_lambda
+    if lam is not None:
+        points.append(f"Their doubly robust ranking could change if unobserved selection shifted the odds of "
+                      f"answering by a factor {lam:.2f}." if np.isfinite(lam) else
+                      "Their doubly robust ranking holds even if unobserved selection shifted the odds of answering "
+                      "by a factor of 50 (or fewer than two segments are reliable).")
     return points
 
 
@@ -540,12 +549,25 @@ def build_report(
         scores = (segment_scores(config, loaded, dataset, run.segment_column, predicted)
                   if run.segment_column and run.segment_column in dataset.customers.columns else None)
         inputs = ReportInputs(model_metrics(config, loaded), band_mix(config, loaded, dataset, predicted),
-                              latest_backtest(config), scores, previous_explain_run(config, run))
+                              latest_backtest(config), scores, previous_explain_run(config, run),
+                              _ranking_lambda(config, loaded, dataset, run.segment_column) if scores is not None
+                              else None)
         progress("page", 2, 3)
         page = render_report(config, loaded, run, inputs)
     written = write_text_atomic(page, Path(out))
     progress("done", 3, 3)
     return written, explain_run
+
+
+def _ranking_lambda(config: CxConfig, loaded: LoadedBundle, dataset: Dataset, column: str | None) -> float | None:
+    """The segments' ranking Λ from `segment_figures` (None without a response model)."""
+    from cxpredict.training.segments import segment_figures
+
+    if loaded.bundle.propensity_booster is None:
+        return None
+    figures = segment_figures(config, loaded.bundle, dataset, str(column))
+    value = figures["ranking_flip_lambda"].iloc[0]
+    return float("nan") if value is None or pd.isna(value) else float(value)
 
 
 def _report_targets(loaded: LoadedBundle) -> list[str]:

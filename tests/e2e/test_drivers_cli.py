@@ -92,6 +92,12 @@ def test_report_is_one_self_contained_page(trained_company: Path, tmp_path: Path
     # The summary in words comes first, then the table of contents, then the sections.
     assert page.index("id='summary'") < page.index("class='toc'") < page.index("id='population'")
     assert "se_mean_abs_shap" not in page and "pp of P(detractor)" in page
+    # How much unobserved selection the segments' ranking withstands, the figure `segments` prints (issue 17).
+    segments = run_cli("segments", "--config", str(trained_company), "--segment-by", "segment", cwd=tmp_path)
+    lam = re.search(r"odds by Λ = ([0-9.]+)", segments.stdout)
+    assert "Their doubly robust ranking" in page
+    if lam:
+        assert f"odds of answering by a factor {lam.group(1)}." in page
 
     # Its numbers are the explain run's it names: the top drivers and the fix-first attributes, to the digit.
     run_id = re.search(r"explain run (\w+)", done.stdout).group(1)
