@@ -15,7 +15,7 @@ pi_i = p_i + (1 - p_i) q_i (p_i: the response propensity). The variance of the i
 weighted residual sum is about sum_i s_i^2 / pi_i (s_i: the predicted standard deviation of the
 customer's net score around the model), which, for a fixed budget, is smallest when pi_i is
 proportional to s_i (Neyman allocation; Hansen & Hurwitz 1946 for subsampling non-respondents;
-Särndal, Swensson & Wretman 1992, §3.7 for pi ∝ residual standard deviation). So q_i tops pi_i
+Särndal, Swensson & Wretman 1992 for pi ∝ residual standard deviation). So q_i tops pi_i
 up to c * s_i: uncertain customers and, for the same s_i, customers whose kind rarely answers get
 the largest chances. The draw is systematic (Madow), so each q_i is exactly the chance of being
 proposed and the plan's `inclusion_probability` can weight the answers.
