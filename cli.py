@@ -97,6 +97,11 @@ class Objective(StrEnum):
     score = "score"
 
 
+class SurveyGoal(StrEnum):
+    coverage = "coverage"
+    precision = "precision"
+
+
 def _segment_column(segment_by: str | None, alias: str | None) -> str | None:
     """The segment column, from --segment-by or one of its old spellings (not two different ones)."""
     if segment_by is not None and alias is not None and segment_by != alias:
@@ -613,6 +618,9 @@ def survey_plan(
     segment_alias: SegmentAliasOption = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the draw (default: training.seed)")] = None,
     model_version: ModelVersionOption = None,
+    goal: Annotated[
+        SurveyGoal, typer.Option(help="coverage: fill thinly covered regions; precision: sharpest population score")
+    ] = SurveyGoal.coverage,
 ) -> None:
     """Propose N silent customers to survey next, with the reason for each, as a CSV."""
     from cxpredict.models.registry import load_scoring_inputs
@@ -621,7 +629,7 @@ def survey_plan(
     by = _segment_column(segment_by, segment_alias)
     cfg = _load(config)
     dataset, loaded = load_scoring_inputs(cfg, model_version)
-    plan = plan_survey(cfg, loaded.bundle, dataset, budget, by, seed)
+    plan = plan_survey(cfg, loaded.bundle, dataset, budget, by, seed, goal=goal.value)
     out.parent.mkdir(parents=True, exist_ok=True)
     plan.to_csv(out, index=False)
     reasons = ", ".join(f"{n} {r}" for r, n in plan["reason"].value_counts().items())

@@ -126,6 +126,15 @@ def test_survey_plan_writes_importable_csv(trained: Path, tmp_path: Path) -> Non
     assert plan["reason"].notna().all() and plan["priority"].is_monotonic_decreasing
     too_many = run_cli("survey-plan", "--config", str(trained), "--budget", "999999", cwd=tmp_path)
     assert too_many.returncode == 2 and "silent customers" in too_many.stderr
+    precise = tmp_path / "precise.csv"
+    done = run_cli("survey-plan", "--config", str(trained), "--budget", "50", "--goal", "precision",
+                   "--out", str(precise), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    plan = pd.read_csv(precise)
+    assert len(plan) == 50 and plan["customer_id"].is_unique and not set(plan["customer_id"].astype(str)) & surveyed
+    assert plan["inclusion_probability"].between(0, 1).all() and plan["reason"].notna().all()
+    bad_goal = run_cli("survey-plan", "--config", str(trained), "--budget", "5", "--goal", "speed", cwd=tmp_path)
+    assert bad_goal.returncode == 2 and "Traceback" not in bad_goal.stderr
 
 
 def test_score_stops_on_a_value_the_model_cannot_read(trained: Path, tmp_path: Path) -> None:
