@@ -182,6 +182,10 @@ def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
     for noisy in ("mlflow", "alembic", "urllib3", "git"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # MLflow is imported later, where a command needs it, and then sets its own loggers to
+    # MLFLOW_LOGGING_LEVEL (default INFO), undoing the line above: its INFO lines ("Creating initial
+    # MLflow database tables...") would break the one-line error contract on stderr.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 
 def _print_version(value: bool) -> None:

@@ -59,7 +59,7 @@ from cxpredict.training.project import detach_project_run
 # this against the modules a loaded model really imports); the ranges are cxpredict's own.
 MODEL_DEPENDENCIES = (
     "mlflow", "lightgbm", "catboost", "numba", "numpy", "pandas", "pyarrow", "scikit-learn", "scipy", "pydantic",
-    "pyyaml", "jieba",
+    "pyyaml", "jieba", "treelite", "tl2cgen",  # compiled trees (models/compiled.py), used when scoring
 )
 # The packages the model's code needs (models imports features; neither imports training or serving).
 MODEL_CODE_PACKAGES = (cxpredict.features, cxpredict.models)
