@@ -321,7 +321,8 @@ class _FastLookup:
         names = tuple(c.name for c in customers.columns)
         # The same result processors SQLAlchemy applies (DATETIME text -> datetime, BOOLEAN 0/1 -> bool),
         # so the encoder sees identical values on both paths.
-        processors = tuple(c.type.result_processor(engine.dialect, None) for c in customers.columns)
+        processors = tuple(c.type.dialect_impl(engine.dialect).result_processor(engine.dialect, None)
+                           for c in customers.columns)
         column_list = ", ".join(quote(n) for n in names)
         return cls(
             customer_sql=f"SELECT {column_list} FROM {quote(customers.name)} WHERE {quote(id_column)} = ?",
