@@ -11,6 +11,7 @@ import logging
 import sqlite3
 import threading
 import uuid
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,7 +175,8 @@ class CustomerStore:
         # build and row mapping per request cost more than the model's prediction.
         self._sqlite_path = _sqlite_file(self.engine)
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        # Weak: a connection dies (and closes) with its thread's local storage; close() closes the rest.
+        self._connections: weakref.WeakSet[_ThreadConnection] = weakref.WeakSet()
         self._fast: _FastLookup | None = None
 
     def refresh(self) -> bool:
@@ -223,10 +225,11 @@ class CustomerStore:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             # Autocommit: a reader never holds a transaction open, so `store load` can swap tables.
-            conn = sqlite3.connect(self._sqlite_path, timeout=60, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(self._sqlite_path, timeout=60, isolation_level=None, check_same_thread=False,
+                                   factory=_ThreadConnection)
             self._local.conn = conn
             with self._lock:
-                self._connections.append(conn)
+                self._connections.add(conn)
         return conn
 
     def get(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -292,10 +295,15 @@ class CustomerStore:
 
     def close(self) -> None:
         with self._lock:
-            connections, self._connections = self._connections, []
+            connections = list(self._connections)
+            self._connections.clear()
         for conn in connections:
             conn.close()
         self.engine.dispose()
+
+
+class _ThreadConnection(sqlite3.Connection):
+    """A sqlite3 connection that can be weakly referenced (the C type cannot)."""
 
 
 def _sqlite_file(engine: Engine) -> str | None:
