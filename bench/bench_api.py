@@ -9,6 +9,7 @@ One run measures, for both servers where it applies:
 Usage:
   python bench/bench_api.py [--config DIR/cxpredict.yaml] [--customers 20000] [--tune-trials 3]
                             [--workers 1] [--duration 30] [--out bench/results_api.json]
+                            [--baseline-src /work/main --rounds 3]
 Without --config a synthetic company is generated and trained into a temporary folder. Both
 servers run with the same number of worker processes. Every request goes to 127.0.0.1.
 """
