@@ -9,6 +9,7 @@ One run measures, for both servers where it applies:
 Usage:
   python bench/bench_api.py [--config DIR/cxpredict.yaml] [--customers 20000] [--tune-trials 3]
                             [--workers 1] [--duration 30] [--out bench/results_api.json]
+                            [--baseline-src /work/main --rounds 3]
 Without --config a synthetic company is generated and trained into a temporary folder. Both
 servers run with the same number of worker processes. Every request goes to 127.0.0.1.
 """
@@ -147,6 +148,78 @@ def concurrent(url: str, bodies: list[Any], clients: int, duration: float) -> di
     return asyncio.run(_concurrent(url, bodies, clients, duration))
 
 
+async def _concurrent_get(urls: list[str], clients: int, duration: float, headers: dict[str, str]) -> dict[str, float]:
+    latencies: list[float] = []
+    errors = 0
+    stop_at = time.perf_counter() + duration
+
+    async def client(k: int, session: aiohttp.ClientSession) -> None:
+        nonlocal errors
+        i = k
+        while time.perf_counter() < stop_at:
+            u = urls[i % len(urls)]
+            i += clients
+            started = time.perf_counter()
+            try:
+                async with session.get(u, headers=headers) as response:
+                    await response.read()
+                    errors += response.status != 200
+            except aiohttp.ClientError:
+                errors += 1
+            latencies.append(time.perf_counter() - started)
+
+    connector = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
+        began = time.perf_counter()
+        await asyncio.gather(*(client(k, session) for k in range(clients)))
+        elapsed = time.perf_counter() - began
+    return {**percentiles(latencies), "requests_per_s": len(latencies) / elapsed, "errors": errors,
+            "clients": clients, "seconds": elapsed}
+
+
+def concurrent_get(urls: list[str], clients: int, duration: float,
+                   headers: dict[str, str] | None = None) -> dict[str, float]:
+    """8 clients on GET /v1/customers/{id}/score (the by-id path: store lookup + predict)."""
+    return asyncio.run(_concurrent_get(urls, clients, duration, headers or {}))
+
+
+def median_series(runs: list[dict[str, float]]) -> dict[str, Any]:
+    keys = ("requests_per_s", "p50_ms", "p99_ms")
+    return {**{k: float(np.median([r[k] for r in runs])) for k in keys},
+            "errors": int(sum(r["errors"] for r in runs)), "runs": runs}
+
+
+def compare_sources(args: argparse.Namespace, config_path: Path, work: Path, ours_one: list[Any],
+                    by_id_urls: list[str]) -> dict[str, Any]:
+    """The same concurrent series (by id, inline) against a server run from another source tree
+    (`--baseline-src`, e.g. main) and from this one, interleaved round by round; medians."""
+    link = work / "baseline_src"
+    link.mkdir()
+    (link / "cxpredict").symlink_to(Path(args.baseline_src).resolve())
+    servers: dict[str, tuple[subprocess.Popen, str]] = {}
+    try:
+        for name, env in (("baseline", {"PYTHONPATH": str(link)}), ("this", {})):
+            port = free_port()
+            process = start([sys.executable, "-m", "cxpredict.cli", "serve", "--config", str(config_path), "--host",
+                             HOST, "--port", str(port), "--workers", str(args.workers), "--log-level", "warning"],
+                            work / f"{name}.log", f"http://{HOST}:{port}/readyz", env)
+            servers[name] = (process, f"http://{HOST}:{port}")
+        runs: dict[str, list[dict[str, float]]] = {f"{n}_{k}": [] for n in servers for k in ("by_id", "inline")}
+        for _ in range(args.rounds):
+            for name, (_, base) in servers.items():
+                urls = [u.replace("{base}", base) for u in by_id_urls]
+                runs[f"{name}_by_id"].append(concurrent_get(urls, args.clients, args.duration))
+                runs[f"{name}_inline"].append(concurrent(f"{base}/v1/scores", ours_one, args.clients, args.duration))
+    finally:
+        for process, _ in servers.values():
+            stop(process)
+    out: dict[str, Any] = {k: median_series(v) for k, v in runs.items()}
+    for kind in ("by_id", "inline"):
+        out[f"ratio_{kind}_this_over_baseline"] = (out[f"this_{kind}"]["requests_per_s"]
+                                                   / out[f"baseline_{kind}"]["requests_per_s"])
+    return out
+
+
 def batch(url: str, body: Any, n: int, repeats: int = 5, params: dict | None = None) -> dict[str, float]:
     with httpx.Client(timeout=300) as http:
         http.post(url, json=body, params=params)
@@ -185,6 +258,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=30.0)
     parser.add_argument("--requests", type=int, default=1000, help="sequential requests per series")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results_api.json"))
+    parser.add_argument("--baseline-src", help="another source tree of cxpredict (e.g. /work/main): also run "
+                        "the concurrent by-id and inline series against it, interleaved with this tree's")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds for --baseline-src")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -245,10 +321,17 @@ def main() -> None:
                 results["ours"]["sequential_inline_explain3"] = sequential(f"{base}/v1/scores", ours_one[:n],
                                                                            {"explain": 3})
             results["ours"]["concurrent"] = concurrent(f"{base}/v1/scores", ours_one, args.clients, args.duration)
+            results["ours"]["concurrent_by_id"] = concurrent_get(
+                [f"{base}/v1/customers/{i}/score" for i in sample[config.id_column]], args.clients, args.duration)
             results["ours"]["batch_1000_inline"] = batch(f"{base}/v1/scores", ours_batch, 1000)
             results["ours"]["batch_1000_by_id"] = batch(f"{base}/v1/scores", ours_batch_ids, 1000)
         finally:
             stop(ours)
+
+        if args.baseline_src:
+            results["compare_sources"] = compare_sources(
+                args, config_path, work, ours_one,
+                ["{base}" + f"/v1/customers/{i}/score" for i in sample[config.id_column]])
 
         port = free_port()
         baseline = start(["mlflow", "models", "serve", "-m", f"models:/{config.registered_model_name}@champion",

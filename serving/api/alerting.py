@@ -16,11 +16,14 @@ changes (a child process at low priority: it never blocks scoring requests).
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import logging
 import math
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -479,8 +482,14 @@ class BackgroundAlerts:
     kept in `last_error`, and the server goes on serving.
     """
 
-    def __init__(self, config_path: Path, store_url: str, table: str, threads: int = 1):
+    def __init__(self, config_path: Path, store_url: str, table: str, threads: int = 1,
+                 lock_dir: Path | None = None):
         self.config_path, self.store_url, self.table, self.threads = config_path, store_url, table, threads
+        # With `serve --workers N` every worker sees the champion change: one file lock per store and
+        # table (the URL hashed, never written out) lets the first run it and the others skip that
+        # version instead of scoring the whole store N times.
+        key = hashlib.sha256(f"{store_url}\0{table}".encode()).hexdigest()[:16]
+        self.lock_path = (lock_dir or Path(tempfile.gettempdir())) / f"cxpredict-alerts-{key}.lock"
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self.last_output: str | None = None
@@ -500,26 +509,51 @@ class BackgroundAlerts:
     def _run(self, version: str) -> None:
         with self._lock:
             try:
-                # The store URL goes by environment, never argv: a password in it would show in `ps`.
-                env = {**os.environ, "CXPREDICT_STORE_URL": self.store_url, "CXPREDICT_STORE_TABLE": self.table}
-                child = subprocess.Popen(self.command(version), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                         text=True, env=env)
-                # Below the server's priority: requests first (no preexec_fn: the server has threads).
-                with contextlib.suppress(OSError):
-                    os.setpriority(os.PRIO_PROCESS, child.pid, 10)
-                stdout, stderr = child.communicate(timeout=6 * 3600)
-            except (OSError, subprocess.TimeoutExpired) as err:
-                self.last_error = f"{type(err).__name__}"
-                logger.error("alerts run after the model change to v%s did not finish: %s", version, self.last_error)
+                handle = self.lock_path.open("a+")
+            except OSError as err:  # an unwritable temp folder: run unguarded rather than not at all
+                logger.warning("alerts lock %s not usable (%s); running without it", self.lock_path,
+                               type(err).__name__)
+                self._run_child(version)
                 return
-            done = subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr)
-            self.last_output = done.stdout.strip()
-            if done.returncode != 0:
-                self.last_error = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
-                logger.error("alerts run after the model change to v%s failed: %s", version, self.last_error)
-            else:
-                self.last_error = None
-                logger.info("alerts run after the model change to v%s: %s", version, self.last_output)
+            with handle:
+                self._run_once(handle, version)
+
+    def _run_once(self, handle: Any, version: str) -> None:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # waits while another worker's run is going on
+        handle.seek(0)
+        if handle.read().strip() == version:
+            logger.info("alerts for v%s already run by another worker; skipped", version)
+            return
+        if self._run_child(version):
+            handle.seek(0)
+            handle.truncate()
+            handle.write(version)
+            handle.flush()
+
+    def _run_child(self, version: str) -> bool:
+        """One `alerts run` child; True when it succeeded."""
+        try:
+            # The store URL goes by environment, never argv: a password in it would show in `ps`.
+            env = {**os.environ, "CXPREDICT_STORE_URL": self.store_url, "CXPREDICT_STORE_TABLE": self.table}
+            child = subprocess.Popen(self.command(version), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, env=env)
+            # Below the server's priority: requests first (no preexec_fn: the server has threads).
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, child.pid, 10)
+            stdout, stderr = child.communicate(timeout=6 * 3600)
+        except (OSError, subprocess.TimeoutExpired) as err:
+            self.last_error = f"{type(err).__name__}"
+            logger.error("alerts run after the model change to v%s did not finish: %s", version, self.last_error)
+            return False
+        done = subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr)
+        self.last_output = done.stdout.strip()
+        if done.returncode != 0:
+            self.last_error = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+            logger.error("alerts run after the model change to v%s failed: %s", version, self.last_error)
+            return False
+        self.last_error = None
+        logger.info("alerts run after the model change to v%s: %s", version, self.last_output)
+        return True
 
     def wait(self, timeout: float | None = None) -> None:
         for thread in list(self._threads):

@@ -8,9 +8,11 @@ two tables and swaps them in at the end, so a running server never reads a half-
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -168,6 +170,14 @@ class CustomerStore:
         self._customers: Table | None = None
         self._respondents: Table | None = None
         self.error: str | None = None
+        # SQLite file stores answer single-id lookups through one sqlite3 connection per thread
+        # with fixed SQL (sqlite3 caches the prepared statement): a SQLAlchemy checkout, statement
+        # build and row mapping per request cost more than the model's prediction.
+        self._sqlite_path = _sqlite_file(self.engine)
+        self._local = threading.local()
+        # Weak: a connection dies (and closes) with its thread's local storage; close() closes the rest.
+        self._connections: weakref.WeakSet[_ThreadConnection] = weakref.WeakSet()
+        self._fast: _FastLookup | None = None
 
     def refresh(self) -> bool:
         """(Re)read the tables' definitions; False (with `error` set) when the store is not loaded."""
@@ -185,6 +195,8 @@ class CustomerStore:
                 self.error = f"store table '{self.table_name}' has no id column '{self.id_column}'"
                 return False
             self._customers, self._respondents, self.error = customers, respondents, None
+            self._fast = _FastLookup.build(self.engine, customers, respondents, self.id_column) \
+                if self._sqlite_path else None
             return True
 
     @property
@@ -208,9 +220,25 @@ class CustomerStore:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(customers)).scalar_one())
 
+    def _sqlite(self) -> sqlite3.Connection:
+        """This thread's own connection to the SQLite file (opened once, reused by every lookup)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            # Autocommit: a reader never holds a transaction open, so `store load` can swap tables.
+            conn = sqlite3.connect(self._sqlite_path, timeout=60, isolation_level=None, check_same_thread=False,
+                                   factory=_ThreadConnection)
+            self._local.conn = conn
+            with self._lock:
+                self._connections.add(conn)
+        return conn
+
     def get(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Customer rows by id (ids not in the store are absent from the result)."""
         customers, _ = self._tables()
+        fast = self._fast
+        if fast is not None and len(ids) == 1:
+            row = self._sqlite().execute(fast.customer_sql, (ids[0],)).fetchone()
+            return {} if row is None else {str(ids[0]): fast.customer_record(row)}
         key = customers.c[self.id_column]
         condition = key == ids[0] if len(ids) == 1 else key.in_(list(ids))
         with self.engine.connect() as conn:
@@ -220,6 +248,10 @@ class CustomerStore:
     def observed(self, ids: Sequence[str]) -> dict[str, int | None]:
         """Survey score of the ids that answered the survey."""
         _, respondents = self._tables()
+        fast = self._fast
+        if fast is not None and len(ids) == 1:
+            row = self._sqlite().execute(fast.observed_sql, (ids[0],)).fetchone()
+            return {} if row is None else {str(ids[0]): (None if row[0] is None else int(row[0]))}
         key = respondents.c[self.id_column]
         condition = key == ids[0] if len(ids) == 1 else key.in_(list(ids))
         with self.engine.connect() as conn:
@@ -262,4 +294,51 @@ class CustomerStore:
             return [r[0] for r in conn.execute(select(customers.c[column]).distinct()).all()]
 
     def close(self) -> None:
+        with self._lock:
+            connections = list(self._connections)
+            self._connections.clear()
+        for conn in connections:
+            conn.close()
         self.engine.dispose()
+
+
+class _ThreadConnection(sqlite3.Connection):
+    """A sqlite3 connection that can be weakly referenced (the C type cannot)."""
+
+
+def _sqlite_file(engine: Engine) -> str | None:
+    """The database file of a SQLite engine (None for other databases and in-memory SQLite)."""
+    if engine.dialect.name != "sqlite":
+        return None
+    database = engine.url.database
+    return database if database and database != ":memory:" and not database.startswith("file:") else None
+
+
+@dataclass(frozen=True)
+class _FastLookup:
+    """Fixed SQL for one id and the SQLAlchemy type processors, so a raw row reads as SQLAlchemy's would."""
+
+    customer_sql: str
+    observed_sql: str
+    names: tuple[str, ...]
+    processors: tuple[Callable[[Any], Any] | None, ...]
+
+    @classmethod
+    def build(cls, engine: Engine, customers: Table, respondents: Table, id_column: str) -> _FastLookup:
+        quote = engine.dialect.identifier_preparer.quote
+        names = tuple(c.name for c in customers.columns)
+        # The same result processors SQLAlchemy applies (DATETIME text -> datetime, BOOLEAN 0/1 -> bool),
+        # so the encoder sees identical values on both paths.
+        processors = tuple(c.type.dialect_impl(engine.dialect).result_processor(engine.dialect, None)
+                           for c in customers.columns)
+        column_list = ", ".join(quote(n) for n in names)
+        return cls(
+            customer_sql=f"SELECT {column_list} FROM {quote(customers.name)} WHERE {quote(id_column)} = ?",
+            observed_sql=(f"SELECT {quote(OBSERVED_COLUMN)} FROM {quote(respondents.name)} "
+                          f"WHERE {quote(id_column)} = ?"),
+            names=names, processors=processors,
+        )
+
+    def customer_record(self, row: Sequence[Any]) -> dict[str, Any]:
+        return {name: value if proc is None or value is None else proc(value)
+                for name, proc, value in zip(self.names, self.processors, row, strict=True)}

@@ -101,6 +101,24 @@ def test_score_customer_by_id(client: httpx.Client, company: Company, batch_scor
         batch_scores.loc[customer_id, "churn_probability"], abs=1e-12)
 
 
+def test_score_customer_by_id_get_matches_batch_scoring(client: httpx.Client, company: Company,
+                                                        batch_scores: pd.DataFrame) -> None:
+    """GET by id reads the store through the single-id fast path: every figure equals batch scoring."""
+    ids = company.dataset.survey["customer_id"].head(2).tolist() + \
+        company.dataset.customers["customer_id"].sample(6, random_state=4).tolist()
+    for customer_id in ids:
+        response = client.get(f"/v1/customers/{customer_id}/score")
+        assert response.status_code == 200, response.text
+        body, expected = response.json(), batch_scores.loc[customer_id]
+        assert body["surveyed"] == bool(expected["surveyed"])
+        observed = expected["observed_nps"]
+        assert body["observed_score"] == (None if pd.isna(observed) else int(observed))
+        for name, value in body["predictions"].items():
+            assert value == pytest.approx(expected[name], abs=1e-12), name
+        assert ";".join(body["uncertainty"]["prediction_set"]) == expected["prediction_set"]
+        assert body["uncertainty"]["expected_score_low"] == pytest.approx(expected["expected_score_low"], abs=1e-12)
+
+
 def test_score_customer_unknown_id(client: httpx.Client) -> None:
     response = client.get("/v1/customers/NOT-A-CUSTOMER/score")
     assert response.status_code == 404
