@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +116,9 @@ def sequential_get(urls: list[str]) -> dict[str, float]:
     return {**percentiles(latencies), "errors": errors}
 
 
-async def _concurrent(url: str, bodies: list[Any], clients: int, duration: float) -> dict[str, float]:
+async def _load(send: Callable[[aiohttp.ClientSession, int], Any], clients: int,
+                duration: float) -> dict[str, float]:
+    """`clients` concurrent loops of requests for `duration` s; `send(session, i)` makes the i-th request."""
     latencies: list[float] = []
     errors = 0
     stop_at = time.perf_counter() + duration
@@ -124,15 +127,14 @@ async def _concurrent(url: str, bodies: list[Any], clients: int, duration: float
         nonlocal errors
         i = k
         while time.perf_counter() < stop_at:
-            body = bodies[i % len(bodies)]
-            i += clients
             started = time.perf_counter()
             try:
-                async with session.post(url, json=body) as response:
+                async with send(session, i) as response:
                     await response.read()
                     errors += response.status != 200
             except aiohttp.ClientError:
                 errors += 1
+            i += clients
             latencies.append(time.perf_counter() - started)
 
     connector = aiohttp.TCPConnector(limit=clients)
@@ -145,36 +147,11 @@ async def _concurrent(url: str, bodies: list[Any], clients: int, duration: float
 
 
 def concurrent(url: str, bodies: list[Any], clients: int, duration: float) -> dict[str, float]:
-    return asyncio.run(_concurrent(url, bodies, clients, duration))
+    return asyncio.run(_load(lambda session, i: session.post(url, json=bodies[i % len(bodies)]), clients, duration))
 
 
 async def _concurrent_get(urls: list[str], clients: int, duration: float, headers: dict[str, str]) -> dict[str, float]:
-    latencies: list[float] = []
-    errors = 0
-    stop_at = time.perf_counter() + duration
-
-    async def client(k: int, session: aiohttp.ClientSession) -> None:
-        nonlocal errors
-        i = k
-        while time.perf_counter() < stop_at:
-            u = urls[i % len(urls)]
-            i += clients
-            started = time.perf_counter()
-            try:
-                async with session.get(u, headers=headers) as response:
-                    await response.read()
-                    errors += response.status != 200
-            except aiohttp.ClientError:
-                errors += 1
-            latencies.append(time.perf_counter() - started)
-
-    connector = aiohttp.TCPConnector(limit=clients)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
-        began = time.perf_counter()
-        await asyncio.gather(*(client(k, session) for k in range(clients)))
-        elapsed = time.perf_counter() - began
-    return {**percentiles(latencies), "requests_per_s": len(latencies) / elapsed, "errors": errors,
-            "clients": clients, "seconds": elapsed}
+    return await _load(lambda session, i: session.get(urls[i % len(urls)], headers=headers), clients, duration)
 
 
 def concurrent_get(urls: list[str], clients: int, duration: float,

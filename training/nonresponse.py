@@ -29,7 +29,7 @@ cover matched designs only); each estimator is a few lines of numpy over small s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -407,14 +407,19 @@ def _sign_flip(predicted: np.ndarray, observed: np.ndarray, positions: np.ndarra
         low, high, _l, _h = _bounds(predicted, observed, positions, propensity, lam, floor, None)
         return low <= 0.0 <= high
 
-    if reaches_zero(1.0):
+    return _first_lambda(reaches_zero, max_lambda)
+
+
+def _first_lambda(holds: Callable[[float], bool], max_lambda: float, steps: int = 40) -> float | None:
+    """The smallest Λ in [1, max_lambda] where `holds` (monotone: once true, true for larger Λ) is true."""
+    if holds(1.0):
         return 1.0
-    if not reaches_zero(max_lambda):
+    if not holds(max_lambda):
         return None
     low, high = 1.0, max_lambda
-    for _ in range(40):
+    for _ in range(steps):
         middle = 0.5 * (low + high)
-        low, high = (low, middle) if reaches_zero(middle) else (middle, high)
+        low, high = (low, middle) if holds(middle) else (middle, high)
     return float(high)
 
 
@@ -461,15 +466,7 @@ def ranking_flip_lambda(segments: Sequence[SegmentInputs], floor: float = 1e-3,
         ranges = [dr_range(*segments[i], lam, floor) for i in order]
         return any(ranges[i][0] <= ranges[j][1] for i in range(len(ranges)) for j in range(i + 1, len(ranges)))
 
-    if overlap(1.0):
-        return 1.0
-    if not overlap(max_lambda):
-        return None
-    low, high = 1.0, max_lambda
-    for _ in range(30):
-        middle = 0.5 * (low + high)
-        low, high = (low, middle) if overlap(middle) else (middle, high)
-    return float(high)
+    return _first_lambda(overlap, max_lambda, steps=30)
 
 
 # ---------------------------------------------------------------------------------------------
