@@ -6,14 +6,16 @@ library, verifies it by hash before loading, and checks it against `Booster.pred
 it is ever used. Anything that fails (no compiler, a mismatch, a tampered file) falls back to the
 booster with a warning, so scoring never depends on compilation succeeding.
 
-When: compiling a 300-tree model takes about a minute on this 2-core machine, and a bundle has ~12
-boosters, so nothing is compiled at load time. The first `predict_raw` of a booster with at least
+When: compiling a 300-tree model takes a few seconds on this 2-core machine (about a minute as one C
+file; split over PARALLEL_COMP files, 2.8 s), and a bundle has ~12 boosters, so nothing is compiled at
+load time. The first `predict_raw` of a booster with at least
 `min_rows` rows (a batch scoring chunk, not an API request) starts its compile on one background
 thread and keeps predicting with the booster; the chunks after it is ready use the library (a job
 that ends first waits for the compile in progress, not for the queued ones: the cache fills over
 the first few jobs). A
 library already in the cache loads synchronously (milliseconds). Compilation is off unless a
-command turns it on (`configure`: `score` and `serve` do, from `scoring.compile`), so training,
+command turns it on (`configure`: `score` does, from `scoring.compile`; `serve` does not: its requests
+are far below `min_rows`), so training,
 backtests and the tests never pay for it; `CXPREDICT_COMPILE=0` forces it off everywhere.
 
 Cache: `<cache>/<key>/model.so` + `model.json`, key = SHA-256 of the model text, the compiler's
