@@ -37,7 +37,7 @@ import pandas as pd
 from scipy.interpolate import BSpline
 from scipy.special import expit, log_softmax, logsumexp, softmax
 
-from cxpredict.models.compiled import predict as compiled_predict
+from cxpredict.models.estimators import predict_raw
 from cxpredict.models.treeshap import TreeShap
 
 MULTICLASS, BINARY, REGRESSION = "multiclass", "binary", "regression"
@@ -208,11 +208,8 @@ class LightGBMMember:
     booster: lgb.Booster
 
     def margins(self, X: np.ndarray, threads: int | None = None) -> np.ndarray:
-        compiled = compiled_predict(self.booster, X, threads)  # native code once verified (models/compiled.py)
-        if compiled is not None:
-            return np.asarray(compiled, float).reshape(len(X), -1)
-        kwargs = {"num_threads": threads} if threads else {}
-        return np.asarray(self.booster.predict(X, raw_score=True, **kwargs), float).reshape(len(X), -1)
+        # predict_raw is every booster's one way to predict (compiled trees included, models/compiled.py).
+        return np.asarray(predict_raw(self.booster, X, threads), float).reshape(len(X), -1)
 
 
 @dataclass
